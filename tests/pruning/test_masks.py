@@ -1,0 +1,123 @@
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import settings
+from hypothesis import strategies as st
+
+from tfopt.pruning import masks
+
+
+def _kept_count(n, sparsity):
+    return int(np.round(np.float32(n) * np.float32(1.0 - np.float32(sparsity))))
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    n=st.integers(1, 3000),
+    sparsity=st.floats(0.0, 0.99),
+    zeros=st.integers(0, 50),
+    seed=st.integers(0, 2**16),
+)
+def test_magnitude_mask_prunes_exactly_k_smallest(n, sparsity, zeros, seed):
+    rng = np.random.default_rng(seed)
+    values = np.abs(rng.normal(size=n)).astype("float32")
+    values[: min(zeros, n)] = 0.0
+    mask, threshold = masks.magnitude_mask(values, sparsity)
+    mask = np.asarray(mask)
+    expected_pruned = n - _kept_count(n, sparsity)
+    assert int((mask == 0).sum()) == expected_pruned
+    if 0 < expected_pruned < n:
+        assert values[mask == 0].max() <= values[mask == 1].min()
+        assert float(threshold) == np.sort(values)[expected_pruned - 1]
+
+
+@settings(max_examples=25, deadline=None)
+@given(n=st.integers(1, 2000), seed=st.integers(0, 2**16), data=st.data())
+def test_kth_smallest_equals_numpy_sort(n, seed, data):
+    rng = np.random.default_rng(seed)
+    scale = 10.0 ** rng.integers(-8, 4)
+    values = (np.abs(rng.normal(size=n)) * scale).astype("float32")
+    k = data.draw(st.integers(1, n))
+    assert float(masks.kth_smallest(values, k)) == np.sort(values)[k - 1]
+
+
+def test_ties_are_broken_by_position():
+    values = np.ones((4, 8), "float32")
+    mask, _ = masks.magnitude_mask(values, 0.25)
+    mask = np.asarray(mask).reshape(-1)
+    assert (mask == 0).sum() == 8
+    np.testing.assert_array_equal(mask[:8], 0)
+
+
+def test_block_mask_zeros_whole_blocks_by_average():
+    weights = np.zeros((4, 4), "float32")
+    weights[:2, :2] = 1.0  # strongest block
+    weights[2:, 2:] = 0.5
+    weights[:2, 2:] = 0.1
+    weights[2:, :2] = np.array([[0.9, 0.0], [0.0, 0.0]])  # avg 0.225, max 0.9
+    avg, _ = masks.block_mask(weights, 0.5, (2, 2), "AVG")
+    np.testing.assert_array_equal(np.asarray(avg), [[1, 1, 0, 0]] * 2 + [[0, 0, 1, 1]] * 2)
+    mx, _ = masks.block_mask(weights, 0.5, (2, 2), "MAX")
+    np.testing.assert_array_equal(np.asarray(mx), [[1, 1, 0, 0]] * 2 + [[1, 1, 0, 0]] * 2)
+
+
+def test_block_mask_on_conv_kernel_uses_2d_view():
+    rng = np.random.default_rng(0)
+    kernel = np.abs(rng.normal(size=(3, 3, 4, 8))).astype("float32")
+    mask, _ = masks.block_mask(kernel, 0.5, (4, 2), "AVG")
+    view = np.asarray(mask).reshape(36, 8)
+    blocks = view.reshape(9, 4, 4, 2)
+    # Every block is all ones or all zeros, and half of them are zero.
+    sums = blocks.sum(axis=(1, 3))
+    assert set(np.unique(sums)) <= {0.0, 8.0}
+    assert (sums == 0).sum() == 18
+
+
+@pytest.mark.parametrize("m_by_n", [(2, 4), (1, 4), (3, 4), (1, 2)])
+def test_m_by_n_mask_keeps_largest_in_each_input_channel_group(m_by_n):
+    zeros, group = m_by_n
+    rng = np.random.default_rng(1)
+    kernel = rng.normal(size=(3, 3, 8, 5)).astype("float32")
+    mask, _ = masks.m_by_n_mask(np.abs(kernel), m_by_n)
+    mask = np.asarray(mask)
+    groups = np.moveaxis(mask, 2, -1).reshape(-1, group)
+    values = np.moveaxis(np.abs(kernel), 2, -1).reshape(-1, group)
+    np.testing.assert_array_equal(groups.sum(-1), group - zeros)
+    for row, kept in zip(values, groups):
+        assert set(np.argsort(-row, kind="stable")[: group - zeros]) == set(np.flatnonzero(kept))
+
+
+def test_m_by_n_on_dense_kernel_groups_input_axis():
+    kernel = np.arange(8 * 3, dtype="float32").reshape(8, 3)  # (in, out)
+    mask, _ = masks.m_by_n_mask(kernel, (2, 4))
+    mask = np.asarray(mask)
+    # Along the input axis the two largest of each group of 4 survive.
+    np.testing.assert_array_equal(mask[:, 0], [0, 0, 1, 1, 0, 0, 1, 1])
+
+
+def test_global_threshold_hits_total_sparsity_while_layers_differ():
+    rng = np.random.default_rng(2)
+    small = np.abs(rng.normal(size=(20, 10))).astype("float32") * 0.1
+    large = np.abs(rng.normal(size=(300,))).astype("float32")
+    result, threshold = masks.global_threshold_masks([small, large], 0.6)
+    result = [np.asarray(m) for m in result]
+    pruned = sum(int((m == 0).sum()) for m in result)
+    assert pruned == 500 - _kept_count(500, 0.6)
+    assert (result[0] == 0).mean() > 0.9 > (result[1] == 0).mean()
+    everything = np.concatenate([small.ravel(), large])
+    kept = np.concatenate([m.ravel() for m in result]) == 1
+    assert everything[~kept].max() <= everything[kept].min()
+
+
+@pytest.mark.parametrize(
+    "shape, block, message",
+    [((5, 4), (2, 2), "does not tile"), ((6,), (2, 1), "rank >= 2")],
+)
+def test_bad_block_sizes(shape, block, message):
+    with pytest.raises(ValueError, match=message):
+        masks.check_block_size(shape, block, "w")
+
+
+def test_m_by_n_needs_divisible_input_channels():
+    with pytest.raises(ValueError, match=r"axis -2 has 3\) to be divisible by 4"):
+        masks.check_m_by_n((3, 3, 3, 8), (2, 4), "conv/kernel")

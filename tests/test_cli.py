@@ -1,0 +1,38 @@
+import subprocess
+import sys
+
+import pytest
+from ai_edge_litert.interpreter import Interpreter
+
+from tfopt import cli
+from tfopt import pruning
+from tests.pruning.helpers import cnn
+from tests.pruning.helpers import compile_model
+from tests.pruning.helpers import digits
+
+
+def test_export_and_sparsity_commands_on_a_wrapped_model(tmp_path, capsys):
+    x, y = digits(64)
+    model = compile_model(pruning.prune_low_magnitude(
+        cnn(), pruning_schedule=pruning.ConstantSparsity(0.5, 0, frequency=1)))
+    model.fit(x, y, verbose=0, callbacks=[pruning.UpdatePruningStep()])
+    saved = str(tmp_path / "wrapped.keras")
+    model.save(saved)
+    out = str(tmp_path / "model.tflite")
+    assert cli.main(["export", saved, "--out", out]) == 0
+    assert "bytes" in capsys.readouterr().out
+    Interpreter(model_path=out).allocate_tensors()
+    assert cli.main(["sparsity", saved]) == 0
+    table = capsys.readouterr().out
+    assert "conv2d" in table and "0.5000" in table
+
+
+def test_missing_model_file_is_a_clear_error(tmp_path):
+    with pytest.raises(SystemExit, match="no such model file"):
+        cli.main(["sparsity", str(tmp_path / "nope.keras")])
+
+
+def test_console_script_is_installed():
+    result = subprocess.run([sys.executable, "-m", "tfopt.cli", "--help"],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and "export" in result.stdout

@@ -1,0 +1,331 @@
+"""Wrap a model for pruning, strip the wrappers, report sparsity."""
+
+import warnings
+
+import keras
+import numpy as np
+
+from tfopt.pruning import schedules as schedules_lib
+from tfopt.pruning.registry import prunable_weights
+from tfopt.pruning.wrapper import PruneLowMagnitude
+from tfopt.pruning.wrapper import SCOPES
+from tfopt.pruning.wrapper import validate_block_size
+from tfopt.pruning.wrapper import validate_m_by_n
+from tfopt.pruning import masks as mask_math
+
+
+def prune_low_magnitude(
+    to_prune,
+    pruning_schedule=None,
+    block_size=(1, 1),
+    block_pooling_type="AVG",
+    sparsity_m_by_n=None,
+    scope="layer",
+    layers=None,
+    skip_unsupported=False,
+):
+    """Wraps a layer, a list of layers or a model for magnitude pruning.
+
+    A model (Sequential or Functional, nested models included) is cloned:
+    every prunable layer is wrapped in `PruneLowMagnitude`, every other layer
+    is copied with its weights, and the original model is left untouched.
+    A layer or list of layers is wrapped in place, for use while building a
+    model (this is also the path for subclassed models: wrap the layers in
+    `__init__`). Train the result with the `UpdatePruningStep` callback.
+
+    Args:
+        to_prune: A `keras.layers.Layer`, a list of layers, or a built
+            Sequential/Functional `keras.Model`.
+        pruning_schedule: A `PruningSchedule`; default
+            `ConstantSparsity(0.5, begin_step=0)`.
+        block_size: `(rows, cols)` blocks pruned together (2-D view of each
+            weight, all axes but the last flattened). Default `(1, 1)`.
+        block_pooling_type: `"AVG"` or `"MAX"`: how a block's magnitude is
+            pooled.
+        sparsity_m_by_n: `None` or `(m, n)`: at least `m` zeros in every `n`
+            consecutive input-channel weights, e.g. `(2, 4)`.
+        scope: `"layer"` (every weight reaches the target sparsity) or
+            `"global"` (one magnitude threshold across all pruned weights, so
+            the model's total sparsity hits the target while layers differ).
+        layers: For a model, the names of the layers to prune; default all
+            prunable layers.
+        skip_unsupported: For a model, leave weighted layers that tfopt cannot
+            prune unwrapped (with a warning) instead of raising.
+
+    Returns:
+        The wrapped layer, list of wrapped layers, or a new wrapped model.
+
+    Raises:
+        ValueError: On an invalid argument, an unbuilt model, a model that is
+            already wrapped, an unknown layer name, or an unsupported layer.
+        TypeError: If `to_prune` is not a layer, list of layers or model, or
+            is a subclassed model.
+
+    Example:
+
+    ```python
+    schedule = tfopt.pruning.PolynomialDecay(0.0, 0.8, 0, 1000, frequency=1)
+    pruned = tfopt.pruning.prune_low_magnitude(model, pruning_schedule=schedule)
+    pruned.compile("adam", "sparse_categorical_crossentropy")
+    pruned.fit(x, y, callbacks=[tfopt.pruning.UpdatePruningStep()])
+    final = tfopt.pruning.strip_pruning(pruned)
+    ```
+    """
+    options = dict(
+        pruning_schedule=pruning_schedule,
+        block_size=validate_block_size(block_size),
+        block_pooling_type=block_pooling_type,
+        sparsity_m_by_n=validate_m_by_n(sparsity_m_by_n),
+        scope=scope,
+    )
+    if scope not in SCOPES:
+        raise ValueError(f"scope={scope!r} must be one of {SCOPES}.")
+    if scope == "global" and (options["block_size"] != (1, 1) or sparsity_m_by_n):
+        raise ValueError(
+            "scope='global' prunes single weights by one threshold; it "
+            "cannot be combined with block_size or sparsity_m_by_n."
+        )
+    if pruning_schedule is not None and not isinstance(
+        pruning_schedule, schedules_lib.PruningSchedule
+    ):
+        raise TypeError(
+            "pruning_schedule must be a tfopt.pruning.PruningSchedule (e.g. "
+            f"PolynomialDecay), got {pruning_schedule!r}."
+        )
+    if isinstance(to_prune, (list, tuple)):
+        return [_wrap_layer(layer, options) for layer in to_prune]
+    if isinstance(to_prune, keras.Model):
+        return _wrap_model(to_prune, options, layers, skip_unsupported)
+    if isinstance(to_prune, keras.layers.Layer):
+        return _wrap_layer(to_prune, options)
+    raise TypeError(
+        "prune_low_magnitude takes a keras Layer, a list of layers or a "
+        f"Sequential/Functional keras.Model, got {type(to_prune).__name__}."
+    )
+
+
+def strip_pruning(model):
+    """Returns a plain Keras model with the masks baked into the weights.
+
+    The result has the original architecture (no wrappers, no mask
+    variables); pruned weights are exact zeros, and its outputs equal the
+    wrapped model's in inference.
+
+    Args:
+        model: A Sequential or Functional model returned by
+            `prune_low_magnitude` (possibly trained and reloaded).
+
+    Returns:
+        A new `keras.Model`.
+
+    Raises:
+        TypeError: If `model` is not a Sequential/Functional model (for a
+            subclassed model, export the wrapped model directly: in inference
+            the wrapper is a constant mask that the converter folds).
+
+    Example:
+
+    ```python
+    final = tfopt.pruning.strip_pruning(pruned)
+    final.save("pruned.keras")
+    ```
+    """
+    _check_graph_model(model, "strip_pruning")
+
+    def clone(layer):
+        if isinstance(layer, PruneLowMagnitude):
+            inner = layer.layer
+            new = inner.__class__.from_config(inner.get_config())
+            masked = dict(zip(map(id, layer.prunable_weights), _masked_values(layer)))
+            values = [masked.get(id(w), w.numpy()) for w in inner.weights]
+            return new, values
+        return layer.__class__.from_config(layer.get_config()), layer.get_weights()
+
+    return _clone(model, clone)
+
+
+def sparsity_report(model):
+    """Per-layer and total sparsity of the prunable weights of a model.
+
+    Works on wrapped models (the effective, masked weights are counted) and
+    on plain models (exact zeros in the weights that tfopt would prune).
+
+    Args:
+        model: A Keras model.
+
+    Returns:
+        A dict: `{"layers": [{"layer", "weight", "size", "zeros",
+        "sparsity"}...], "total": {"size", "zeros", "sparsity"}}`.
+
+    Example:
+
+    ```python
+    report = tfopt.pruning.sparsity_report(final)
+    print(report["total"]["sparsity"])
+    ```
+    """
+    rows = []
+    for layer in iter_layers(model):
+        name = layer.name
+        if isinstance(layer, PruneLowMagnitude):
+            name = layer.layer.name  # the same row before and after stripping
+            pairs = zip(layer.prunable_weights, _masked_values(layer))
+        else:
+            weights = prunable_weights(layer) if layer.built else None
+            pairs = [(w, w.numpy()) for w in weights or []]
+        for weight, value in pairs:
+            zeros = int(np.count_nonzero(value == 0))
+            rows.append(
+                {
+                    "layer": name,
+                    "weight": weight.name,
+                    "size": int(value.size),
+                    "zeros": zeros,
+                    "sparsity": zeros / value.size,
+                }
+            )
+    size = sum(r["size"] for r in rows)
+    zeros = sum(r["zeros"] for r in rows)
+    total = {"size": size, "zeros": zeros, "sparsity": zeros / size if size else 0.0}
+    return {"layers": rows, "total": total}
+
+
+def iter_layers(model):
+    """Yields every layer of `model`, descending into nested models."""
+    for layer in getattr(model, "layers", []):
+        yield layer
+        if isinstance(layer, keras.Model):
+            yield from iter_layers(layer)
+
+
+def pruning_wrappers(model):
+    """The `PruneLowMagnitude` layers of a model, nested models included."""
+    return [l for l in iter_layers(model) if isinstance(l, PruneLowMagnitude)]
+
+
+def _masked_values(wrapper):
+    return [
+        np.asarray(w.numpy() * m.numpy(), dtype=w.dtype)
+        for w, m in zip(wrapper.prunable_weights, wrapper.masks)
+    ]
+
+
+def _wrap_layer(layer, options):
+    if not isinstance(layer, keras.layers.Layer) or isinstance(layer, keras.Model):
+        raise TypeError(
+            f"Expected a keras layer to wrap, got {type(layer).__name__}; "
+            "pass models as a whole, not inside a list."
+        )
+    return PruneLowMagnitude(layer, **options)
+
+
+def _check_graph_model(model, what):
+    if not isinstance(model, keras.Model):
+        raise TypeError(f"{what} takes a keras.Model, got {type(model).__name__}.")
+    graph_model = isinstance(model, keras.Sequential) or _is_functional(model)
+    if not graph_model:
+        raise TypeError(
+            f"{what} supports Sequential and Functional models; "
+            f"{model.name!r} is a subclassed {type(model).__name__}. Wrap its "
+            "layers with prune_low_magnitude(layer) inside __init__ instead "
+            "(see the README's 'Subclassed models')."
+        )
+
+
+def _is_functional(model):
+    from keras.src.models.functional import Functional
+
+    return isinstance(model, Functional)
+
+
+def _wrap_model(model, options, layer_names, skip_unsupported):
+    _check_graph_model(model, "prune_low_magnitude")
+    if not model.built or not model.inputs:
+        raise ValueError(
+            f"Model {model.name!r} is not built: give it an Input (or call "
+            "model.build(input_shape)) before pruning it."
+        )
+    all_layers = list(iter_layers(model))
+    wrapped = [l.name for l in all_layers if isinstance(l, PruneLowMagnitude)]
+    if wrapped:
+        raise ValueError(
+            f"Model {model.name!r} is already wrapped for pruning (layers "
+            f"{wrapped}); strip_pruning it first or prune the original."
+        )
+    if layer_names is not None:
+        known = {l.name for l in all_layers}
+        missing = [name for name in layer_names if name not in known]
+        if missing:
+            raise ValueError(
+                f"layers={missing} not found in model {model.name!r}; its "
+                f"layers are {sorted(known)}."
+            )
+    selected = set()
+    for layer in all_layers:
+        if isinstance(layer, keras.Model):
+            continue
+        if layer_names is not None and layer.name not in layer_names:
+            continue
+        weights = prunable_weights(layer)
+        if weights is None:
+            if skip_unsupported:
+                warnings.warn(
+                    f"Layer {layer.name!r} ({type(layer).__name__}) cannot be "
+                    "pruned and is left unwrapped (skip_unsupported=True).",
+                    stacklevel=3,
+                )
+                continue
+            raise ValueError(
+                f"Layer {layer.name!r} ({type(layer).__name__}) holds weights "
+                "tfopt cannot prune. Pass skip_unsupported=True to leave it "
+                "unpruned, restrict pruning with layers=[...], or implement "
+                "get_prunable_weights() on it (tfopt.pruning.PrunableLayer)."
+            )
+        if not weights:
+            continue
+        # Validate patterns now, before any cloning or training.
+        for weight in weights:
+            label = f"{layer.name}/{weight.name}"
+            if options["sparsity_m_by_n"]:
+                mask_math.check_m_by_n(weight.shape, options["sparsity_m_by_n"], label)
+            if options["block_size"] != (1, 1):
+                mask_math.check_block_size(weight.shape, options["block_size"], label)
+        selected.add(id(layer))
+    if not selected:
+        raise ValueError(
+            f"Model {model.name!r} has no layer to prune (selected: "
+            f"{layer_names if layer_names is not None else 'all'})."
+        )
+
+    def clone(layer):
+        new = layer.__class__.from_config(layer.get_config())
+        if id(layer) in selected:
+            build_config = layer.get_build_config()
+            if build_config:
+                new.build_from_config(build_config)
+            return PruneLowMagnitude(new, **options), layer.get_weights()
+        return new, layer.get_weights()
+
+    return _clone(model, clone)
+
+
+def _clone(model, clone_layer):
+    """Clones a graph model with `clone_layer(layer) -> (new, weights)`.
+
+    Weights are copied after cloning, once every new layer is built; for a
+    `PruneLowMagnitude` they go to the wrapped layer.
+    """
+    pending = []
+
+    def clone_function(layer):
+        new, weights = clone_layer(layer)
+        pending.append((new, weights))
+        return new
+
+    cloned = keras.models.clone_model(
+        model, clone_function=clone_function, recursive=True
+    )
+    for new, weights in pending:
+        target = new.layer if isinstance(new, PruneLowMagnitude) else new
+        target.set_weights(weights)
+    return cloned

@@ -1,0 +1,124 @@
+"""Callbacks that drive pruning during `fit`."""
+
+import warnings
+
+import keras
+import numpy as np
+
+from tfopt.pruning import masks as mask_math
+
+
+def _wrappers(model):
+    from tfopt.pruning.api import pruning_wrappers
+
+    return pruning_wrappers(model)
+
+
+class UpdatePruningStep(keras.callbacks.Callback):
+    """Starts and advances pruning; required when training a pruned model.
+
+    At the start of training it marks every `PruneLowMagnitude` wrapper as
+    started (a wrapper trained without this callback raises a clear error on
+    the first batch). The step itself is a variable of each wrapper that
+    advances inside the compiled train step, once per batch, so there is no
+    per-batch Python work, and a model restored from a `.keras` file or a
+    checkpoint continues from its saved step. For `scope="global"` wrappers the callback also computes the
+    shared threshold on the schedule's pruning steps.
+
+    Example:
+
+    ```python
+    pruned.fit(x, y, epochs=2, callbacks=[tfopt.pruning.UpdatePruningStep()])
+    ```
+    """
+
+    def __init__(self):
+        super().__init__()
+        self._global = []
+        self._step = 0
+
+    def on_train_begin(self, logs=None):
+        wrappers = _wrappers(self.model)
+        if not wrappers:
+            warnings.warn(
+                "UpdatePruningStep: the model has no PruneLowMagnitude layers; "
+                "did you train the model returned by prune_low_magnitude?",
+                stacklevel=2,
+            )
+        for wrapper in wrappers:
+            wrapper._pruning_started = True
+        self._global = [w for w in wrappers if w.scope == "global" and w._prunable]
+        if self._global:
+            self._step = int(self._global[0].pruning_step.numpy())
+
+    def on_train_batch_begin(self, batch, logs=None):
+        if not self._global:
+            return
+        schedule = self._global[0].pruning_schedule
+        should_prune, sparsity = schedule(self._step)
+        if bool(should_prune):
+            update_global_masks(self._global, float(sparsity))
+        self._step += 1
+
+
+def update_global_masks(wrappers, sparsity):
+    """Recomputes masks of `wrappers` from one threshold across all of them.
+
+    Args:
+        wrappers: `PruneLowMagnitude` layers with `scope="global"`.
+        sparsity: Target fraction of zeros over all their prunable weights.
+    """
+    weights, masks, thresholds = [], [], []
+    for wrapper in wrappers:
+        weights += wrapper.prunable_weights
+        masks += wrapper.masks
+        thresholds += wrapper.thresholds
+    magnitudes = [np.abs(w.numpy() * m.numpy()) for w, m in zip(weights, masks)]
+    new_masks, threshold = mask_math.global_threshold_masks(magnitudes, sparsity)
+    for variable, value in zip(masks, new_masks):
+        variable.assign(value)
+    for variable in thresholds:
+        variable.assign(threshold)
+
+
+class PruningSummaries(keras.callbacks.Callback):
+    """Writes per-weight sparsity and threshold to TensorBoard each epoch.
+
+    Args:
+        log_dir: Directory of the TensorBoard event files.
+
+    Example:
+
+    ```python
+    callbacks = [tfopt.pruning.UpdatePruningStep(),
+                 tfopt.pruning.PruningSummaries("logs/pruning")]
+    ```
+    """
+
+    def __init__(self, log_dir):
+        super().__init__()
+        if not isinstance(log_dir, str) or not log_dir:
+            raise ValueError(f"log_dir={log_dir!r} must be a non-empty path.")
+        self.log_dir = log_dir
+        self._writer = None
+
+    def on_epoch_end(self, epoch, logs=None):
+        import tensorflow as tf  # TensorBoard's event format is TF's
+
+        if self._writer is None:
+            self._writer = tf.summary.create_file_writer(self.log_dir)
+        with self._writer.as_default(step=epoch):
+            for wrapper in _wrappers(self.model):
+                for weight, mask, threshold in zip(
+                    wrapper.prunable_weights, wrapper.masks, wrapper.thresholds
+                ):
+                    tag = f"{wrapper.layer.name}/{weight.name}"
+                    sparsity = 1.0 - float(np.mean(mask.numpy()))
+                    tf.summary.scalar(f"{tag}/sparsity", sparsity)
+                    tf.summary.scalar(f"{tag}/threshold", float(threshold.numpy()))
+        self._writer.flush()
+
+    def on_train_end(self, logs=None):
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None

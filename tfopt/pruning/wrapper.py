@@ -1,0 +1,313 @@
+"""The layer wrapper that masks a layer's weights and updates the masks."""
+
+import keras
+from keras import layers, ops
+
+from tfopt.pruning import masks as mask_math
+from tfopt.pruning import schedules as schedules_lib
+from tfopt.pruning.registry import prunable_weights
+
+BLOCK_POOLING_TYPES = ("AVG", "MAX")
+SCOPES = ("layer", "global")
+
+_MISSING_CALLBACK = (
+    "{name} is being trained, but the pruning step was never started. Add "
+    "`tfopt.pruning.UpdatePruningStep()` to the callbacks of `fit` (in a "
+    "custom training loop call its `set_model(model)` and "
+    "`on_train_begin()` before the first step)."
+)
+
+
+@keras.saving.register_keras_serializable(package="tfopt")
+class PruneLowMagnitude(layers.Wrapper):
+    """Wraps a layer so that its prunable weights are masked by magnitude.
+
+    The wrapper owns, per prunable weight, a `mask` (1 keeps, 0 prunes) and
+    a `threshold`, plus a `pruning_step` counter; all three are
+    non-trainable variables, so they are checkpointed and saved with the
+    model. In training mode each call advances the step and, when the
+    schedule says so, recomputes the masks from the magnitudes of the
+    currently masked weights (so a pruned weight stays pruned). The layer
+    always computes with `weight * mask`: a pruned weight is exactly zero in
+    the forward pass and receives exactly zero gradient. The raw variable is
+    left untouched (no in-graph assignment to trainable variables, which
+    keeps the wrapper valid under `tf.distribute`); `strip_pruning` bakes the
+    mask in.
+
+    Use `prune_low_magnitude` rather than this class directly.
+
+    Args:
+        layer: The layer to wrap.
+        pruning_schedule: A `PruningSchedule`.
+        block_size: `(rows, cols)` of the blocks pruned together in the 2-D
+            view of a weight (all axes but the last flattened).
+        block_pooling_type: `"AVG"` or `"MAX"`, how a block's magnitude is
+            pooled.
+        sparsity_m_by_n: `None` or `(m, n)`: at least `m` zeros in every `n`
+            consecutive input channels (tfmot's meaning; `(2, 4)` is 2:4).
+            The schedule then only decides when the mask is updated.
+        scope: `"layer"` (each weight reaches the schedule's sparsity) or
+            `"global"` (one threshold across every globally-scoped wrapper,
+            applied by the `UpdatePruningStep` callback).
+        **kwargs: Passed to `keras.layers.Layer`.
+
+    Raises:
+        ValueError: If an argument is invalid or `layer` is already wrapped.
+        TypeError: If `layer` is not a Keras layer or the schedule is not a
+            `PruningSchedule`.
+    """
+
+    def __init__(
+        self,
+        layer,
+        pruning_schedule=None,
+        block_size=(1, 1),
+        block_pooling_type="AVG",
+        sparsity_m_by_n=None,
+        scope="layer",
+        **kwargs,
+    ):
+        if not isinstance(layer, layers.Layer):
+            raise TypeError(
+                f"PruneLowMagnitude wraps a keras.layers.Layer, got {layer!r}."
+            )
+        if isinstance(layer, PruneLowMagnitude):
+            raise ValueError(
+                f"Layer {layer.name!r} is already wrapped for pruning; wrap "
+                "each layer once."
+            )
+        if pruning_schedule is None:
+            pruning_schedule = schedules_lib.ConstantSparsity(0.5, 0)
+        elif isinstance(pruning_schedule, dict):
+            pruning_schedule = schedules_lib.deserialize(pruning_schedule)
+        if not isinstance(pruning_schedule, schedules_lib.PruningSchedule):
+            raise TypeError(
+                "pruning_schedule must be a tfopt.pruning.PruningSchedule "
+                f"(e.g. PolynomialDecay), got {pruning_schedule!r}."
+            )
+        block_size = validate_block_size(block_size)
+        if block_pooling_type not in BLOCK_POOLING_TYPES:
+            raise ValueError(
+                f"block_pooling_type={block_pooling_type!r} must be one of "
+                f"{BLOCK_POOLING_TYPES}."
+            )
+        sparsity_m_by_n = validate_m_by_n(sparsity_m_by_n)
+        if scope not in SCOPES:
+            raise ValueError(f"scope={scope!r} must be one of {SCOPES}.")
+        if scope == "global" and (block_size != (1, 1) or sparsity_m_by_n):
+            raise ValueError(
+                "scope='global' prunes single weights by one threshold; it "
+                "cannot be combined with block_size or sparsity_m_by_n."
+            )
+        kwargs.setdefault("name", f"prune_low_magnitude_{layer.name}")
+        super().__init__(layer, **kwargs)
+        self.pruning_schedule = pruning_schedule
+        self.block_size = block_size
+        self.block_pooling_type = block_pooling_type
+        self.sparsity_m_by_n = sparsity_m_by_n
+        self.scope = scope
+        # Set by UpdatePruningStep.on_train_begin; checked when a training
+        # call is traced, so a forgotten callback fails on the first batch.
+        self._pruning_started = False
+
+    # -- building ---------------------------------------------------------
+
+    def build(self, input_shape=None):
+        if not self.layer.built:
+            if isinstance(self.layer, layers.MultiHeadAttention):
+                # Self-attention shapes; build cross-attention layers before
+                # wrapping them.
+                self.layer.build(input_shape, input_shape)
+            else:
+                self.layer.build(input_shape)
+        weights = prunable_weights(self.layer)
+        if weights is None:
+            raise ValueError(
+                f"Layer {self.layer.name!r} ({type(self.layer).__name__}) has "
+                "weights tfopt does not know how to prune. Implement "
+                "`get_prunable_weights()` on it (see "
+                "tfopt.pruning.PrunableLayer) or leave it unwrapped."
+            )
+        for weight in weights:
+            label = f"{self.layer.name}/{weight.name}"
+            if self.sparsity_m_by_n:
+                mask_math.check_m_by_n(weight.shape, self.sparsity_m_by_n, label)
+            if self.block_size != (1, 1):
+                mask_math.check_block_size(weight.shape, self.block_size, label)
+        self._prunable = weights
+        self.masks = [
+            self.add_weight(
+                name=f"mask_{i}_{w.name}",
+                shape=w.shape,
+                initializer="ones",
+                dtype="float32",
+                trainable=False,
+                aggregation="only_first_replica",
+            )
+            for i, w in enumerate(weights)
+        ]
+        self.thresholds = [
+            self.add_weight(
+                name=f"threshold_{i}_{w.name}",
+                shape=(),
+                initializer="zeros",
+                dtype="float32",
+                trainable=False,
+                aggregation="only_first_replica",
+            )
+            for i, w in enumerate(weights)
+        ]
+        self.pruning_step = self.add_weight(
+            name="pruning_step",
+            shape=(),
+            initializer="zeros",
+            dtype="int64",
+            trainable=False,
+            aggregation="only_first_replica",
+        )
+        self.built = True
+
+    def get_build_config(self):
+        # The inner layer's own build config lets multi-input layers (e.g.
+        # cross-attention) rebuild on load, where one input shape is not
+        # enough.
+        return {"layer": self.layer.get_build_config()}
+
+    def build_from_config(self, config):
+        inner = (config or {}).get("layer")
+        if inner and not self.layer.built:
+            self.layer.build_from_config(inner)
+        self.build((inner or {}).get("input_shape"))
+
+    @property
+    def prunable_weights(self):
+        """The wrapped layer's variables that are masked."""
+        return list(self._prunable)
+
+    # -- training-time mask updates --------------------------------------
+
+    def compute_masks(self, sparsity):
+        """New masks and thresholds for the current weights (as tensors).
+
+        Magnitudes are taken of the masked weights, so pruned weights stay
+        pruned when sparsity only grows.
+        """
+        new_masks, new_thresholds = [], []
+        for weight, mask in zip(self._prunable, self.masks):
+            magnitudes = ops.abs(ops.cast(weight, "float32") * mask)
+            if self.sparsity_m_by_n:
+                new_mask, threshold = mask_math.m_by_n_mask(
+                    magnitudes, self.sparsity_m_by_n
+                )
+            elif self.block_size != (1, 1):
+                new_mask, threshold = mask_math.block_mask(
+                    magnitudes, sparsity, self.block_size, self.block_pooling_type
+                )
+            else:
+                new_mask, threshold = mask_math.magnitude_mask(magnitudes, sparsity)
+            new_masks.append(new_mask)
+            new_thresholds.append(threshold)
+        return new_masks, new_thresholds
+
+    def _update_masks(self):
+        step = self.pruning_step.value
+        should_prune, sparsity = self.pruning_schedule(step)
+
+        def update():
+            return self.compute_masks(sparsity)
+
+        def keep():
+            return (
+                [ops.convert_to_tensor(m) for m in self.masks],
+                [ops.convert_to_tensor(t) for t in self.thresholds],
+            )
+
+        new_masks, new_thresholds = ops.cond(should_prune, update, keep)
+        for variable, value in zip(self.masks, new_masks):
+            variable.assign(value)
+        for variable, value in zip(self.thresholds, new_thresholds):
+            variable.assign(value)
+
+    def call(self, inputs, *args, training=None, **kwargs):
+        if training:
+            if not self._pruning_started:
+                raise ValueError(_MISSING_CALLBACK.format(name=self.name))
+            if self.scope == "layer" and self._prunable:
+                self._update_masks()
+            self.pruning_step.assign_add(1)
+        if self.layer._call_has_training_arg:
+            kwargs["training"] = training
+        prunable_ids = {id(w) for w in self._prunable}
+        mapping = {
+            id(w): (w, w.value * ops.cast(m, w.dtype))
+            for w, m in zip(self._prunable, self.masks)
+        }
+        # Every other variable maps to its current value so that an outer
+        # stateless scope (JAX's trainer) is honoured inside ours.
+        for variable in self.layer.variables:
+            mapping.setdefault(id(variable), (variable, variable.value))
+        scope = keras.StatelessScope(state_mapping=list(mapping.values()))
+        given = dict(scope.state_mapping)
+        with scope:
+            outputs = self.layer(inputs, *args, **kwargs)
+        # Replay state updates the layer made inside the scope (e.g. a
+        # stateful RNN's states) onto the real variables.
+        for key, (variable, _) in mapping.items():
+            updated = scope.state_mapping[key]
+            if key not in prunable_ids and updated is not given[key]:
+                variable.assign(updated)
+        return outputs
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "pruning_schedule": schedules_lib.serialize(self.pruning_schedule),
+                "block_size": list(self.block_size),
+                "block_pooling_type": self.block_pooling_type,
+                "sparsity_m_by_n": (
+                    list(self.sparsity_m_by_n) if self.sparsity_m_by_n else None
+                ),
+                "scope": self.scope,
+            }
+        )
+        return config
+
+
+def validate_block_size(block_size):
+    """Returns `block_size` as a tuple of two positive ints, or raises."""
+    try:
+        rows, cols = block_size
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"block_size={block_size!r} must be a pair (rows, cols) of "
+            "positive ints."
+        ) from None
+    for value in (rows, cols):
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ValueError(
+                f"block_size={block_size!r} must be a pair (rows, cols) of "
+                "positive ints."
+            )
+    return (rows, cols)
+
+
+def validate_m_by_n(m_by_n):
+    """Returns `m_by_n` as a tuple `(m, n)` with 0 < m < n, or None."""
+    if m_by_n is None:
+        return None
+    try:
+        zeros, group = m_by_n
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"sparsity_m_by_n={m_by_n!r} must be None or a pair (m, n): "
+            "m zeros in every n consecutive weights, e.g. (2, 4)."
+        ) from None
+    if not all(isinstance(v, int) and not isinstance(v, bool) for v in m_by_n):
+        raise ValueError(f"sparsity_m_by_n={m_by_n!r} must hold two ints.")
+    if not 0 < zeros < group:
+        raise ValueError(
+            f"sparsity_m_by_n={m_by_n!r}: m (zeros per group) must be at least "
+            "1 and smaller than n (the group size), e.g. (2, 4)."
+        )
+    return (zeros, group)
