@@ -235,8 +235,6 @@ class PruneLowMagnitude(layers.Wrapper):
             if self.scope == "layer" and self._prunable:
                 self._update_masks()
             self.pruning_step.assign_add(1)
-        if self.layer._call_has_training_arg:
-            kwargs["training"] = training
         prunable_ids = {id(w) for w in self._prunable}
         mapping = {
             id(w): (w, w.value * ops.cast(m, w.dtype))
