@@ -167,7 +167,14 @@ def pruning_run(dense, data, target, args, steps_per_epoch):
     overall, per_layer = kernel_sparsity(stripped)
     tflite_bytes = to_tflite(stripped)
     updates = mask_update_steps(epochs * steps_per_epoch, end_step, args.frequency)
+    tflite_path = None
+    if args.tflite_dir:
+        # Kept so the caller can time the very file tfmot produced.
+        tflite_path = os.path.join(args.tflite_dir, f"tfmot_prune_{round(target * 100)}.tflite")
+        with open(tflite_path, "wb") as handle:
+            handle.write(tflite_bytes)
     return {
+        "tflite_path": tflite_path,
         "target_sparsity": target,
         "accuracy": keras_accuracy(stripped, x_test, y_test),
         "tflite_accuracy": tflite_accuracy(tflite_bytes, x_test, y_test),
@@ -267,6 +274,10 @@ def parse_args(argv=None):
                    help="extra epochs at constant final sparsity")
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--tflite-dir", default=None,
+                   help="also write each stripped model's .tflite here")
+    p.add_argument("--skip-timing", action="store_true",
+                   help="skip the train-step timing")
     p.add_argument("--timing-rounds", type=int, default=5)
     p.add_argument("--timing-steps", type=int, default=20)
     p.add_argument("--timing-warmup", type=int, default=5,
@@ -287,7 +298,9 @@ def summarize(result):
             f"  target={r['target_sparsity']:.2f}: sparsity={r['sparsity']:.4f} "
             f"acc={r['accuracy']:.4f} tflite_acc={r['tflite_accuracy']:.4f} "
             f"gzip={r['tflite_gzip_bytes']}B mask_updates={r['mask_updates']}")
-    t = result["timing"]
+    t = result.get("timing")
+    if t is None:
+        return "\n".join(lines)
     lines.append(
         f"  step: plain={t['plain_ms']:.2f}ms every_step={t['every_step_ms']:.2f}ms "
         f"(x{t['every_step_ratio']:.2f}) at_frequency={t['at_frequency_ms']:.2f}ms "
@@ -317,8 +330,9 @@ def main(argv=None):
                   **size_report(dense_tflite)},
         "runs": [pruning_run(dense, data, s, args, steps_per_epoch)
                  for s in args.sparsities],
-        "timing": time_steps(dense, x_train, y_train, args),
     }
+    if not args.skip_timing:
+        result["timing"] = time_steps(dense, x_train, y_train, args)
 
     with open(args.out, "w") as f:
         json.dump(result, f, indent=2)

@@ -36,3 +36,13 @@ def test_console_script_is_installed():
     result = subprocess.run([sys.executable, "-m", "tfopt.cli", "--help"],
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0 and "export" in result.stdout
+
+
+def test_bench_rejects_unknown_suite_and_missing_gpu(tmp_path):
+    with pytest.raises(SystemExit, match="Unknown suite 'huge'"):
+        cli.main(["bench", "--suite", "huge", "--out", str(tmp_path)])
+    from tfopt import bench
+
+    if not bench.gpu_devices():
+        with pytest.raises(SystemExit, match="sees no GPU"):
+            cli.main(["bench", "--device", "gpu", "--out", str(tmp_path)])

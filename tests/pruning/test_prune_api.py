@@ -266,3 +266,16 @@ def test_global_scope_hits_total_sparsity_with_different_layer_sparsities():
     assert max(per_layer) - min(per_layer) > 0.05
     with pytest.raises(ValueError, match="scope='global'"):
         pruning.prune_low_magnitude(model, scope="global", block_size=(2, 2))
+
+
+def test_mask_update_compiles_under_xla():
+    # Keras turns XLA on by default on GPUs; every mask op must have static
+    # shapes (a data-sized histogram such as ops.bincount would not compile).
+    model = pruning.prune_low_magnitude(
+        cnn(), pruning_schedule=pruning.PolynomialDecay(0.0, 0.7, 0, 3, frequency=1))
+    model.compile(optimizer="adam", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                  jit_compile=True)
+    x, y = digits(128)
+    model.fit(x, y, batch_size=32, epochs=1, verbose=0, callbacks=[pruning.UpdatePruningStep()])
+    for row in pruning.sparsity_report(model)["layers"]:
+        assert row["zeros"] == row["size"] - round(row["size"] * 0.3), row

@@ -1,7 +1,23 @@
-"""Export of Keras models to TFLite (LiteRT)."""
+"""Export of Keras models to TFLite (LiteRT), and checks of the result.
 
+`to_tflite` converts (float or quantized) and returns a `TFLiteExport`;
+`inspect_tflite` reads ops, io and weights out of any `.tflite` file;
+`verify` and `evaluate_tflite` run the file in the LiteRT interpreter and
+compare it with Keras or score it on labelled data.
+"""
+
+from tfopt.export.inspect import inspect_tflite
 from tfopt.export.tflite import TFLiteExport
 from tfopt.export.tflite import gzip_size
 from tfopt.export.tflite import to_tflite
+from tfopt.export.verify import evaluate_tflite
+from tfopt.export.verify import verify
 
-__all__ = ["TFLiteExport", "gzip_size", "to_tflite"]
+__all__ = [
+    "TFLiteExport",
+    "evaluate_tflite",
+    "gzip_size",
+    "inspect_tflite",
+    "to_tflite",
+    "verify",
+]

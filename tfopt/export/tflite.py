@@ -1,16 +1,28 @@
-"""Conversion of Keras models to TFLite (LiteRT) flatbuffers."""
+"""Conversion of Keras models to TFLite (LiteRT) flatbuffers.
+
+`to_tflite` covers float export and the converter's post-training
+quantization modes, and returns a `TFLiteExport` that already holds the facts
+a user checks next (ops, io dtypes and quantization, per-weight dtypes and
+zeros), read back from the written flatbuffer by `tfopt.export.inspect`.
+"""
 
 import dataclasses
 import gzip
 import os
+import re
 import tempfile
 
 import keras
+import numpy as np
+
+QUANTIZATION_MODES = (None, "dynamic", "float16", "int8", "int16x8")
+# Modes whose converter calibrates activations on a representative dataset.
+_CALIBRATED = ("int8", "int16x8")
 
 
 @dataclasses.dataclass(frozen=True)
 class TFLiteExport:
-    """A converted model and its sizes.
+    """A converted model, its sizes and what the flatbuffer contains.
 
     Attributes:
         path: Where the file was written, or None if kept in memory.
@@ -18,70 +30,368 @@ class TFLiteExport:
         size_bytes: Size of the file.
         gzip_bytes: Size after `gzip -9`, the measure tfmot's guides use
             for what sparsity saves in transfer and storage.
+        ops: Sorted names of the operators the file uses (`"CONV_2D"`,
+            `"FULLY_CONNECTED"`, ... and `"Flex..."` for select TF ops).
+        flex_ops: The select-TF (Flex) ops among `ops`; empty unless the
+            model was converted with `allow_select_tf_ops=True` and needed
+            them. A runtime without the Flex delegate cannot run those.
+        inputs: One dict per input: `name`, `shape` (the signature, -1 for
+            a dynamic dimension), `dtype` (e.g. `"float32"`, `"int8"`) and
+            `quantization` `(scale, zero_point)` (`(0.0, 0)` if float).
+        outputs: The same for the outputs.
+        weights: One dict per constant tensor holding data: `name`,
+            `dtype`, `shape`, `size` (element count), `zero_fraction` and
+            `sparse` (stored in TFLite's sparse format).
+        quantization: The quantization mode used (None for float).
     """
 
     path: str | None
     content: bytes
     size_bytes: int
     gzip_bytes: int
+    ops: list = dataclasses.field(default_factory=list)
+    flex_ops: list = dataclasses.field(default_factory=list)
+    inputs: list = dataclasses.field(default_factory=list)
+    outputs: list = dataclasses.field(default_factory=list)
+    weights: list = dataclasses.field(default_factory=list)
+    quantization: str | None = None
 
 
 def gzip_size(content):
-    """Bytes of `content` compressed with gzip at level 9."""
+    """Bytes of `content` compressed with gzip at level 9.
+
+    Args:
+        content: The bytes to measure (e.g. a `.tflite` flatbuffer).
+
+    Returns:
+        The compressed length in bytes (`mtime=0`, so it is reproducible).
+
+    Example:
+
+    >>> gzip_size(b"\\0" * 1000) < 1000
+    True
+    """
     return len(gzip.compress(content, compresslevel=9, mtime=0))
 
 
-def to_tflite(model, path=None):
-    """Converts a Keras model to a float TFLite file.
+def to_tflite(
+    model,
+    path=None,
+    quantization=None,
+    representative_data=None,
+    int8_io=False,
+    sparsity=False,
+    batch_size=None,
+    allow_select_tf_ops=False,
+):
+    """Converts a Keras model to a TFLite file, float or quantized.
 
-    The model is exported as a SavedModel (Keras 3's `model.export`) and
-    converted with TFLite builtin ops only, so an op TFLite lacks fails
-    here, at conversion, and not on the device.
+    The model is exported as a SavedModel (Keras 3's `model.export`, with an
+    explicit input signature) and converted with TFLite builtin ops only, so
+    an op TFLite lacks fails here, at conversion, and not on the device.
+
+    Quantization modes (post-training, all by the TFLite converter):
+
+    - `None`: float32 weights and activations.
+    - `"dynamic"`: int8 weights, float activations (`Optimize.DEFAULT`).
+      The converter leaves tensors under 1,024 elements in float32, so a
+      tiny model may come out unchanged.
+    - `"float16"`: float16 weights, dequantized at load time.
+    - `"int8"`: full integer (int8 weights and activations, int32 biases),
+      calibrated on `representative_data`. Inputs and outputs stay float32
+      unless `int8_io`. On this converter an op with no int8 kernel does
+      not fail: it silently stays float between DEQUANTIZE and QUANTIZE
+      ops, so check `ops` and `weights` when full integer matters.
+      (Models with fake-quant ops from quantization-aware training will not
+      need calibration data; tfopt's QAT is not there yet, so for now
+      `representative_data` is always required.)
+    - `"int16x8"`: int16 activations, int8 weights, calibrated likewise:
+      more accurate than int8, with fewer and slower kernels.
 
     Args:
         model: A built Keras model with defined input shapes (a pruned model
             should be passed through `tfopt.pruning.strip_pruning` first).
         path: Where to write the `.tflite` file; None keeps it in memory.
+        quantization: One of `None`, `"dynamic"`, `"float16"`, `"int8"`,
+            `"int16x8"`.
+        representative_data: Inputs to calibrate activation ranges, for
+            `"int8"` and `"int16x8"`: a numpy array of shape
+            `(n, *input_shape)` (a few hundred training examples suffice).
+        int8_io: Make the file's input and output int8 too (only with
+            `"int8"`); feed it with the input's own scale and zero point.
+        sparsity: Also store sparse weights in TFLite's sparse format
+            (`Optimize.EXPERIMENTAL_SPARSITY`). The written model is then
+            loaded, allocated and invoked once in the LiteRT interpreter
+            (XNNPACK by default), because some combinations convert into
+            files the runtime refuses.
+        batch_size: Fix the input's batch dimension to this size. None (the
+            default) keeps it dynamic: the file is allocated at batch 1 and
+            can be resized to any batch. A fixed batch cannot be resized
+            (shapes such as Flatten's are folded into constants).
+        allow_select_tf_ops: Allow select TensorFlow ops (Flex) for ops
+            TFLite has no builtin for; the file then needs the Flex delegate.
 
     Returns:
-        A `TFLiteExport` with the bytes and sizes.
+        A `TFLiteExport` with the bytes, sizes, ops, io and weight facts.
 
     Raises:
-        TypeError: If `model` is not a Keras model.
-        ValueError: If the model is not built or does not convert.
+        TypeError: If `model` is not a Keras model, or
+            `representative_data` is not array-like.
+        ValueError: If the model is not built or has undefined input
+            dimensions; if `quantization` is unknown; if `"int8"` or
+            `"int16x8"` lacks `representative_data` or its example shape
+            does not match the model's input; if `int8_io` is used without
+            `"int8"`; if conversion fails (ops TFLite lacks are named); or
+            if `sparsity=True` gives a file the interpreter cannot run.
 
     Example:
 
     ```python
-    exported = tfopt.export.to_tflite(final, "pruned.tflite")
-    print(exported.size_bytes, exported.gzip_bytes)
+    exported = tfopt.export.to_tflite(
+        final, "model.tflite", quantization="int8",
+        representative_data=x_train[:200])
+    print(exported.size_bytes, exported.gzip_bytes, exported.ops)
     ```
     """
     import tensorflow as tf
 
+    from tfopt.export.inspect import inspect_tflite
+
+    signature, input_specs = _validate(
+        model, quantization, representative_data, int8_io, batch_size
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        saved = os.path.join(tmp, "saved_model")
+        model.export(
+            saved, format="tf_saved_model", verbose=False,
+            input_signature=signature,
+        )
+        converter = tf.lite.TFLiteConverter.from_saved_model(saved)
+        _configure(converter, quantization, int8_io, sparsity,
+                   allow_select_tf_ops)
+        if quantization in _CALIBRATED:
+            converter.representative_dataset = _representative_dataset(
+                representative_data, input_specs[0], batch_size
+            )
+        try:
+            content = converter.convert()
+        except Exception as error:  # the converter raises several types
+            raise _conversion_error(model, error, allow_select_tf_ops) from None
+    if sparsity:
+        _check_runs(model, content, quantization)
+    if path is not None:
+        with open(path, "wb") as handle:
+            handle.write(content)
+    facts = inspect_tflite(content)
+    return TFLiteExport(
+        path=path,
+        content=content,
+        size_bytes=len(content),
+        gzip_bytes=gzip_size(content),
+        ops=facts["ops"],
+        flex_ops=facts["flex_ops"],
+        inputs=facts["inputs"],
+        outputs=facts["outputs"],
+        weights=facts["weights"],
+        quantization=quantization,
+    )
+
+
+def _validate(model, quantization, representative_data, int8_io, batch_size):
+    """Checks the arguments; returns the export signature and its specs."""
     if not isinstance(model, keras.Model):
         raise TypeError(f"to_tflite takes a keras.Model, got {type(model).__name__}.")
     if not model.built:
         raise ValueError(
             f"Model {model.name!r} is not built; give it an Input shape first."
         )
-    with tempfile.TemporaryDirectory() as tmp:
-        saved = os.path.join(tmp, "saved_model")
-        model.export(saved, format="tf_saved_model", verbose=False)
-        converter = tf.lite.TFLiteConverter.from_saved_model(saved)
-        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
-        try:
-            content = converter.convert()
-        except Exception as error:  # the converter raises several types
+    if quantization not in QUANTIZATION_MODES:
+        raise ValueError(
+            f"Unknown quantization={quantization!r}; use one of "
+            f"{', '.join(repr(m) for m in QUANTIZATION_MODES)}."
+        )
+    if int8_io and quantization != "int8":
+        raise ValueError(
+            f"int8_io=True needs quantization='int8' (got {quantization!r}): "
+            "only a fully integer model can take and return int8."
+        )
+    if batch_size is not None and (
+        isinstance(batch_size, bool) or not isinstance(batch_size, int)
+        or batch_size < 1
+    ):
+        raise ValueError(f"batch_size={batch_size!r} must be a positive int or None.")
+    signature = _input_signature(model, batch_size)
+    leaves = keras.tree.flatten(signature)
+    for spec in leaves:
+        if any(dim is None for dim in spec.shape[1:]):
             raise ValueError(
-                f"TFLite conversion of {model.name!r} failed: {error}"
-            ) from error
-    if path is not None:
-        with open(path, "wb") as handle:
-            handle.write(content)
-    return TFLiteExport(
-        path=path,
-        content=content,
-        size_bytes=len(content),
-        gzip_bytes=gzip_size(content),
+                f"Model {model.name!r} has an input of shape "
+                f"{tuple(spec.shape)} with undefined dimensions; TFLite "
+                "export needs every dimension but the batch defined."
+            )
+    if quantization in _CALIBRATED:
+        if representative_data is None:
+            raise ValueError(
+                f"quantization={quantization!r} calibrates activation ranges "
+                "and needs representative_data: a numpy array of inputs "
+                "(e.g. x_train[:200])."
+            )
+        if len(leaves) != 1:
+            raise ValueError(
+                f"quantization={quantization!r} supports single-input models "
+                f"only; {model.name!r} has {len(leaves)} inputs."
+            )
+        _check_representative(representative_data, tuple(leaves[0].shape),
+                              batch_size)
+    return signature, leaves
+
+
+def _input_signature(model, batch_size):
+    import tensorflow as tf
+
+    try:
+        # Keras' own rule for what `model.export` traces (Functional models
+        # take one nested argument, subclassed ones their first call's
+        # shapes): reusing it keeps the structure right for every kind.
+        # It is private, so fall back to the public `inputs` if it moves.
+        from keras.src.export.export_utils import get_input_signature
+    except ImportError:
+        def get_input_signature(model):
+            if not hasattr(model, "inputs"):
+                raise ValueError("it has no `inputs`.")
+            return [model.inputs[0] if len(model.inputs) == 1 else model.inputs]
+    try:
+        specs = get_input_signature(model)
+    except ValueError as error:
+        raise ValueError(
+            f"Model {model.name!r} has no defined input shape: {error}"
+        ) from None
+
+    def fix(spec):
+        shape = (batch_size, *spec.shape[1:])
+        return tf.TensorSpec(shape, spec.dtype or "float32",
+                             name=getattr(spec, "name", None))
+
+    return keras.tree.map_structure(fix, specs)
+
+
+def _check_representative(data, input_shape, batch_size):
+    if not hasattr(data, "shape") or not hasattr(data, "dtype"):
+        raise TypeError(
+            "representative_data must be a numpy array of inputs, got "
+            f"{type(data).__name__}."
+        )
+    expected = tuple(input_shape[1:])
+    if data.ndim != len(input_shape) or tuple(data.shape[1:]) != expected:
+        raise ValueError(
+            f"representative_data has examples of shape {tuple(data.shape[1:])}"
+            f" (array shape {tuple(data.shape)}); the model input takes "
+            f"{expected}."
+        )
+    if len(data) < (batch_size or 1):
+        raise ValueError(
+            f"representative_data has {len(data)} examples; at least "
+            f"{batch_size or 1} needed."
+        )
+
+
+def _representative_dataset(data, input_spec, batch_size):
+    data = np.asarray(data, dtype=input_spec.dtype.as_numpy_dtype)
+    # A fixed batch must be fed whole batches; a dynamic one is calibrated
+    # an example at a time (the calibrator resizes the input to fit).
+    step = batch_size or 1
+
+    def generate():
+        for start in range(0, len(data) - step + 1, step):
+            yield [data[start:start + step]]
+
+    return generate
+
+
+def _configure(converter, quantization, int8_io, sparsity, allow_select_tf_ops):
+    import tensorflow as tf
+
+    ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+    optimizations = []
+    if quantization is not None:
+        optimizations.append(tf.lite.Optimize.DEFAULT)
+    if quantization == "float16":
+        converter.target_spec.supported_types = [tf.float16]
+    elif quantization == "int8":
+        ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    elif quantization == "int16x8":
+        ops = [tf.lite.OpsSet
+               .EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8]
+    if int8_io:
+        converter.inference_input_type = tf.int8
+        converter.inference_output_type = tf.int8
+    if sparsity:
+        optimizations.append(tf.lite.Optimize.EXPERIMENTAL_SPARSITY)
+    if allow_select_tf_ops:
+        ops.append(tf.lite.OpsSet.SELECT_TF_OPS)
+    converter.optimizations = optimizations
+    converter.target_spec.supported_ops = ops
+
+
+def _conversion_error(model, error, allow_select_tf_ops):
+    text = str(error)
+    # The converter's message is a full MLIR dump; these two summary lines
+    # are what a user needs: ops that select TF ops would cover, and ops
+    # that nothing but a custom kernel would.
+    select = _listed_ops(text, "TF Select ops:")
+    custom = _listed_ops(text, "Custom ops:")
+    custom += [op for op in re.findall(
+        r"'tf\.(\w+)' op is neither a custom op nor a flex op", text)
+        if op not in custom and op not in select]
+    lacking = (
+        f" Op(s) {', '.join(custom)} have neither a TFLite builtin nor a "
+        "select TensorFlow kernel; replace them in the model (or register a "
+        "custom op)." if custom else ""
     )
+    if select and not allow_select_tf_ops:
+        return ValueError(
+            f"TFLite conversion of {model.name!r} failed: no TFLite builtin "
+            f"for op(s) {', '.join(select)}. Pass allow_select_tf_ops=True to "
+            "use select TensorFlow ops (the runtime then needs the Flex "
+            "delegate), or replace those ops." + lacking
+        )
+    if custom:
+        return ValueError(f"TFLite conversion of {model.name!r} failed:" + lacking)
+    # Otherwise the useful part is the op's complaint after the location
+    # noise: "error: loc(...): 'tfl.x' op operand #0 must be ...".
+    complaints = re.findall(r"error: (?:loc\(.*?\)\)+: )?('[\w.]+' op [^\n]+)", text)
+    first = complaints[0] if complaints else "\n".join(text.strip().splitlines()[:8])
+    return ValueError(f"TFLite conversion of {model.name!r} failed: {first}")
+
+
+def _listed_ops(text, label):
+    ops = []
+    for line in text.splitlines():
+        if line.strip().startswith(label):
+            for op in line.strip()[len(label):].split(","):
+                op = op.strip()
+                if op and op not in ops:
+                    ops.append(op)
+    return ops
+
+
+def _check_runs(model, content, quantization):
+    from ai_edge_litert.interpreter import Interpreter
+
+    try:
+        interpreter = Interpreter(model_content=content)
+        interpreter.allocate_tensors()
+        for detail in interpreter.get_input_details():
+            interpreter.set_tensor(
+                detail["index"], np.zeros(detail["shape"], detail["dtype"])
+            )
+        interpreter.invoke()
+    except Exception as error:  # the interpreter raises RuntimeError/ValueError
+        raise ValueError(
+            f"sparsity=True gave a TFLite file for {model.name!r} "
+            f"(quantization={quantization!r}) that the LiteRT interpreter "
+            f"cannot run ({str(error).strip()}). int8 with "
+            "EXPERIMENTAL_SPARSITY is a known case XNNPACK refuses; export "
+            "with sparsity=False (gzip still captures the zeros) or use "
+            "float, 'dynamic' or 'float16'."
+        ) from None

@@ -40,9 +40,11 @@ def kth_smallest(values, k):
     for width in _RADIX_DIGITS:
         shift -= width
         digit = ops.bitwise_and(ops.right_shift(bits, shift), (1 << width) - 1)
-        weights = None if in_bucket is None else ops.cast(in_bucket, "int32")
-        counts = ops.bincount(digit, weights=weights, minlength=1 << width)
-        cumulative = ops.cumsum(ops.cast(counts, "int32")) + before
+        ones = ops.ones_like(digit) if in_bucket is None else ops.cast(in_bucket, "int32")
+        # A segment sum with a static number of buckets is a histogram that
+        # XLA can compile (ops.bincount sizes its output from the data).
+        counts = ops.segment_sum(ones, digit, num_segments=1 << width)
+        cumulative = ops.cumsum(counts) + before
         bucket = ops.cast(ops.argmax(ops.cast(cumulative >= k, "int32")), "int32")
         before = ops.where(
             bucket > 0, ops.take(cumulative, ops.maximum(bucket - 1, 0)), before

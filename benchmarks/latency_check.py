@@ -1,0 +1,95 @@
+"""Checks tfopt's latency harness against litert-benchmark, and itself.
+
+    python benchmarks/latency_check.py [--out results/latency_check] [--threads 1]
+
+For MobileNetV2 (alpha 0.35 at 96x96 and alpha 1.0 at 224x224, random
+weights) exported float and PTQ int8: p50 from `tfopt.bench.measure_latency`
+(Python LiteRT interpreter) next to the median of `litert-benchmark` (the
+CompiledModel benchmark shipped in the ai-edge-litert wheel) on the same
+file and thread count, and two repeated harness runs of the same file.
+Targets: harness within 10% of litert-benchmark; repeats within 5%.
+"""
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+
+from tfopt import bench  # noqa: E402
+from tfopt import export  # noqa: E402
+
+
+def litert_benchmark_median(path, threads, runs):
+    tool = shutil.which("litert-benchmark")
+    if tool is None:
+        raise RuntimeError("litert-benchmark is not on PATH (it ships with ai-edge-litert)")
+    with tempfile.TemporaryDirectory() as tmp:
+        out = os.path.join(tmp, "result.json")
+        subprocess.run([tool, f"--model={path}", f"--num_threads={threads}",
+                        f"--num_runs={runs}", "--warmup_runs=50", f"--result_json={out}"],
+                       check=True, capture_output=True, text=True)
+        with open(out) as handle:
+            result = json.load(handle)
+    return _find(result, "median_ms")
+
+
+def _find(tree, key):
+    if isinstance(tree, dict):
+        if key in tree:
+            return float(tree[key])
+        for value in tree.values():
+            found = _find(value, key)
+            if found is not None:
+                return found
+    return None
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", default="results/latency_check")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--runs", type=int, default=1000)
+    args = parser.parse_args()
+    os.makedirs(args.out, exist_ok=True)
+    rows = []
+    for alpha, size in ((0.35, 96), (1.0, 224)):
+        keras.utils.set_random_seed(0)
+        model = keras.applications.MobileNetV2(input_shape=(size, size, 3), alpha=alpha,
+                                               weights=None, classes=10)
+        calibration = np.random.default_rng(0).normal(size=(64, size, size, 3)).astype("float32")
+        for mode in (None, "int8"):
+            name = f"mobilenetv2-{alpha}-{size}-{mode or 'float'}"
+            path = os.path.join(args.out, name + ".tflite")
+            export.to_tflite(model, path, quantization=mode,
+                             representative_data=calibration if mode else None)
+            first, second = (bench.measure_latency(path, num_threads=args.threads, runs=args.runs,
+                                                   warmup=50, min_seconds=2.0) for _ in range(2))
+            reference = litert_benchmark_median(path, args.threads, args.runs)
+            rows.append({
+                "model": name, "threads": args.threads,
+                "harness_p50_ms": first.p50_ms, "harness_repeat_p50_ms": second.p50_ms,
+                "litert_benchmark_median_ms": reference,
+                "harness_vs_litert": first.p50_ms / reference,
+                "repeat_ratio": second.p50_ms / first.p50_ms,
+            })
+            print(json.dumps(rows[-1]))
+    with open(os.path.join(args.out, "latency_check.json"), "w") as handle:
+        json.dump({"command": "python " + " ".join(sys.argv), "rows": rows}, handle, indent=2)
+    print("| model | harness p50 ms | repeat p50 ms | litert-benchmark median ms | harness/litert | repeat/first |")
+    print("|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['model']} | {r['harness_p50_ms']:.3f} | {r['harness_repeat_p50_ms']:.3f} | "
+              f"{r['litert_benchmark_median_ms']:.3f} | {r['harness_vs_litert']:.3f} | {r['repeat_ratio']:.3f} |")
+
+
+if __name__ == "__main__":
+    main()

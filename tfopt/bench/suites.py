@@ -1,0 +1,302 @@
+"""The benchmark suites: which models, which recipes.
+
+`quick` is the README's main job (a few minutes on 2 cores); `standard` adds
+the full-size MobileNetV2 and the 28x28 digits and times longer. Models with
+no labels (MobileNetV2 with random weights, `weights=None` as nothing is
+downloaded) are measured for size, latency and agreement with Keras only.
+"""
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import weakref
+
+import keras
+import numpy as np
+
+from tfopt import data as data_lib
+from tfopt import export
+from tfopt import pruning
+from tfopt.bench.harness import Artifact
+from tfopt.bench.harness import Case
+from tfopt.bench.harness import Recipe
+
+BATCH_SIZE = 32
+REPRESENTATIVE_EXAMPLES = 200
+# Files are exported for batch-1 inference, the deployment shape: a fixed
+# shape lets XNNPACK plan once (a dynamic batch was up to 30% slower here).
+EXPORT_BATCH = 1
+
+
+# -- models -----------------------------------------------------------------
+
+
+def _compile(model, lr=1e-3):
+    model.compile(
+        optimizer=keras.optimizers.Adam(lr),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"],
+    )
+    return model
+
+
+def digits_cnn(image_size):
+    """The Conv(12)+Dense digits CNN of tfmot's pruning guide (logits)."""
+    return keras.Sequential(
+        [
+            keras.Input((image_size, image_size, 1)),
+            keras.layers.Conv2D(12, 3, activation="relu"),
+            keras.layers.MaxPooling2D(2),
+            keras.layers.Flatten(),
+            keras.layers.Dense(10),
+        ],
+        name=f"digits_cnn_{image_size}",
+    )
+
+
+def digits_mlp():
+    """A non-convolutional model: an MLP on the flattened 8x8 digits."""
+    return keras.Sequential(
+        [
+            keras.Input((8, 8, 1)),
+            keras.layers.Flatten(),
+            keras.layers.Dense(128, activation="relu"),
+            keras.layers.Dense(64, activation="relu"),
+            keras.layers.Dense(10),
+        ],
+        name="digits_mlp",
+    )
+
+
+def _trained(build, image_size, epochs, seed=0):
+    def make():
+        keras.utils.set_random_seed(seed)
+        (x, y), (x_test, y_test) = data_lib.load_digits(image_size)
+        model = _compile(build())
+        model.fit(x, y, batch_size=BATCH_SIZE, epochs=epochs, verbose=0)
+        return model, (x, y, x_test, y_test)
+
+    return make
+
+
+def _mobilenet(alpha, size, seed=0):
+    def make():
+        keras.utils.set_random_seed(seed)
+        model = keras.applications.MobileNetV2(
+            input_shape=(size, size, 3), alpha=alpha, weights=None, classes=10
+        )
+        rng = np.random.default_rng(seed)
+        # Random weights, random images: enough for size, latency and
+        # agreement; accuracy needs a trained model (not downloadable here).
+        x = rng.normal(size=(REPRESENTATIVE_EXAMPLES, size, size, 3)).astype("float32")
+        x_test = rng.normal(size=(32, size, size, 3)).astype("float32")
+        return model, (x, None, x_test, None)
+
+    return make
+
+
+# -- recipes ----------------------------------------------------------------
+
+
+def _path(workdir, model, recipe):
+    safe = recipe.replace(" ", "_").replace(":", "of").replace("+", "")
+    return os.path.join(workdir, f"{model.name}-{safe}.tflite")
+
+
+def float_recipe():
+    def make(model, data, workdir):
+        exported = export.to_tflite(model, _path(workdir, model, "float"), batch_size=EXPORT_BATCH)
+        return Artifact(exported, model)
+
+    return Recipe("float", make, group="float")
+
+
+def ptq_recipe(mode):
+    def make(model, data, workdir):
+        representative = data[0][:REPRESENTATIVE_EXAMPLES]
+        exported = export.to_tflite(
+            model,
+            _path(workdir, model, f"ptq-{mode}"),
+            quantization=mode,
+            representative_data=representative if mode in ("int8", "int16x8") else None,
+            batch_size=EXPORT_BATCH,
+        )
+        return Artifact(exported, model)
+
+    return Recipe(f"ptq-{mode}", make, group="ptq")
+
+
+# Pruned models per base model, so a "+sparsity" row reuses the training of
+# its plain row; weak keys let a finished case's models be freed.
+_PRUNED = weakref.WeakKeyDictionary()
+
+
+def _pruned_model(model, data, target, pattern, epochs):
+    cache = _PRUNED.setdefault(model, {})
+    key = (target, pattern, epochs)
+    if key not in cache:
+        cache[key] = _prune(model, target, pattern, epochs, data)
+    return cache[key]
+
+
+def _prune(model, target, pattern, epochs, data):
+    x, y = data[0], data[1]
+    steps = int(np.ceil(len(x) / BATCH_SIZE))
+    keras.utils.set_random_seed(0)
+    kwargs = {}
+    if pattern == "2:4":
+        kwargs["sparsity_m_by_n"] = (2, 4)
+        kwargs["layers"] = _m_by_n_layers(model)
+        schedule = pruning.ConstantSparsity(0.5, 0, frequency=1)
+    elif y is None:  # one-shot: a single masking step, weights unchanged
+        schedule = pruning.ConstantSparsity(target, 0, end_step=0, frequency=1)
+    else:
+        ramp = max(1, epochs - 2) * steps
+        schedule = pruning.PolynomialDecay(0.0, target, 0, ramp, frequency=1)
+    pruned = pruning.prune_low_magnitude(model, pruning_schedule=schedule, **kwargs)
+    if y is None:
+        pruned.compile(optimizer=keras.optimizers.SGD(0.0), loss="mse")
+        outputs = pruned.predict(x[:BATCH_SIZE], verbose=0)
+        pruned.fit(x[:BATCH_SIZE], outputs, batch_size=BATCH_SIZE, epochs=1, verbose=0,
+                   callbacks=[pruning.UpdatePruningStep()])
+    else:
+        _compile(pruned)
+        pruned.fit(x, y, batch_size=BATCH_SIZE, epochs=epochs, verbose=0,
+                   callbacks=[pruning.UpdatePruningStep()])
+    final = pruning.strip_pruning(pruned)
+    return final, pruning.sparsity_report(final)["total"]["sparsity"]
+
+
+def _m_by_n_layers(model):
+    names = []
+    for layer in pruning.api.iter_layers(model):
+        weights = pruning.registry.prunable_weights(layer) or []
+        if weights and all(len(w.shape) >= 2 and w.shape[-2] % 4 == 0 for w in weights):
+            names.append(layer.name)
+    return names
+
+
+def prune_recipe(target, epochs=5, sparsity_format=False, pattern="magnitude"):
+    label = "prune-2:4" if pattern == "2:4" else f"prune-{round(target * 100)}"
+    name = label + (" +sparsity" if sparsity_format else "")
+
+    def make(model, data, workdir):
+        final, sparsity = _pruned_model(model, data, target, pattern, epochs)
+        exported = export.to_tflite(final, _path(workdir, model, name), sparsity=sparsity_format,
+                                    batch_size=EXPORT_BATCH)
+        return Artifact(exported, final, extra={"sparsity": sparsity})
+
+    return Recipe(name, make, group="pruning")
+
+
+def tfmot_prune_recipe(target, epochs=5):
+    """tfmot's pruning on tf_keras, in a subprocess, same data and steps."""
+
+    def make(model, data, workdir):
+        script = _baseline_script("tfmot_baseline.py")
+        x, y, x_test, y_test = data
+        with tempfile.TemporaryDirectory() as tmp:
+            npz = os.path.join(tmp, "data.npz")
+            weights = {f"w{i}": w for i, w in enumerate(model.get_weights())}
+            np.savez(npz, x_train=x, y_train=y, x_test=x_test, y_test=y_test, **weights)
+            out = os.path.join(tmp, "result.json")
+            command = [
+                sys.executable, script, "--data", npz, "--out", out,
+                "--sparsities", str(target), "--frequency", "1",
+                "--ramp-epochs", str(max(1, epochs - 2)), "--finetune-epochs", "2",
+                "--batch-size", str(BATCH_SIZE), "--skip-timing", "--tflite-dir", workdir,
+            ]
+            done = subprocess.run(command, capture_output=True, text=True, timeout=1800)
+            if done.returncode != 0:
+                tail = done.stderr.strip().splitlines()[-1:] or ["no output"]
+                raise RuntimeError(f"tfmot subprocess failed: {tail[0]}")
+            with open(out) as handle:
+                run = json.load(handle)["runs"][0]
+        return Artifact(run["tflite_path"], keras_accuracy=run["accuracy"],
+                        extra={"sparsity": run["sparsity"]})
+
+    return Recipe(f"tfmot-prune-{round(target * 100)}", make, group="baseline")
+
+
+def keras_quantize_recipe():
+    """Keras's built-in `model.quantize("int8")`, exported like any model."""
+
+    def make(model, data, workdir):
+        clone = keras.models.clone_model(model)
+        clone.set_weights(model.get_weights())
+        clone.quantize("int8")
+        exported = export.to_tflite(clone, _path(workdir, model, "keras-quantize-int8"),
+                                    batch_size=EXPORT_BATCH)
+        return Artifact(exported, clone)
+
+    return Recipe("keras-quantize-int8", make, group="baseline")
+
+
+def _baseline_script(name):
+    # Baselines import tf_keras/tfmot, which tfopt itself never does; they
+    # live in the source checkout's benchmarks/ folder.
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    path = os.path.join(root, "benchmarks", name)
+    if not os.path.isfile(path):
+        raise RuntimeError(f"baseline script {path} not found (run from a source checkout)")
+    return path
+
+
+# -- suites -----------------------------------------------------------------
+
+
+def _standard_recipes(prune=True, two_four=True, baselines=True):
+    recipes = [float_recipe()] + [ptq_recipe(m) for m in ("dynamic", "float16", "int8")]
+    if prune:
+        for target in (0.5, 0.8, 0.9):
+            recipes.append(prune_recipe(target))
+            recipes.append(prune_recipe(target, sparsity_format=True))
+    if two_four:
+        recipes.append(prune_recipe(0.5, pattern="2:4"))
+    if baselines:
+        recipes.append(keras_quantize_recipe())
+    return recipes
+
+
+def quick():
+    """The README's main job: digits CNN and MLP, small MobileNetV2."""
+    cnn_recipes = _standard_recipes() + [tfmot_prune_recipe(0.8)]
+    mobilenet_recipes = [float_recipe()] + [ptq_recipe(m) for m in ("dynamic", "float16", "int8")]
+    mobilenet_recipes += [prune_recipe(0.8), prune_recipe(0.8, sparsity_format=True)]
+    return [
+        Case("digits-cnn-16", _trained(lambda: digits_cnn(16), 16, epochs=20), cnn_recipes,
+             "Conv(12)+Dense CNN on 16x16 digits"),
+        Case("digits-mlp", _trained(digits_mlp, 8, epochs=30), _standard_recipes(),
+             "MLP 128-64-10 on 8x8 digits (non-convolutional)"),
+        Case("mobilenetv2-0.35-96", _mobilenet(0.35, 96), mobilenet_recipes,
+             "MobileNetV2 alpha 0.35, 96x96, random weights (size/latency only)"),
+    ]
+
+
+def standard():
+    """`quick` plus 28x28 digits and MobileNetV2 1.0 at 224x224."""
+    cases = quick()
+    cases.insert(1, Case(
+        "digits-cnn-28", _trained(lambda: digits_cnn(28), 28, epochs=20),
+        _standard_recipes() + [tfmot_prune_recipe(0.8)], "Conv(12)+Dense CNN on 28x28 digits"))
+    cases.append(Case(
+        "mobilenetv2-1.0-224", _mobilenet(1.0, 224),
+        [float_recipe()] + [ptq_recipe(m) for m in ("dynamic", "float16", "int8")],
+        "MobileNetV2 alpha 1.0, 224x224, random weights (size/latency only)"))
+    return cases
+
+
+SUITES = {"quick": quick, "standard": standard}
+SETTINGS = {
+    "quick": dict(warmup=20, runs=300, min_seconds=1.0),
+    "standard": dict(warmup=50, runs=1000, min_seconds=3.0),
+}
+
+
+def get_suite(name):
+    """The cases of suite `name`; raises ValueError for an unknown name."""
+    if name not in SUITES:
+        raise ValueError(f"Unknown suite {name!r}; choose one of {sorted(SUITES)}.")
+    return SUITES[name]()

@@ -1,0 +1,118 @@
+"""Facts read back out of a TFLite flatbuffer with the LiteRT interpreter."""
+
+import os
+
+import numpy as np
+
+from tfopt.export.tflite import gzip_size
+
+
+def inspect_tflite(path_or_bytes):
+    """Reads ops, io and weights out of a `.tflite` file.
+
+    The file is read with the LiteRT `Interpreter`, which is constructed but
+    never allocated: before allocation only constant tensors (those backed
+    by the flatbuffer's buffers) have data, so "`get_tensor` succeeds" is
+    exactly "is a constant". This also works for files with Flex ops, which
+    construct but cannot allocate without the Flex delegate.
+
+    Args:
+        path_or_bytes: A path to a `.tflite` file, or its bytes.
+
+    Returns:
+        A dict with `path` (None for bytes), `size_bytes`, `gzip_bytes`,
+        `ops` (sorted op names), `flex_ops` (the `Flex...` ones), `inputs`
+        and `outputs` (dicts: `name`, `shape` with -1 for dynamic
+        dimensions, `dtype`, `quantization` as `(scale, zero_point)`), and
+        `weights` (dicts for constant tensors: `name`, `dtype`, `shape`,
+        `size`, `zero_fraction`, `sparse`).
+
+    Raises:
+        ValueError: If the file does not exist or is not a valid TFLite
+            model (the message names the file).
+        TypeError: If `path_or_bytes` is neither a path nor bytes.
+
+    Example:
+
+    ```python
+    facts = tfopt.export.inspect_tflite("model.tflite")
+    print(facts["ops"], [w["dtype"] for w in facts["weights"]])
+    ```
+    """
+    from ai_edge_litert.interpreter import Interpreter
+
+    path, content = _read(path_or_bytes)
+    name = path if path is not None else "<in-memory TFLite bytes>"
+    try:
+        interpreter = Interpreter(model_content=content)
+        op_names = {op["op_name"] for op in interpreter._get_ops_details()}
+        tensors = interpreter.get_tensor_details()
+        inputs = interpreter.get_input_details()
+        outputs = interpreter.get_output_details()
+    except Exception as error:  # ValueError/RuntimeError from the runtime
+        raise ValueError(
+            f"{name} is not a valid TFLite model: {str(error).strip()}"
+        ) from None
+    io_indices = {d["index"] for d in inputs} | {d["index"] for d in outputs}
+    weights = []
+    for detail in tensors:
+        if detail["index"] in io_indices:
+            continue
+        try:
+            data = interpreter.get_tensor(detail["index"])
+        except ValueError:  # no data before allocation: not a constant
+            continue
+        weights.append(_weight(detail, data))
+    ops = sorted(op_names)
+    return {
+        "path": path,
+        "size_bytes": len(content),
+        "gzip_bytes": gzip_size(content),
+        "ops": ops,
+        "flex_ops": [op for op in ops if op.startswith("Flex")],
+        "inputs": [_io(d) for d in inputs],
+        "outputs": [_io(d) for d in outputs],
+        "weights": weights,
+    }
+
+
+def _read(path_or_bytes):
+    if isinstance(path_or_bytes, (bytes, bytearray)):
+        return None, bytes(path_or_bytes)
+    if not isinstance(path_or_bytes, (str, os.PathLike)):
+        raise TypeError(
+            "inspect_tflite takes a path or bytes, got "
+            f"{type(path_or_bytes).__name__}."
+        )
+    path = os.fspath(path_or_bytes)
+    if not os.path.isfile(path):
+        raise ValueError(f"No such TFLite file: {path}")
+    with open(path, "rb") as handle:
+        return path, handle.read()
+
+
+def _io(detail):
+    scale, zero_point = detail["quantization"]
+    return {
+        "name": detail["name"],
+        "shape": [int(d) for d in detail["shape_signature"]],
+        "dtype": np.dtype(detail["dtype"]).name,
+        "quantization": (float(scale), int(zero_point)),
+    }
+
+
+def _weight(detail, data):
+    shape = [int(d) for d in detail["shape"]]
+    size = int(np.prod(shape)) if shape else 1
+    sparse = bool(detail.get("sparsity_parameters"))
+    # A sparse tensor stores only its kept values: count the zeros of the
+    # dense tensor it stands for.
+    nonzero = int(np.count_nonzero(data))
+    return {
+        "name": detail["name"],
+        "dtype": np.dtype(detail["dtype"]).name,
+        "shape": shape,
+        "size": size,
+        "zero_fraction": (size - nonzero) / size if size else 0.0,
+        "sparse": sparse,
+    }
