@@ -16,10 +16,8 @@ Writes `pruning.json` and `pruning.md` to `--out` and prints the table.
 """
 
 import argparse
-import datetime
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -31,27 +29,11 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 import tfopt  # noqa: E402
+from tfopt.bench import report  # noqa: E402
+from tfopt.models import compile_classifier as compile_model  # noqa: E402
+from tfopt.models import digits_cnn as build_cnn  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-
-
-def build_cnn(size):
-    return keras.Sequential([
-        keras.Input((size, size, 1)),
-        keras.layers.Conv2D(12, 3, activation="relu"),
-        keras.layers.MaxPooling2D(2),
-        keras.layers.Flatten(),
-        keras.layers.Dense(10),
-    ])
-
-
-def compile_model(model, lr=1e-3):
-    model.compile(
-        optimizer=keras.optimizers.Adam(lr),
-        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        metrics=["accuracy"],
-    )
-    return model
 
 
 def accuracy(model, x, y):
@@ -176,17 +158,6 @@ def markdown(results):
     return "\n".join(lines)
 
 
-def cpu_model():
-    try:
-        with open("/proc/cpuinfo") as handle:
-            for line in handle:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -212,15 +183,13 @@ def main(argv=None):
     args = parse_args(argv)
     os.makedirs(args.out, exist_ok=True)
     results = [bench_size(size, args) for size in args.sizes]
-    report = {
+    output = {
         "command": "python benchmarks/pruning.py " + " ".join(sys.argv[1:]),
-        "date": datetime.datetime.now().isoformat(timespec="seconds"),
-        "machine": {"cpu": cpu_model(), "cores": os.cpu_count(),
-                    "python": platform.python_version(), "keras": keras.__version__},
+        "machine": report.environment(),
         "results": results,
     }
     with open(os.path.join(args.out, "pruning.json"), "w") as handle:
-        json.dump(report, handle, indent=2)
+        json.dump(output, handle, indent=2)
     table = markdown(results)
     with open(os.path.join(args.out, "pruning.md"), "w") as handle:
         handle.write(table)

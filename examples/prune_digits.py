@@ -18,25 +18,6 @@ import numpy as np  # noqa: E402
 import tfopt  # noqa: E402
 
 
-def build_cnn(image_size):
-    return keras.Sequential([
-        keras.Input((image_size, image_size, 1)),
-        keras.layers.Conv2D(12, 3, activation="relu"),
-        keras.layers.MaxPooling2D(2),
-        keras.layers.Flatten(),
-        keras.layers.Dense(10),
-    ])
-
-
-def compile_model(model):
-    model.compile(
-        optimizer=keras.optimizers.Adam(1e-3),
-        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        metrics=["accuracy"],
-    )
-    return model
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--out", default="results/prune_digits")
@@ -46,7 +27,7 @@ def main():
     keras.utils.set_random_seed(0)
     (x, y), (x_test, y_test) = tfopt.data.load_digits(args.image_size)
 
-    dense = compile_model(build_cnn(args.image_size))
+    dense = tfopt.models.compile_classifier(tfopt.models.digits_cnn(args.image_size))
     dense.fit(x, y, batch_size=32, epochs=30, verbose=0)
     dense_accuracy = dense.evaluate(x_test, y_test, verbose=0)[1]
 
@@ -55,13 +36,13 @@ def main():
         initial_sparsity=0.0, final_sparsity=0.8,
         begin_step=0, end_step=4 * steps_per_epoch, frequency=1,
     )
-    pruned = compile_model(
+    pruned = tfopt.models.compile_classifier(
         tfopt.pruning.prune_low_magnitude(dense, pruning_schedule=schedule)
     )
     pruned.fit(x, y, batch_size=32, epochs=8, verbose=0,
                callbacks=[tfopt.pruning.UpdatePruningStep()])
     final = tfopt.pruning.strip_pruning(pruned)
-    final = compile_model(final)
+    final = tfopt.models.compile_classifier(final)
     pruned_accuracy = final.evaluate(x_test, y_test, verbose=0)[1]
     sparsity = tfopt.pruning.sparsity_report(final)["total"]["sparsity"]
 

@@ -1,13 +1,19 @@
 """tfopt: model compression inside `model.fit` for Keras 3.
 
-Subpackages: `tfopt.pruning` (magnitude pruning), `tfopt.export` (TFLite
-export), `tfopt.data` (the embedded datasets).
+Subpackages: `tfopt.pruning` (magnitude pruning), `tfopt.quantization`
+(quantization-aware training), `tfopt.export` (TFLite
+export, inspection, verification), `tfopt.bench` (latency and benchmark
+suites), `tfopt.data` (the embedded datasets), `tfopt.models` (small
+reference models).
 """
 
+from tfopt import bench
 from tfopt import data
 from tfopt import export
+from tfopt import models
 from tfopt import pruning
+from tfopt import quantization
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "data", "export", "pruning"]
+__all__ = ["__version__", "bench", "data", "export", "models", "pruning", "quantization"]

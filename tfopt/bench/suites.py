@@ -19,6 +19,9 @@ import numpy as np
 from tfopt import data as data_lib
 from tfopt import export
 from tfopt import pruning
+from tfopt.models import compile_classifier
+from tfopt.models import digits_cnn
+from tfopt.models import digits_mlp
 from tfopt.bench.harness import Artifact
 from tfopt.bench.harness import Case
 from tfopt.bench.harness import Recipe
@@ -33,48 +36,11 @@ EXPORT_BATCH = 1
 # -- models -----------------------------------------------------------------
 
 
-def _compile(model, lr=1e-3):
-    model.compile(
-        optimizer=keras.optimizers.Adam(lr),
-        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        metrics=["accuracy"],
-    )
-    return model
-
-
-def digits_cnn(image_size):
-    """The Conv(12)+Dense digits CNN of tfmot's pruning guide (logits)."""
-    return keras.Sequential(
-        [
-            keras.Input((image_size, image_size, 1)),
-            keras.layers.Conv2D(12, 3, activation="relu"),
-            keras.layers.MaxPooling2D(2),
-            keras.layers.Flatten(),
-            keras.layers.Dense(10),
-        ],
-        name=f"digits_cnn_{image_size}",
-    )
-
-
-def digits_mlp():
-    """A non-convolutional model: an MLP on the flattened 8x8 digits."""
-    return keras.Sequential(
-        [
-            keras.Input((8, 8, 1)),
-            keras.layers.Flatten(),
-            keras.layers.Dense(128, activation="relu"),
-            keras.layers.Dense(64, activation="relu"),
-            keras.layers.Dense(10),
-        ],
-        name="digits_mlp",
-    )
-
-
 def _trained(build, image_size, epochs, seed=0):
     def make():
         keras.utils.set_random_seed(seed)
         (x, y), (x_test, y_test) = data_lib.load_digits(image_size)
-        model = _compile(build())
+        model = compile_classifier(build())
         model.fit(x, y, batch_size=BATCH_SIZE, epochs=epochs, verbose=0)
         return model, (x, y, x_test, y_test)
 
@@ -162,7 +128,7 @@ def _prune(model, target, pattern, epochs, data):
         pruned.fit(x[:BATCH_SIZE], outputs, batch_size=BATCH_SIZE, epochs=1, verbose=0,
                    callbacks=[pruning.UpdatePruningStep()])
     else:
-        _compile(pruned)
+        compile_classifier(pruned)
         pruned.fit(x, y, batch_size=BATCH_SIZE, epochs=epochs, verbose=0,
                    callbacks=[pruning.UpdatePruningStep()])
     final = pruning.strip_pruning(pruned)

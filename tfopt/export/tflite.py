@@ -102,9 +102,8 @@ def to_tflite(
       unless `int8_io`. On this converter an op with no int8 kernel does
       not fail: it silently stays float between DEQUANTIZE and QUANTIZE
       ops, so check `ops` and `weights` when full integer matters.
-      (Models with fake-quant ops from quantization-aware training will not
-      need calibration data; tfopt's QAT is not there yet, so for now
-      `representative_data` is always required.)
+      A model from `tfopt.quantization.quantize_model` (QAT) carries its
+      ranges in fake-quant ops and needs no `representative_data`.
     - `"int16x8"`: int16 activations, int8 weights, calibrated likewise:
       more accurate than int8, with fewer and slower kernels.
 
@@ -167,9 +166,11 @@ def to_tflite(
             input_signature=signature,
         )
         converter = tf.lite.TFLiteConverter.from_saved_model(saved)
+        # With fake-quant ops the converter takes every range from them;
+        # asking for TFLITE_BUILTINS_INT8 would make it demand calibration.
         _configure(converter, quantization, int8_io, sparsity,
-                   allow_select_tf_ops)
-        if quantization in _CALIBRATED:
+                   allow_select_tf_ops, qat=_is_qat(model))
+        if quantization in _CALIBRATED and not _is_qat(model):
             converter.representative_dataset = _representative_dataset(
                 representative_data, input_specs[0], batch_size
             )
@@ -229,7 +230,9 @@ def _validate(model, quantization, representative_data, int8_io, batch_size):
                 f"{tuple(spec.shape)} with undefined dimensions; TFLite "
                 "export needs every dimension but the batch defined."
             )
-    if quantization in _CALIBRATED:
+    # A QAT model carries its own ranges (fake-quant ops): no calibration.
+    qat = quantization == "int8" and _is_qat(model)
+    if quantization in _CALIBRATED and not qat:
         if representative_data is None:
             raise ValueError(
                 f"quantization={quantization!r} calibrates activation ranges "
@@ -244,6 +247,12 @@ def _validate(model, quantization, representative_data, int8_io, batch_size):
         _check_representative(representative_data, tuple(leaves[0].shape),
                               batch_size)
     return signature, leaves
+
+
+def _is_qat(model):
+    from tfopt.quantization.api import is_quantized
+
+    return is_quantized(model)
 
 
 def _input_signature(model, batch_size):
@@ -308,7 +317,7 @@ def _representative_dataset(data, input_spec, batch_size):
     return generate
 
 
-def _configure(converter, quantization, int8_io, sparsity, allow_select_tf_ops):
+def _configure(converter, quantization, int8_io, sparsity, allow_select_tf_ops, qat=False):
     import tensorflow as tf
 
     ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
@@ -317,7 +326,7 @@ def _configure(converter, quantization, int8_io, sparsity, allow_select_tf_ops):
         optimizations.append(tf.lite.Optimize.DEFAULT)
     if quantization == "float16":
         converter.target_spec.supported_types = [tf.float16]
-    elif quantization == "int8":
+    elif quantization == "int8" and not qat:
         ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
     elif quantization == "int16x8":
         ops = [tf.lite.OpsSet

@@ -5,6 +5,7 @@ import warnings
 import keras
 import numpy as np
 
+from tfopt.graph import clone_with
 from tfopt.pruning import schedules as schedules_lib
 from tfopt.pruning.registry import prunable_weights
 from tfopt.pruning.wrapper import PruneLowMagnitude
@@ -310,22 +311,8 @@ def _wrap_model(model, options, layer_names, skip_unsupported):
 
 
 def _clone(model, clone_layer):
-    """Clones a graph model with `clone_layer(layer) -> (new, weights)`.
+    return clone_with(model, clone_layer, target_of=_weights_target)
 
-    Weights are copied after cloning, once every new layer is built; for a
-    `PruneLowMagnitude` they go to the wrapped layer.
-    """
-    pending = []
 
-    def clone_function(layer):
-        new, weights = clone_layer(layer)
-        pending.append((new, weights))
-        return new
-
-    cloned = keras.models.clone_model(
-        model, clone_function=clone_function, recursive=True
-    )
-    for new, weights in pending:
-        target = new.layer if isinstance(new, PruneLowMagnitude) else new
-        target.set_weights(weights)
-    return cloned
+def _weights_target(layer):
+    return layer.layer if isinstance(layer, PruneLowMagnitude) else layer

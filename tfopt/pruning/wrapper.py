@@ -6,6 +6,7 @@ from keras import layers, ops
 from tfopt.pruning import masks as mask_math
 from tfopt.pruning import schedules as schedules_lib
 from tfopt.pruning.registry import prunable_weights
+from tfopt.substitution import call_with_values
 
 BLOCK_POOLING_TYPES = ("AVG", "MAX")
 SCOPES = ("layer", "global")
@@ -235,26 +236,10 @@ class PruneLowMagnitude(layers.Wrapper):
             if self.scope == "layer" and self._prunable:
                 self._update_masks()
             self.pruning_step.assign_add(1)
-        prunable_ids = {id(w) for w in self._prunable}
-        mapping = {
-            id(w): (w, w.value * ops.cast(m, w.dtype))
-            for w, m in zip(self._prunable, self.masks)
-        }
-        # Every other variable maps to its current value so that an outer
-        # stateless scope (JAX's trainer) is honoured inside ours.
-        for variable in self.layer.variables:
-            mapping.setdefault(id(variable), (variable, variable.value))
-        scope = keras.StatelessScope(state_mapping=list(mapping.values()))
-        given = dict(scope.state_mapping)
-        with scope:
-            outputs = self.layer(inputs, *args, **kwargs)
-        # Replay state updates the layer made inside the scope (e.g. a
-        # stateful RNN's states) onto the real variables.
-        for key, (variable, _) in mapping.items():
-            updated = scope.state_mapping[key]
-            if key not in prunable_ids and updated is not given[key]:
-                variable.assign(updated)
-        return outputs
+        replacements = [
+            (w, w.value * ops.cast(m, w.dtype)) for w, m in zip(self._prunable, self.masks)
+        ]
+        return call_with_values(self.layer, replacements, inputs, *args, **kwargs)
 
     def get_config(self):
         config = super().get_config()

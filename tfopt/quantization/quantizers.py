@@ -1,0 +1,76 @@
+"""Fake quantization after TFLite's int8 specification.
+
+Weights: per-channel, symmetric, narrow range ([-127, 127], zero point 0),
+so a zero weight stays exactly zero. Activations: per-tensor, asymmetric
+([-128, 127]) with a range tracked as variables. Both go through
+`keras.quantizers.fake_quant_with_min_max_vars`, which on the TensorFlow
+backend emits the `FakeQuantWithMinMaxVars*` ops that the TFLite converter
+turns into int8 kernels.
+"""
+
+import keras
+from keras import ops
+
+NUM_BITS = 8
+
+
+GRANULARITIES = ("per_channel", "per_tensor", "depthwise")
+
+
+def fake_quant_weight(weight, granularity="per_channel"):
+    """Symmetric narrow-range int8 fake quantization of a kernel.
+
+    Args:
+        weight: A kernel tensor, output channels on the last axis.
+        granularity: `"per_channel"` (one range per output channel, TFLite's
+            scheme for convolutions), `"per_tensor"` (one range, what the
+            converter supports for FULLY_CONNECTED from fake-quant graphs:
+            it transposes Dense kernels, which per-axis ranges cannot
+            follow) or `"depthwise"` (`(h, w, in, multiplier)` kernels, one
+            range per `in * multiplier` output channel).
+
+    Returns:
+        The fake-quantized kernel (same shape and dtype).
+    """
+    shape = ops.shape(weight)
+    flat = weight
+    if granularity == "depthwise":
+        flat = ops.reshape(weight, tuple(weight.shape[:-2]) + (weight.shape[-2] * weight.shape[-1],))
+    if granularity == "per_tensor":
+        bound = ops.max(ops.abs(flat))
+        axis = None
+    else:
+        bound = ops.max(ops.abs(flat), axis=tuple(range(len(flat.shape) - 1)))
+        axis = -1
+    # The range follows the weights but is not trained through (as tfmot's
+    # last-value quantizer); an all-zero channel would give an empty range.
+    bound = ops.stop_gradient(ops.maximum(bound, 1e-8))
+    quantized = keras.quantizers.fake_quant_with_min_max_vars(
+        flat, -bound, bound, num_bits=NUM_BITS, narrow_range=True, axis=axis
+    )
+    return ops.reshape(quantized, shape) if granularity == "depthwise" else quantized
+
+
+def fake_quant_activation(x, minimum, maximum):
+    """Per-tensor asymmetric int8 fake quantization of an activation."""
+    return keras.quantizers.fake_quant_with_min_max_vars(
+        x, minimum, maximum, num_bits=NUM_BITS, narrow_range=False
+    )
+
+
+def int8_parameters(minimum, maximum, narrow_range=False):
+    """TFLite's (scale, zero_point) for a float range, as the converter nudges.
+
+    Mirrors `FakeQuantWithMinMaxVars`: the range is widened to contain 0 and
+    the zero point rounded to an integer; used by tests and reports.
+    """
+    import numpy as np
+
+    minimum, maximum = min(float(minimum), 0.0), max(float(maximum), 0.0)
+    qmin, qmax = (-127, 127) if narrow_range else (-128, 127)
+    scale = (maximum - minimum) / (qmax - qmin)
+    if scale == 0:
+        return 1.0, 0
+    # TF nudges with floor(x + 0.5), not banker's rounding.
+    zero_point = int(np.clip(np.floor(qmin - minimum / scale + 0.5), qmin, qmax))
+    return scale, zero_point

@@ -1,0 +1,40 @@
+"""Calling a layer with some of its variables replaced by computed values.
+
+Both the pruning and the quantization wrappers compute a layer with derived
+weights (`w * mask`, `fake_quant(w)`) without writing them to the variables:
+the substitution happens in a `keras.StatelessScope`, so gradients flow to the
+real variables and nothing is assigned in-graph (which keeps wrappers valid
+under `tf.distribute`).
+"""
+
+import keras
+
+
+def call_with_values(layer, replacements, *args, **kwargs):
+    """Calls `layer(*args, **kwargs)` reading `replacements` for variables.
+
+    Args:
+        layer: A built Keras layer.
+        replacements: `(variable, value)` pairs for some of the layer's
+            variables.
+        *args, **kwargs: The call's arguments.
+
+    Returns:
+        The layer's outputs. State updates the layer makes to its other
+        variables inside the call (e.g. a stateful RNN) are applied.
+    """
+    replaced = {id(variable) for variable, _ in replacements}
+    mapping = {id(variable): (variable, value) for variable, value in replacements}
+    # Every other variable maps to its current value so that an outer
+    # stateless scope (JAX's trainer) is honoured inside ours.
+    for variable in layer.variables:
+        mapping.setdefault(id(variable), (variable, variable.value))
+    scope = keras.StatelessScope(state_mapping=list(mapping.values()))
+    given = dict(scope.state_mapping)
+    with scope:
+        outputs = layer(*args, **kwargs)
+    for key, (variable, _) in mapping.items():
+        updated = scope.state_mapping[key]
+        if key not in replaced and updated is not given[key]:
+            variable.assign(updated)
+    return outputs
