@@ -21,7 +21,6 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
@@ -30,6 +29,7 @@ import numpy as np  # noqa: E402
 
 import tfopt  # noqa: E402
 from tfopt.bench import report  # noqa: E402
+from tfopt.bench.training import step_time_ratio  # noqa: E402
 from tfopt.models import compile_classifier as compile_model  # noqa: E402
 from tfopt.models import digits_cnn as build_cnn  # noqa: E402
 
@@ -61,27 +61,16 @@ def prune_run(dense, data, target, args, steps_per_epoch):
 
 def step_timing(dense, x, y, args):
     """Median train-step ms of plain vs wrapped (mask update every step)."""
-    batch_x, batch_y = x[: args.batch_size], y[: args.batch_size]
     plain = compile_model(keras.models.clone_model(dense))
     every_step = tfopt.pruning.PolynomialDecay(0.0, 0.8, 0, 100_000, frequency=1)
     wrapped = compile_model(tfopt.pruning.prune_low_magnitude(dense, pruning_schedule=every_step))
     callback = tfopt.pruning.UpdatePruningStep()
     callback.set_model(wrapped)
-    callback.on_train_begin()
-    times = {"plain": [], "wrapped": []}
-    for model in (plain, wrapped):
-        for _ in range(args.timing_warmup):
-            model.train_on_batch(batch_x, batch_y)
-    for _ in range(args.timing_rounds):
-        for name, model in (("plain", plain), ("wrapped", wrapped)):
-            for _ in range(args.timing_steps):
-                start = time.perf_counter()
-                model.train_on_batch(batch_x, batch_y)
-                times[name].append(time.perf_counter() - start)
-    plain_ms = float(np.median(times["plain"]) * 1e3)
-    wrapped_ms = float(np.median(times["wrapped"]) * 1e3)
-    return {"plain_ms": plain_ms, "every_step_ms": wrapped_ms,
-            "every_step_ratio": wrapped_ms / plain_ms}
+    timing = step_time_ratio(plain, wrapped, x[: args.batch_size], y[: args.batch_size],
+                             rounds=args.timing_rounds, steps=args.timing_steps,
+                             warmup=args.timing_warmup, before_steps=callback.on_train_begin)
+    return {"plain_ms": timing["plain_ms"], "every_step_ms": timing["other_ms"],
+            "every_step_ratio": timing["ratio"]}
 
 
 def run_tfmot(dense, data, frequency, args):

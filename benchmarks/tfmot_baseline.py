@@ -170,7 +170,8 @@ def pruning_run(dense, data, target, args, steps_per_epoch):
     tflite_path = None
     if args.tflite_dir:
         # Kept so the caller can time the very file tfmot produced.
-        tflite_path = os.path.join(args.tflite_dir, f"tfmot_prune_{round(target * 100)}.tflite")
+        size = "x".join(str(d) for d in x_train.shape[1:3])
+        tflite_path = os.path.join(args.tflite_dir, f"tfmot_prune_{round(target * 100)}_{size}.tflite")
         with open(tflite_path, "wb") as handle:
             handle.write(tflite_bytes)
     return {

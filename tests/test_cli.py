@@ -1,5 +1,5 @@
+import shutil
 import subprocess
-import sys
 
 import pytest
 from ai_edge_litert.interpreter import Interpreter
@@ -33,9 +33,10 @@ def test_missing_model_file_is_a_clear_error(tmp_path):
 
 
 def test_console_script_is_installed():
-    result = subprocess.run([sys.executable, "-m", "tfopt.cli", "--help"],
-                            capture_output=True, text=True, timeout=120)
-    assert result.returncode == 0 and "export" in result.stdout
+    script = shutil.which("tfopt")
+    assert script, "the tfopt console script is not on PATH (pip install -e .)"
+    result = subprocess.run([script, "--help"], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and "bench" in result.stdout and "inspect" in result.stdout
 
 
 def test_bench_rejects_unknown_suite_and_missing_gpu(tmp_path):

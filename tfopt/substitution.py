@@ -20,8 +20,10 @@ def call_with_values(layer, replacements, *args, **kwargs):
         *args, **kwargs: The call's arguments.
 
     Returns:
-        The layer's outputs. State updates the layer makes to its other
-        variables inside the call (e.g. a stateful RNN) are applied.
+        `(outputs, losses)`: the layer's outputs and the losses it added
+        during the call (the caller adds them with `add_loss`). State updates
+        the layer makes to its other variables (e.g. a stateful RNN) are
+        applied.
     """
     replaced = {id(variable) for variable, _ in replacements}
     mapping = {id(variable): (variable, value) for variable, value in replacements}
@@ -29,7 +31,9 @@ def call_with_values(layer, replacements, *args, **kwargs):
     # stateless scope (JAX's trainer) is honoured inside ours.
     for variable in layer.variables:
         mapping.setdefault(id(variable), (variable, variable.value))
-    scope = keras.StatelessScope(state_mapping=list(mapping.values()))
+    # collect_losses: activity regularizers and add_loss() inside the layer
+    # would otherwise vanish with the scope.
+    scope = keras.StatelessScope(state_mapping=list(mapping.values()), collect_losses=True)
     given = dict(scope.state_mapping)
     with scope:
         outputs = layer(*args, **kwargs)
@@ -37,4 +41,4 @@ def call_with_values(layer, replacements, *args, **kwargs):
         updated = scope.state_mapping[key]
         if key not in replaced and updated is not given[key]:
             variable.assign(updated)
-    return outputs
+    return outputs, scope.losses

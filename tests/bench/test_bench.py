@@ -31,6 +31,7 @@ def tiny_case():
     return harness.Case("tiny", build, [
         suites.float_recipe(), suites.ptq_recipe("dynamic"), suites.ptq_recipe("int8"),
         harness.Recipe("broken", broken), suites.prune_recipe(0.8, epochs=3),
+        suites.qat_recipe(epochs=1), suites.qat_recipe(epochs=1, prune_target=0.8),
     ])
 
 
@@ -79,6 +80,11 @@ def test_harness_records_failures_and_compares_with_float(tiny_case, tmp_path):
     assert abs(by_recipe["ptq-int8"]["tflite_accuracy"] - by_recipe["float"]["tflite_accuracy"]) < 0.05
     assert by_recipe["prune-80"]["sparsity"] == pytest.approx(0.8, abs=0.01)
     assert by_recipe["prune-80"]["gzip_vs_float"] < 0.6
+    qat, pruned_qat = by_recipe["qat-int8"], by_recipe["prune-80 +qat-int8"]
+    assert qat["status"] == "ok" and pruned_qat["status"] == "ok", (qat, pruned_qat)
+    assert qat["top1_agreement"] >= 0.97 and qat["weight_dtypes"] == ["int8"]
+    assert qat["train_step_vs_plain"] > 0
+    assert pruned_qat["sparsity"] >= 0.79
 
 
 def test_failed_case_build_fails_every_row_but_not_the_run(tmp_path):

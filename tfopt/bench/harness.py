@@ -87,6 +87,8 @@ class Settings:
     def __post_init__(self):
         if self.device not in DEVICES:
             raise ValueError(f"device={self.device!r} must be one of {DEVICES}.")
+        if not isinstance(self.num_threads, int) or self.num_threads < 1:
+            raise ValueError(f"num_threads={self.num_threads!r} must be an int >= 1.")
 
 
 def run_case(case, settings, workdir, progress=None):
@@ -131,7 +133,8 @@ def _run_recipe(case, recipe, model, data, settings, workdir, use_gpu):
     try:
         artifact = recipe.make(model, data, workdir)
         tflite = artifact.tflite
-        path = getattr(tflite, "path", None) or (tflite if isinstance(tflite, str) else None)
+        path = getattr(tflite, "path", None) or (
+            os.fspath(tflite) if isinstance(tflite, (str, os.PathLike)) else None)
         facts = export.inspect_tflite(getattr(tflite, "content", None) or path)
         row.update(
             size_bytes=facts["size_bytes"],

@@ -125,7 +125,8 @@ def markdown(results):
         lines.append("|" + "---|" * len(COLUMNS))
         for row in rows:
             if row["status"] != "ok":
-                lines.append(f"| {row['recipe']} | failed: {row.get('reason', '')[:300]} |" + " |" * (len(COLUMNS) - 2))
+                reason = row.get("reason", "").splitlines()[0][:300].replace("|", "/") if row.get("reason") else ""
+                lines.append(f"| {row['recipe']} | failed: {reason} |" + " |" * (len(COLUMNS) - 2))
                 continue
             cells = []
             for _, key, digits in COLUMNS:

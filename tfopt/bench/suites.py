@@ -11,6 +11,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
 import weakref
 
 import keras
@@ -19,6 +20,8 @@ import numpy as np
 from tfopt import data as data_lib
 from tfopt import export
 from tfopt import pruning
+from tfopt import quantization
+from tfopt.bench.training import step_time_ratio
 from tfopt.models import compile_classifier
 from tfopt.models import digits_cnn
 from tfopt.models import digits_mlp
@@ -139,7 +142,8 @@ def _m_by_n_layers(model):
     names = []
     for layer in pruning.api.iter_layers(model):
         weights = pruning.registry.prunable_weights(layer) or []
-        if weights and all(len(w.shape) >= 2 and w.shape[-2] % 4 == 0 for w in weights):
+        if weights and pruning.registry.supports_m_by_n(layer) and all(
+                w.shape[-2] % 4 == 0 for w in weights):
             names.append(layer.name)
     return names
 
@@ -161,29 +165,83 @@ def tfmot_prune_recipe(target, epochs=5):
     """tfmot's pruning on tf_keras, in a subprocess, same data and steps."""
 
     def make(model, data, workdir):
-        script = _baseline_script("tfmot_baseline.py")
-        x, y, x_test, y_test = data
-        with tempfile.TemporaryDirectory() as tmp:
-            npz = os.path.join(tmp, "data.npz")
-            weights = {f"w{i}": w for i, w in enumerate(model.get_weights())}
-            np.savez(npz, x_train=x, y_train=y, x_test=x_test, y_test=y_test, **weights)
-            out = os.path.join(tmp, "result.json")
-            command = [
-                sys.executable, script, "--data", npz, "--out", out,
-                "--sparsities", str(target), "--frequency", "1",
-                "--ramp-epochs", str(max(1, epochs - 2)), "--finetune-epochs", "2",
-                "--batch-size", str(BATCH_SIZE), "--skip-timing", "--tflite-dir", workdir,
-            ]
-            done = subprocess.run(command, capture_output=True, text=True, timeout=1800)
-            if done.returncode != 0:
-                tail = done.stderr.strip().splitlines()[-1:] or ["no output"]
-                raise RuntimeError(f"tfmot subprocess failed: {tail[0]}")
-            with open(out) as handle:
-                run = json.load(handle)["runs"][0]
+        result = _run_baseline("tfmot_baseline.py", model, data, workdir, [
+            "--sparsities", str(target), "--frequency", "1",
+            "--ramp-epochs", str(max(1, epochs - 2)), "--finetune-epochs", "2",
+            "--batch-size", str(BATCH_SIZE), "--skip-timing", "--tflite-dir", workdir])
+        run = result["runs"][0]
         return Artifact(run["tflite_path"], keras_accuracy=run["accuracy"],
                         extra={"sparsity": run["sparsity"]})
 
     return Recipe(f"tfmot-prune-{round(target * 100)}", make, group="baseline")
+
+
+def _fit_qat(base, data, epochs, preserve_sparsity=False):
+    x, y = data[0], data[1]
+    keras.utils.set_random_seed(0)
+    qat = compile_classifier(quantization.quantize_model(base, preserve_sparsity=preserve_sparsity))
+    start = time.perf_counter()
+    qat.fit(x, y, batch_size=BATCH_SIZE, epochs=epochs, verbose=0)
+    return qat, time.perf_counter() - start
+
+
+def qat_recipe(epochs=2, prune_target=None):
+    """QAT fine-tune of the case's model (optionally of its pruned copy)."""
+    name = "qat-int8" if prune_target is None else f"prune-{round(prune_target * 100)} +qat-int8"
+
+    def make(model, data, workdir):
+        if prune_target is None:
+            base, extra = model, {}
+        else:
+            base, sparsity = _pruned_model(model, data, prune_target, "magnitude", 5)
+            extra = {"sparsity_before_qat": sparsity}
+        qat, seconds = _fit_qat(base, data, epochs, preserve_sparsity=prune_target is not None)
+        exported = export.to_tflite(qat, _path(workdir, model, name), quantization="int8",
+                                    batch_size=EXPORT_BATCH)
+        int8_kernels = [w for w in exported.weights if w["dtype"] == "int8" and w["size"] >= 64]
+        extra["sparsity"] = (sum(w["zero_fraction"] * w["size"] for w in int8_kernels)
+                             / max(1, sum(w["size"] for w in int8_kernels)))
+        if prune_target is None:
+            # Fresh copies: timing trains them on one batch, which must not
+            # touch the model that was just exported and is verified next.
+            plain = compile_classifier(keras.models.clone_model(model))
+            timed = compile_classifier(quantization.quantize_model(model))
+            timing = step_time_ratio(plain, timed, data[0][:BATCH_SIZE], data[1][:BATCH_SIZE])
+            extra["train_step_vs_plain"] = timing["ratio"]
+        return Artifact(exported, qat, extra=extra)
+
+    return Recipe(name, make, group="qat")
+
+
+def tfmot_qat_recipe(epochs=2):
+    """tfmot's QAT on tf_keras, in a subprocess, same data and epochs."""
+
+    def make(model, data, workdir):
+        run = _run_baseline("tfmot_qat_baseline.py", model, data, workdir, [
+            "--epochs", str(epochs), "--batch-size", str(BATCH_SIZE),
+            "--tflite-path", os.path.join(workdir, f"{model.name}-tfmot-qat.tflite")])
+        extra = {"train_step_vs_plain": run["timing"]["ratio"]} if "timing" in run else {}
+        return Artifact(run["qat"]["tflite_path"], keras_accuracy=run["qat"]["accuracy"], extra=extra)
+
+    return Recipe("tfmot-qat-int8", make, group="baseline")
+
+
+def _run_baseline(script_name, model, data, workdir, arguments):
+    """Runs a tf_keras baseline script on the case's data and weights."""
+    script = _baseline_script(script_name)
+    x, y, x_test, y_test = data
+    with tempfile.TemporaryDirectory() as tmp:
+        npz = os.path.join(tmp, "data.npz")
+        weights = {f"w{i}": w for i, w in enumerate(model.get_weights())}
+        np.savez(npz, x_train=x, y_train=y, x_test=x_test, y_test=y_test, **weights)
+        out = os.path.join(tmp, "result.json")
+        command = [sys.executable, script, "--data", npz, "--out", out, *arguments]
+        done = subprocess.run(command, capture_output=True, text=True, timeout=1800)
+        if done.returncode != 0:
+            tail = done.stderr.strip().splitlines()[-1:] or ["no output"]
+            raise RuntimeError(f"{script_name} failed: {tail[0]}")
+        with open(out) as handle:
+            return json.load(handle)
 
 
 def keras_quantize_recipe():
@@ -228,13 +286,15 @@ def _standard_recipes(prune=True, two_four=True, baselines=True):
 
 def quick():
     """The README's main job: digits CNN and MLP, small MobileNetV2."""
-    cnn_recipes = _standard_recipes() + [tfmot_prune_recipe(0.8)]
+    cnn_recipes = _standard_recipes() + [
+        tfmot_prune_recipe(0.8), qat_recipe(), qat_recipe(prune_target=0.8), tfmot_qat_recipe()]
     mobilenet_recipes = [float_recipe()] + [ptq_recipe(m) for m in ("dynamic", "float16", "int8")]
     mobilenet_recipes += [prune_recipe(0.8), prune_recipe(0.8, sparsity_format=True)]
     return [
         Case("digits-cnn-16", _trained(lambda: digits_cnn(16), 16, epochs=20), cnn_recipes,
              "Conv(12)+Dense CNN on 16x16 digits"),
-        Case("digits-mlp", _trained(digits_mlp, 8, epochs=30), _standard_recipes(),
+        Case("digits-mlp", _trained(digits_mlp, 8, epochs=30),
+             _standard_recipes() + [qat_recipe(), qat_recipe(prune_target=0.8)],
              "MLP 128-64-10 on 8x8 digits (non-convolutional)"),
         Case("mobilenetv2-0.35-96", _mobilenet(0.35, 96), mobilenet_recipes,
              "MobileNetV2 alpha 0.35, 96x96, random weights (size/latency only)"),
@@ -246,7 +306,8 @@ def standard():
     cases = quick()
     cases.insert(1, Case(
         "digits-cnn-28", _trained(lambda: digits_cnn(28), 28, epochs=20),
-        _standard_recipes() + [tfmot_prune_recipe(0.8)], "Conv(12)+Dense CNN on 28x28 digits"))
+        _standard_recipes() + [tfmot_prune_recipe(0.8), qat_recipe(), qat_recipe(prune_target=0.8),
+                               tfmot_qat_recipe()], "Conv(12)+Dense CNN on 28x28 digits"))
     cases.append(Case(
         "mobilenetv2-1.0-224", _mobilenet(1.0, 224),
         [float_recipe()] + [ptq_recipe(m) for m in ("dynamic", "float16", "int8")],

@@ -10,6 +10,7 @@ from tfopt.pruning import schedules as schedules_lib
 from tfopt.pruning.registry import prunable_weights
 from tfopt.pruning.wrapper import PruneLowMagnitude
 from tfopt.pruning.wrapper import SCOPES
+from tfopt.pruning.wrapper import check_m_by_n_layer
 from tfopt.pruning.wrapper import validate_block_size
 from tfopt.pruning.wrapper import validate_m_by_n
 from tfopt.pruning import masks as mask_math
@@ -179,7 +180,7 @@ def sparsity_report(model):
             rows.append(
                 {
                     "layer": name,
-                    "weight": weight.name,
+                    "weight": _weight_label(layer, weight),
                     "size": int(value.size),
                     "zeros": zeros,
                     "sparsity": zeros / value.size,
@@ -189,6 +190,14 @@ def sparsity_report(model):
     zeros = sum(r["zeros"] for r in rows)
     total = {"size": size, "zeros": zeros, "sparsity": zeros / size if size else 0.0}
     return {"layers": rows, "total": total}
+
+
+def _weight_label(layer, weight):
+    # The weight's path below its layer: "kernel", or "query/kernel" for the
+    # four kernels of a MultiHeadAttention, which share the name "kernel".
+    inner = layer.layer if isinstance(layer, PruneLowMagnitude) else layer
+    prefix = inner.path + "/"
+    return weight.path[len(prefix):] if weight.path.startswith(prefix) else weight.name
 
 
 def iter_layers(model):
@@ -285,6 +294,8 @@ def _wrap_model(model, options, layer_names, skip_unsupported):
         if not weights:
             continue
         # Validate patterns now, before any cloning or training.
+        if options["sparsity_m_by_n"]:
+            check_m_by_n_layer(layer)
         for weight in weights:
             label = f"{layer.name}/{weight.name}"
             if options["sparsity_m_by_n"]:

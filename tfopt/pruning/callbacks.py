@@ -14,16 +14,25 @@ def _wrappers(model):
     return pruning_wrappers(model)
 
 
+def _weight_label(wrapper, weight):
+    from tfopt.pruning.api import _weight_label as label
+
+    return label(wrapper, weight)
+
+
 class UpdatePruningStep(keras.callbacks.Callback):
     """Starts and advances pruning; required when training a pruned model.
 
     At the start of training it marks every `PruneLowMagnitude` wrapper as
     started (a wrapper trained without this callback raises a clear error on
     the first batch). The step itself is a variable of each wrapper that
-    advances inside the compiled train step, once per batch, so there is no
-    per-batch Python work, and a model restored from a `.keras` file or a
-    checkpoint continues from its saved step. For `scope="global"` wrappers the callback also computes the
-    shared threshold on the schedule's pruning steps.
+    advances inside the compiled train step, once per training call of the
+    wrapper (once per batch; a layer shared by several inputs advances once
+    per use), so there is no per-batch Python work for `scope="layer"`, and
+    a model restored from a `.keras` file or a checkpoint continues from its
+    saved step. For `scope="global"` wrappers the callback computes the
+    shared threshold before the batches on which the schedule prunes (with
+    `steps_per_execution > 1`, before the next execution).
 
     Example:
 
@@ -35,7 +44,6 @@ class UpdatePruningStep(keras.callbacks.Callback):
     def __init__(self):
         super().__init__()
         self._global = []
-        self._step = 0
 
     def on_train_begin(self, logs=None):
         wrappers = _wrappers(self.model)
@@ -48,17 +56,27 @@ class UpdatePruningStep(keras.callbacks.Callback):
         for wrapper in wrappers:
             wrapper._pruning_started = True
         self._global = [w for w in wrappers if w.scope == "global" and w._prunable]
-        if self._global:
-            self._step = int(self._global[0].pruning_step.numpy())
 
     def on_train_batch_begin(self, batch, logs=None):
         if not self._global:
             return
+        # The wrappers' own step is the truth (it survives restores and
+        # counts every batch even with steps_per_execution > 1, where this
+        # hook runs once per execution).
+        step = int(self._global[0].pruning_step.numpy())
         schedule = self._global[0].pruning_schedule
-        should_prune, sparsity = schedule(self._step)
-        if bool(should_prune):
+        should_prune, sparsity = schedule(step)
+        if bool(should_prune) or self._missed_update(schedule, step):
             update_global_masks(self._global, float(sparsity))
-        self._step += 1
+        self._last_step = step
+
+    def _missed_update(self, schedule, step):
+        # With several batches per execution a pruning step can fall between
+        # two calls of this hook; catch up on the next call.
+        last = getattr(self, "_last_step", None)
+        if last is None or step - last <= 1:
+            return False
+        return any(bool(schedule(s)[0]) for s in range(last + 1, step))
 
 
 def update_global_masks(wrappers, sparsity):
@@ -112,7 +130,7 @@ class PruningSummaries(keras.callbacks.Callback):
                 for weight, mask, threshold in zip(
                     wrapper.prunable_weights, wrapper.masks, wrapper.thresholds
                 ):
-                    tag = f"{wrapper.layer.name}/{weight.name}"
+                    tag = f"{wrapper.layer.name}/{_weight_label(wrapper, weight)}"
                     sparsity = 1.0 - float(np.mean(mask.numpy()))
                     tf.summary.scalar(f"{tag}/sparsity", sparsity)
                     tf.summary.scalar(f"{tag}/threshold", float(threshold.numpy()))

@@ -114,8 +114,8 @@ def block_mask(magnitudes, sparsity, block_size, pooling="AVG"):
     """Mask that zeros whole `block_size` blocks of the 2-D weight view.
 
     Blocks are ranked by their pooled magnitude (`"AVG"` or `"MAX"`); the
-    weakest `sparsity` fraction of blocks is zeroed, so element sparsity is
-    exact too. Call `check_block_size` first.
+    weakest `sparsity` fraction of blocks is zeroed: exact in whole blocks,
+    so element sparsity is rounded to a block. Call `check_block_size` first.
 
     Returns:
         `(mask, threshold)` as in `magnitude_mask`, the threshold being a

@@ -109,6 +109,20 @@ def prunable_weights(layer):
     return None
 
 
+# Kernels whose axis -2 is the input channel that a dot product reduces
+# over, where N:M groups belong (as tfmot allows them).
+_M_BY_N_LAYERS = (
+    layers.Dense, layers.Conv1D, layers.Conv2D, layers.Conv3D,
+    layers.SimpleRNN, layers.LSTM, layers.GRU,
+)
+
+
+def supports_m_by_n(layer):
+    """Whether N:M sparsity applies to `layer` (Dense, Conv1D/2D/3D, RNNs)."""
+    transposed = (layers.Conv1DTranspose, layers.Conv2DTranspose, layers.Conv3DTranspose)
+    return isinstance(layer, _M_BY_N_LAYERS) and not isinstance(layer, transposed)
+
+
 def is_supported(layer):
     """Whether tfopt can wrap `layer` (built) for pruning."""
     return isinstance(layer, keras.Model) or prunable_weights(layer) is not None

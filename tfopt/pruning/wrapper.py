@@ -6,6 +6,7 @@ from keras import layers, ops
 from tfopt.pruning import masks as mask_math
 from tfopt.pruning import schedules as schedules_lib
 from tfopt.pruning.registry import prunable_weights
+from tfopt.pruning.registry import supports_m_by_n
 from tfopt.substitution import call_with_values
 
 BLOCK_POOLING_TYPES = ("AVG", "MAX")
@@ -129,6 +130,8 @@ class PruneLowMagnitude(layers.Wrapper):
                 "`get_prunable_weights()` on it (see "
                 "tfopt.pruning.PrunableLayer) or leave it unwrapped."
             )
+        if self.sparsity_m_by_n and weights:
+            check_m_by_n_layer(self.layer)
         for weight in weights:
             label = f"{self.layer.name}/{weight.name}"
             if self.sparsity_m_by_n:
@@ -239,7 +242,10 @@ class PruneLowMagnitude(layers.Wrapper):
         replacements = [
             (w, w.value * ops.cast(m, w.dtype)) for w, m in zip(self._prunable, self.masks)
         ]
-        return call_with_values(self.layer, replacements, inputs, *args, **kwargs)
+        outputs, losses = call_with_values(self.layer, replacements, inputs, *args, **kwargs)
+        for loss in losses:
+            self.add_loss(loss)
+        return outputs
 
     def get_config(self):
         config = super().get_config()
@@ -294,3 +300,13 @@ def validate_m_by_n(m_by_n):
             "1 and smaller than n (the group size), e.g. (2, 4)."
         )
     return (zeros, group)
+
+
+def check_m_by_n_layer(layer):
+    """Raises ValueError unless N:M sparsity applies to `layer`'s kernels."""
+    if not supports_m_by_n(layer):
+        raise ValueError(
+            f"sparsity_m_by_n applies to Dense, Conv1D/2D/3D and RNN kernels, whose "
+            f"axis -2 is the input channel; layer {layer.name!r} is a "
+            f"{type(layer).__name__}. Leave it out with layers=[...]."
+        )

@@ -134,7 +134,10 @@ class QuantizeWrapper(layers.Wrapper):
         if _is_plain_conv1d(self.layer):
             return self._conv1d_as_conv2d(inputs)
         replacements = [(k, q) for (k, _), q in zip(self._kernels, self.quantized_kernels())]
-        return call_with_values(self.layer, replacements, inputs, *args, **kwargs)
+        outputs, losses = call_with_values(self.layer, replacements, inputs, *args, **kwargs)
+        for loss in losses:
+            self.add_loss(loss)
+        return outputs
 
     def _conv1d_as_conv2d(self, inputs):
         # Keras's Conv1D expands its kernel to 4-D after we would quantize
