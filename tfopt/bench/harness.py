@@ -83,6 +83,7 @@ class Settings:
     min_seconds: float = 1.0
     device: str = "auto"
     verify_examples: int = 512
+    latency_rounds: int = 5
 
     def __post_init__(self):
         if self.device not in DEVICES:
@@ -111,9 +112,27 @@ def run_case(case, settings, workdir, progress=None):
         rows.append(row)
         if progress is not None:
             progress(row)
+    _sample_latency(rows, settings)
     for row in rows:
         _compare_with_float(row, float_row)
     return rows
+
+
+def _sample_latency(rows, settings):
+    """Times every row's interpreter in interleaved rounds."""
+    sessions = [(row, row.pop("_session")) for row in rows if "_session" in row]
+    rounds = max(1, settings.latency_rounds)
+    for index in range(rounds):
+        for row, session in sessions:
+            try:
+                session.sample(settings.warmup if index == 0 else 0,
+                               -(-settings.runs // rounds), settings.min_seconds / rounds)
+            except Exception as error:  # recorded; the other rows go on
+                row.update(status="failed", reason=_reason(error))
+    for row, session in sessions:
+        if row["status"] == "ok":
+            result = session.result()
+            row.update({f"cpu_{k}": v for k, v in result.to_dict().items() if k != "device"})
 
 
 def _use_gpu(settings):
@@ -143,14 +162,9 @@ def _run_recipe(case, recipe, model, data, settings, workdir, use_gpu):
             weight_dtypes=sorted({w["dtype"] for w in facts["weights"] if w["size"] > 16}),
         )
         row.update(_accuracy_columns(artifact, data, settings))
-        result = latency_lib.measure_latency(
-            getattr(tflite, "content", None) or path,
-            num_threads=settings.num_threads,
-            warmup=settings.warmup,
-            runs=settings.runs,
-            min_seconds=settings.min_seconds,
-        )
-        row.update({f"cpu_{k}": v for k, v in result.to_dict().items() if k != "device"})
+        # CPU latency is sampled later, interleaved with the case's other rows.
+        row["_session"] = latency_lib.LatencySession(
+            getattr(tflite, "content", None) or path, num_threads=settings.num_threads)
         row.update(_gpu_columns(artifact, path, data, settings, use_gpu))
         row.update(artifact.extra)
         row["status"] = "ok"
@@ -207,7 +221,7 @@ def _gpu_columns(artifact, path, data, settings, use_gpu):
 
 
 def _compare_with_float(row, float_row):
-    if row["status"] != "ok" or float_row is None:
+    if row["status"] != "ok" or float_row is None or float_row["status"] != "ok":
         return
     row["bytes_vs_float"] = row["size_bytes"] / float_row["size_bytes"]
     row["gzip_vs_float"] = row["gzip_bytes"] / float_row["gzip_bytes"]

@@ -130,6 +130,59 @@ def _model_content(tflite):
     )
 
 
+class LatencySession:
+    """One fresh LiteRT interpreter whose invokes are timed in chunks.
+
+    `measure_latency` times a model in one go; the benchmark harness opens a
+    session per row and samples them in interleaved rounds, so that machine
+    drift (other load, frequency changes) spreads over all rows instead of
+    landing on whichever was timed at a bad moment.
+
+    Args:
+        tflite: A `TFLiteExport`, a path to a `.tflite` file, or its bytes.
+        num_threads: CPU threads given to the interpreter.
+        seed: Seed of the random input.
+
+    Raises:
+        ValueError: If the file is missing, corrupt or cannot be loaded.
+        TypeError: If `tflite` is of an unsupported type.
+    """
+
+    def __init__(self, tflite, num_threads=1, seed=0):
+        from ai_edge_litert.interpreter import Interpreter
+
+        if not isinstance(num_threads, int) or num_threads < 1:
+            raise ValueError(f"num_threads={num_threads!r} must be an int >= 1.")
+        content = _model_content(tflite)
+        self.num_threads = num_threads
+        rss_before = _rss_bytes()
+        start = time.perf_counter()
+        try:
+            self._interpreter = Interpreter(model_content=content, num_threads=num_threads)
+            self._interpreter.allocate_tensors()
+        except (ValueError, RuntimeError) as error:
+            raise ValueError(f"LiteRT cannot load this model: {error}") from error
+        self.init_s = time.perf_counter() - start
+        rng = np.random.default_rng(seed)
+        for detail in self._interpreter.get_input_details():
+            self._interpreter.set_tensor(detail["index"], _random_input(detail, rng))
+        start = time.perf_counter()
+        self._interpreter.invoke()
+        self.first_s = time.perf_counter() - start
+        rss_after = _rss_bytes()
+        self.rss = None if rss_before is None or rss_after is None else rss_after - rss_before
+        self.times = []
+
+    def sample(self, warmup, runs, min_seconds):
+        """Times `runs` invokes (at least `min_seconds`) after `warmup`."""
+        self.times += _timed_loop(self._interpreter.invoke, warmup, runs, min_seconds)
+
+    def result(self):
+        """The `LatencyResult` of every sample taken so far."""
+        return _statistics(self.times, "cpu (LiteRT, XNNPACK)", self.num_threads,
+                           self.first_s, self.init_s, self.rss)
+
+
 def measure_latency(tflite, num_threads=1, warmup=20, runs=300, min_seconds=1.0, seed=0):
     """Times single-example invokes of a TFLite model in LiteRT on the CPU.
 
@@ -154,28 +207,10 @@ def measure_latency(tflite, num_threads=1, warmup=20, runs=300, min_seconds=1.0,
     >>> result.p50_ms  # doctest: +SKIP
     0.21
     """
-    from ai_edge_litert.interpreter import Interpreter
-
     _validate_counts(num_threads, warmup, runs, min_seconds)
-    content = _model_content(tflite)
-    rss_before = _rss_bytes()
-    start = time.perf_counter()
-    try:
-        interpreter = Interpreter(model_content=content, num_threads=num_threads)
-        interpreter.allocate_tensors()
-    except (ValueError, RuntimeError) as error:
-        raise ValueError(f"LiteRT cannot load this model: {error}") from error
-    init_s = time.perf_counter() - start
-    rng = np.random.default_rng(seed)
-    for detail in interpreter.get_input_details():
-        interpreter.set_tensor(detail["index"], _random_input(detail, rng))
-    start = time.perf_counter()
-    interpreter.invoke()
-    first_s = time.perf_counter() - start
-    rss_after = _rss_bytes()
-    times = _timed_loop(interpreter.invoke, warmup, runs, min_seconds)
-    rss = None if rss_before is None or rss_after is None else rss_after - rss_before
-    return _statistics(times, "cpu (LiteRT, XNNPACK)", num_threads, first_s, init_s, rss)
+    session = LatencySession(tflite, num_threads=num_threads, seed=seed)
+    session.sample(warmup, runs, min_seconds)
+    return session.result()
 
 
 def gpu_devices():

@@ -113,7 +113,9 @@ def markdown(results):
         f"Keras {env['keras']}, ai-edge-litert {env['ai_edge_litert']}.",
         "Latency: LiteRT interpreter (XNNPACK), fresh per row, batch 1, "
         f">= {results['settings']['runs']} timed invokes and >= {results['settings']['min_seconds']} s "
-        "after warm-up. p99 is flagged `*` when fewer than 1000 invokes were timed.",
+        f"after warm-up, in {results['settings'].get('latency_rounds', 1)} rounds interleaved "
+        "across the model's rows. p99 is flagged `*` when fewer than 1000 invokes were timed. "
+        "`slower than float`: p50 more than 5% above the float row's.",
         "",
     ]
     by_model = {}
