@@ -28,7 +28,7 @@ def test_weight_fake_quant_is_tflite_per_channel_symmetric_int8():
     kernel[..., 2] = 0.0  # an all-zero channel stays zero
     out = np.asarray(quantizers.fake_quant_weight(kernel, "per_channel"))
     for c in range(5):
-        bound = max(np.abs(kernel[..., c]).max(), 1e-8)
+        bound = np.abs(kernel[..., c]).max() or np.abs(kernel).max()
         expected, scale, zero = _tf_fake_quant(kernel[..., c], -bound, bound, narrow_range=True)
         np.testing.assert_allclose(out[..., c], expected, atol=1e-6)
         assert zero == 128  # int8 zero point 0: symmetric
@@ -64,6 +64,23 @@ def test_batchnorm_folding_is_exact_in_inference():
         folded.build((None, 9, 9, 3))
         folded.set_weights(transforms.folded_weights(conv, bn))
         np.testing.assert_allclose(folded(x), model(x, training=False), atol=1e-5)
+
+
+def test_all_zero_channels_keep_a_usable_range_and_export(digits16):
+    # A fully pruned channel with a bias: a vanishing weight scale would
+    # overflow TFLite's int32 bias (scale = input_scale * weight_scale).
+    (x, y), (x_test, _) = digits16
+    inputs = keras.Input((16, 16, 1))
+    conv = keras.layers.Conv2D(4, 3, activation="relu")
+    model = compile_classifier(keras.Model(inputs, keras.layers.Dense(10)(keras.layers.Flatten()(conv(inputs)))))
+    model.fit(x, y, epochs=1, verbose=0)
+    kernel, bias = conv.get_weights()
+    kernel[..., 1] = 0.0
+    conv.set_weights([kernel, bias + 0.5])
+    qat = compile_classifier(quantization.quantize_model(model, preserve_sparsity=True))
+    qat.fit(x, y, epochs=1, verbose=0)
+    exported = export.to_tflite(qat, quantization="int8")
+    assert export.verify(exported, qat, x_test)["top1_agreement"] >= 0.97
 
 
 def _zoo_model():

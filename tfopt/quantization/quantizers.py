@@ -42,9 +42,14 @@ def fake_quant_weight(weight, granularity="per_channel"):
     else:
         bound = ops.max(ops.abs(flat), axis=tuple(range(len(flat.shape) - 1)))
         axis = -1
+    # An all-zero channel (common after pruning: a depthwise channel has only
+    # 9 weights) must not get a vanishing range: TFLite quantizes the bias
+    # with scale input_scale * weight_scale, which would overflow int32. Its
+    # weights are zero at any scale, so borrow the largest channel's range.
+    bound = ops.where(bound > 0, bound, ops.maximum(ops.max(bound), 1e-3))
     # The range follows the weights but is not trained through (as tfmot's
-    # last-value quantizer); an all-zero channel would give an empty range.
-    bound = ops.stop_gradient(ops.maximum(bound, 1e-8))
+    # last-value quantizer).
+    bound = ops.stop_gradient(bound)
     quantized = keras.quantizers.fake_quant_with_min_max_vars(
         flat, -bound, bound, num_bits=NUM_BITS, narrow_range=True, axis=axis
     )
