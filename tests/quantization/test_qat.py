@@ -209,3 +209,29 @@ def test_bad_inputs_raise_clear_errors():
         quantization.quantize_apply(model)
     with pytest.raises(TypeError, match="takes a layer"):
         quantization.quantize_annotate_layer(model)
+
+
+class _Crash(keras.callbacks.Callback):
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch == 1:
+            raise RuntimeError("simulated crash")
+
+
+def test_backup_and_restore_resumes_qat_to_the_same_state(tmp_path, digits16):
+    (x, y), _ = digits16
+    x, y = x[:256], y[:256]
+
+    def run(callbacks):
+        keras.utils.set_random_seed(5)
+        base = keras.Sequential([keras.Input((16, 16, 1)), keras.layers.Conv2D(4, 3, activation="relu"),
+                                 keras.layers.Flatten(), keras.layers.Dense(10)])
+        model = compile_classifier(quantization.quantize_model(base))
+        model.fit(x, y, batch_size=32, epochs=4, shuffle=False, verbose=0, callbacks=callbacks)
+        return model
+
+    reference = run([])
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        run([keras.callbacks.BackupAndRestore(str(tmp_path / "backup")), _Crash()])
+    resumed = run([keras.callbacks.BackupAndRestore(str(tmp_path / "backup"))])
+    for a, b in zip(resumed.weights, reference.weights):  # kernels and ranges
+        np.testing.assert_allclose(a.numpy(), b.numpy(), atol=1e-6, err_msg=a.path)
