@@ -22,14 +22,12 @@ The result JSON is written to RESULT.json; a short summary goes to stderr.
 import os
 
 # Must happen before TensorFlow is imported: tfmot needs Keras 2 (tf_keras).
-os.environ["TF_USE_LEGACY_KERAS"] = "1"
+os.environ["TF_USE_LEGACY_KERAS"] = "1"  # also set by tf_keras_common
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import argparse  # noqa: E402
-import gzip  # noqa: E402
 import json  # noqa: E402
 import math  # noqa: E402
-import re  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 
@@ -38,6 +36,8 @@ import tensorflow as tf  # noqa: E402
 import tf_keras as keras  # noqa: E402
 import tensorflow_model_optimization as tfmot  # noqa: E402
 from ai_edge_litert.interpreter import Interpreter  # noqa: E402
+from tf_keras_common import build_model, compile_model, copy_model  # noqa: E402
+from tf_keras_common import keras_accuracy, load_data, size_report  # noqa: E402
 
 sparsity_api = tfmot.sparsity.keras
 
@@ -45,46 +45,12 @@ sparsity_api = tfmot.sparsity.keras
 # --------------------------------------------------------------------------- #
 # Data and model
 # --------------------------------------------------------------------------- #
-def load_data(path):
-    """Return (x_train, y_train, x_test, y_test, dense_weights) from the npz."""
-    with np.load(path) as npz:
-        x_train = npz["x_train"].astype("float32")
-        y_train = npz["y_train"].astype("int32")
-        x_test = npz["x_test"].astype("float32")
-        y_test = npz["y_test"].astype("int32")
-        names = [k for k in npz.files if re.fullmatch(r"w\d+", k)]
-        weights = [npz[k] for k in sorted(names, key=lambda k: int(k[1:]))]
-    if x_train.ndim != 4 or x_train.shape[-1] != 1:
-        raise ValueError(f"x_train must be NHWC with 1 channel, got {x_train.shape}")
-    return x_train, y_train, x_test, y_test, weights
 
 
-def build_model(height, width):
-    """The benchmark architecture (identical in Keras 3 and tf_keras)."""
-    return keras.Sequential([
-        keras.Input(shape=(height, width, 1)),
-        keras.layers.Conv2D(12, (3, 3), activation="relu"),
-        keras.layers.MaxPooling2D((2, 2)),
-        keras.layers.Flatten(),
-        keras.layers.Dense(10),  # logits
-    ])
 
 
-def compile_model(model, lr):
-    # A fresh optimizer per model so no Adam state leaks between runs.
-    model.compile(
-        optimizer=keras.optimizers.Adam(learning_rate=lr),
-        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        metrics=["accuracy"],
-    )
-    return model
 
 
-def dense_copy(dense):
-    """Clone the dense model (fresh variables) and load its trained weights."""
-    model = keras.models.clone_model(dense)
-    model.set_weights(dense.get_weights())
-    return model
 
 
 def prune_wrap(model, target, end_step, frequency):
@@ -97,9 +63,6 @@ def prune_wrap(model, target, end_step, frequency):
 # --------------------------------------------------------------------------- #
 # Measurements
 # --------------------------------------------------------------------------- #
-def keras_accuracy(model, x, y):
-    logits = model.predict(x, batch_size=256, verbose=0)
-    return float(np.mean(np.argmax(logits, axis=-1) == y))
 
 
 def kernel_sparsity(model):
@@ -132,9 +95,6 @@ def tflite_accuracy(tflite_bytes, x, y):
     return float(np.mean(np.argmax(logits, axis=-1) == y))
 
 
-def size_report(tflite_bytes):
-    return {"tflite_bytes": len(tflite_bytes),
-            "tflite_gzip_bytes": len(gzip.compress(tflite_bytes, 9))}
 
 
 def mask_update_steps(total_steps, end_step, frequency):
@@ -158,7 +118,7 @@ def pruning_run(dense, data, target, args, steps_per_epoch):
     epochs = args.ramp_epochs + args.finetune_epochs
 
     wrapped = compile_model(
-        prune_wrap(dense_copy(dense), target, end_step, args.frequency), args.lr)
+        prune_wrap(copy_model(dense), target, end_step, args.frequency), args.lr)
     wrapped.fit(x_train, y_train, batch_size=args.batch_size, epochs=epochs,
                 shuffle=True, verbose=0,
                 callbacks=[sparsity_api.UpdatePruningStep()])
@@ -233,7 +193,7 @@ def time_steps(dense, x_train, y_train, args):
     timers = {}
     for name, freq in configs.items():
         keras.utils.set_random_seed(args.seed)
-        model = dense_copy(dense)
+        model = copy_model(dense)
         if freq is not None:
             model = prune_wrap(model, 0.8, 100000, freq)
         timers[name] = StepTimer(compile_model(model, args.lr), x, y,

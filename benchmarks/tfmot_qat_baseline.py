@@ -30,13 +30,11 @@ the converter allows it (``"batch": 1``), otherwise with the dynamic batch of
 import os
 
 # Must happen before TensorFlow is imported: tfmot needs Keras 2 (tf_keras).
-os.environ["TF_USE_LEGACY_KERAS"] = "1"
+os.environ["TF_USE_LEGACY_KERAS"] = "1"  # also set by tf_keras_common
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import argparse  # noqa: E402
-import gzip  # noqa: E402
 import json  # noqa: E402
-import re  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 
@@ -45,6 +43,8 @@ import tensorflow as tf  # noqa: E402
 import tf_keras as keras  # noqa: E402
 import tensorflow_model_optimization as tfmot  # noqa: E402
 from ai_edge_litert.interpreter import Interpreter  # noqa: E402
+from tf_keras_common import build_model, compile_model, copy_model  # noqa: E402
+from tf_keras_common import keras_accuracy, load_data, size_report  # noqa: E402
 
 quant_api = tfmot.quantization.keras
 
@@ -55,51 +55,17 @@ WEIGHT_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")
 # --------------------------------------------------------------------------- #
 # Data and model
 # --------------------------------------------------------------------------- #
-def load_data(path):
-    """Return (x_train, y_train, x_test, y_test, float_weights) from the npz."""
-    with np.load(path) as npz:
-        x_train = npz["x_train"].astype("float32")
-        y_train = npz["y_train"].astype("int32")
-        x_test = npz["x_test"].astype("float32")
-        y_test = npz["y_test"].astype("int32")
-        names = [k for k in npz.files if re.fullmatch(r"w\d+", k)]
-        weights = [npz[k] for k in sorted(names, key=lambda k: int(k[1:]))]
-    if x_train.ndim != 4 or x_train.shape[-1] != 1:
-        raise ValueError(f"x_train must be NHWC with 1 channel, got {x_train.shape}")
-    return x_train, y_train, x_test, y_test, weights
 
 
-def build_model(height, width):
-    """The benchmark architecture (identical to tfmot_baseline.build_model)."""
-    return keras.Sequential([
-        keras.Input(shape=(height, width, 1)),
-        keras.layers.Conv2D(12, (3, 3), activation="relu"),
-        keras.layers.MaxPooling2D((2, 2)),
-        keras.layers.Flatten(),
-        keras.layers.Dense(10),  # logits
-    ])
 
 
-def compile_model(model, lr):
-    # A fresh optimizer per model so no Adam state leaks between runs.
-    model.compile(
-        optimizer=keras.optimizers.Adam(learning_rate=lr),
-        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        metrics=["accuracy"],
-    )
-    return model
 
 
-def float_copy(model):
-    """Clone the float model (fresh variables) and load its trained weights."""
-    clone = keras.models.clone_model(model)
-    clone.set_weights(model.get_weights())
-    return clone
 
 
 def qat_wrap(model):
     """Default tfmot 8-bit QAT: fake-quant wrappers around every layer."""
-    return quant_api.quantize_model(float_copy(model))
+    return quant_api.quantize_model(copy_model(model))
 
 
 # --------------------------------------------------------------------------- #
@@ -211,14 +177,8 @@ def tflite_accuracy(tflite_bytes, x, y):
     return float(np.mean(np.concatenate(preds) == y))
 
 
-def size_report(tflite_bytes):
-    return {"tflite_bytes": len(tflite_bytes),
-            "tflite_gzip_bytes": len(gzip.compress(tflite_bytes, 9))}
 
 
-def keras_accuracy(model, x, y):
-    logits = model.predict(x, batch_size=256, verbose=0)
-    return float(np.mean(np.argmax(logits, axis=-1) == y))
 
 
 # --------------------------------------------------------------------------- #
@@ -288,7 +248,7 @@ def time_steps(model, x_train, y_train, args):
     x = x_train[:args.batch_size]
     y = y_train[:args.batch_size]
     timers = {}
-    for name, make in (("plain", float_copy), ("qat", qat_wrap)):
+    for name, make in (("plain", copy_model), ("qat", qat_wrap)):
         keras.utils.set_random_seed(args.seed)
         timers[name] = StepTimer(compile_model(make(model), args.lr), x, y)
         timers[name].run(args.timing_warmup, record=False)  # tracing, caches
