@@ -12,6 +12,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import gzip  # noqa: E402
 import re  # noqa: E402
+import time  # noqa: E402
 
 import numpy as np  # noqa: E402
 import tf_keras as keras  # noqa: E402
@@ -67,3 +68,47 @@ def keras_accuracy(model, x, y):
 def size_report(tflite_bytes):
     return {"tflite_bytes": len(tflite_bytes),
             "tflite_gzip_bytes": len(gzip.compress(tflite_bytes, 9))}
+
+
+class StepTimer:
+    """One model driven by train_on_batch on a fixed batch, timing each step.
+
+    `callback` (e.g. tfmot's UpdatePruningStep for a pruned model) is driven
+    by hand as fit() would, and its per-batch hook is timed too: it is part
+    of the tool's per-step cost.
+    """
+
+    def __init__(self, model, x, y, callback=None):
+        self.model, self.x, self.y = model, x, y
+        self.callback = callback
+        self.step = 0
+        self.times = []
+        if callback is not None:
+            callback.set_model(model)
+            callback.on_train_begin()
+
+    def run(self, n_steps, record=True):
+        for _ in range(n_steps):
+            start = time.perf_counter()
+            if self.callback is not None:
+                self.callback.on_train_batch_begin(self.step)
+            self.model.train_on_batch(self.x, self.y)  # returns numpy: synced
+            elapsed = time.perf_counter() - start
+            self.step += 1
+            if record:
+                self.times.append(elapsed)
+
+    def median_ms(self):
+        return 1000.0 * float(np.median(self.times))
+
+
+def add_training_arguments(parser):
+    """The options both baseline scripts take: learning rate, seed, timing."""
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--skip-timing", action="store_true",
+                        help="skip the train-step timing")
+    parser.add_argument("--timing-rounds", type=int, default=5)
+    parser.add_argument("--timing-steps", type=int, default=20)
+    parser.add_argument("--timing-warmup", type=int, default=5,
+                        help="untimed steps per model before timing")

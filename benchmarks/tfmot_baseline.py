@@ -29,7 +29,6 @@ import argparse  # noqa: E402
 import json  # noqa: E402
 import math  # noqa: E402
 import sys  # noqa: E402
-import time  # noqa: E402
 
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
@@ -37,7 +36,7 @@ import tf_keras as keras  # noqa: E402
 import tensorflow_model_optimization as tfmot  # noqa: E402
 from ai_edge_litert.interpreter import Interpreter  # noqa: E402
 from tf_keras_common import build_model, compile_model, copy_model  # noqa: E402
-from tf_keras_common import keras_accuracy, load_data, size_report  # noqa: E402
+from tf_keras_common import StepTimer, add_training_arguments, keras_accuracy, load_data, size_report  # noqa: E402
 
 sparsity_api = tfmot.sparsity.keras
 
@@ -149,36 +148,6 @@ def pruning_run(dense, data, target, args, steps_per_epoch):
 # --------------------------------------------------------------------------- #
 # Step timing
 # --------------------------------------------------------------------------- #
-class StepTimer:
-    """One model driven by train_on_batch, timing each step.
-
-    For pruning-wrapped models UpdatePruningStep is driven by hand, as fit()
-    would; its per-batch hook is timed too since it is part of tfmot's cost.
-    """
-
-    def __init__(self, model, x, y, pruned):
-        self.model, self.x, self.y = model, x, y
-        self.callback = None
-        self.step = 0
-        self.times = []
-        if pruned:
-            self.callback = sparsity_api.UpdatePruningStep()
-            self.callback.set_model(model)
-            self.callback.on_train_begin()
-
-    def run(self, n_steps, record=True):
-        for _ in range(n_steps):
-            start = time.perf_counter()
-            if self.callback is not None:
-                self.callback.on_train_batch_begin(self.step)
-            self.model.train_on_batch(self.x, self.y)  # returns numpy: synced
-            elapsed = time.perf_counter() - start
-            self.step += 1
-            if record:
-                self.times.append(elapsed)
-
-    def median_ms(self):
-        return 1000.0 * float(np.median(self.times))
 
 
 def time_steps(dense, x_train, y_train, args):
@@ -196,8 +165,8 @@ def time_steps(dense, x_train, y_train, args):
         model = copy_model(dense)
         if freq is not None:
             model = prune_wrap(model, 0.8, 100000, freq)
-        timers[name] = StepTimer(compile_model(model, args.lr), x, y,
-                                 pruned=freq is not None)
+        callback = sparsity_api.UpdatePruningStep() if freq is not None else None
+        timers[name] = StepTimer(compile_model(model, args.lr), x, y, callback)
         timers[name].run(args.timing_warmup, record=False)  # tracing, caches
 
     # Interleaved rounds so drift in machine load hits all models alike.
@@ -233,16 +202,9 @@ def parse_args(argv=None):
                    help="epochs over which sparsity ramps from 0 to target")
     p.add_argument("--finetune-epochs", type=int, default=2,
                    help="extra epochs at constant final sparsity")
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--seed", type=int, default=0)
     p.add_argument("--tflite-dir", default=None,
                    help="also write each stripped model's .tflite here")
-    p.add_argument("--skip-timing", action="store_true",
-                   help="skip the train-step timing")
-    p.add_argument("--timing-rounds", type=int, default=5)
-    p.add_argument("--timing-steps", type=int, default=20)
-    p.add_argument("--timing-warmup", type=int, default=5,
-                   help="untimed steps per model before timing")
+    add_training_arguments(p)
     args = p.parse_args(argv)
     args.sparsities = [float(s) for s in args.sparsities.split(",") if s.strip()]
     return args

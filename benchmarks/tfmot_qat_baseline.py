@@ -44,7 +44,7 @@ import tf_keras as keras  # noqa: E402
 import tensorflow_model_optimization as tfmot  # noqa: E402
 from ai_edge_litert.interpreter import Interpreter  # noqa: E402
 from tf_keras_common import build_model, compile_model, copy_model  # noqa: E402
-from tf_keras_common import keras_accuracy, load_data, size_report  # noqa: E402
+from tf_keras_common import StepTimer, add_training_arguments, keras_accuracy, load_data, size_report  # noqa: E402
 
 quant_api = tfmot.quantization.keras
 
@@ -225,23 +225,6 @@ def qat_run(model, data, args):
 # --------------------------------------------------------------------------- #
 # Step timing
 # --------------------------------------------------------------------------- #
-class StepTimer:
-    """One model driven by train_on_batch on a fixed batch, timing each step."""
-
-    def __init__(self, model, x, y):
-        self.model, self.x, self.y = model, x, y
-        self.times = []
-
-    def run(self, n_steps, record=True):
-        for _ in range(n_steps):
-            start = time.perf_counter()
-            self.model.train_on_batch(self.x, self.y)  # returns numpy: synced
-            elapsed = time.perf_counter() - start
-            if record:
-                self.times.append(elapsed)
-
-    def median_ms(self):
-        return 1000.0 * float(np.median(self.times))
 
 
 def time_steps(model, x_train, y_train, args):
@@ -272,16 +255,9 @@ def parse_args(argv=None):
     p.add_argument("--out", required=True, help="output JSON path")
     p.add_argument("--epochs", type=int, default=2, help="QAT fine-tuning epochs")
     p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--seed", type=int, default=0)
     p.add_argument("--tflite-path", default=None,
                    help="also write the QAT .tflite to this file")
-    p.add_argument("--skip-timing", action="store_true",
-                   help="skip the train-step timing")
-    p.add_argument("--timing-rounds", type=int, default=5)
-    p.add_argument("--timing-steps", type=int, default=20)
-    p.add_argument("--timing-warmup", type=int, default=5,
-                   help="untimed steps per model before timing")
+    add_training_arguments(p)
     return p.parse_args(argv)
 
 

@@ -42,3 +42,21 @@ def call_with_values(layer, replacements, *args, **kwargs):
         if key not in replaced and updated is not given[key]:
             variable.assign(updated)
     return outputs, scope.losses
+
+
+class SubstitutingWrapper(keras.layers.Wrapper):
+    """Base of wrappers that compute their layer with substituted weights.
+
+    Saves the inner layer's own build config, so that multi-input layers
+    (e.g. cross-attention), which one input shape cannot rebuild, load from
+    `.keras` files. Subclasses build their own variables in `build`.
+    """
+
+    def get_build_config(self):
+        return {"layer": self.layer.get_build_config()}
+
+    def build_from_config(self, config):
+        inner = (config or {}).get("layer")
+        if inner and not self.layer.built:
+            self.layer.build_from_config(inner)
+        self.build((inner or {}).get("input_shape"))

@@ -7,6 +7,7 @@ from tfopt.pruning import masks as mask_math
 from tfopt.pruning import schedules as schedules_lib
 from tfopt.pruning.registry import prunable_weights
 from tfopt.pruning.registry import supports_m_by_n
+from tfopt.substitution import SubstitutingWrapper
 from tfopt.substitution import call_with_values
 
 BLOCK_POOLING_TYPES = ("AVG", "MAX")
@@ -21,7 +22,7 @@ _MISSING_CALLBACK = (
 
 
 @keras.saving.register_keras_serializable(package="tfopt")
-class PruneLowMagnitude(layers.Wrapper):
+class PruneLowMagnitude(SubstitutingWrapper):
     """Wraps a layer so that its prunable weights are masked by magnitude.
 
     The wrapper owns, per prunable weight, a `mask` (1 keeps, 0 prunes) and
@@ -170,18 +171,6 @@ class PruneLowMagnitude(layers.Wrapper):
             aggregation="only_first_replica",
         )
         self.built = True
-
-    def get_build_config(self):
-        # The inner layer's own build config lets multi-input layers (e.g.
-        # cross-attention) rebuild on load, where one input shape is not
-        # enough.
-        return {"layer": self.layer.get_build_config()}
-
-    def build_from_config(self, config):
-        inner = (config or {}).get("layer")
-        if inner and not self.layer.built:
-            self.layer.build_from_config(inner)
-        self.build((inner or {}).get("input_shape"))
 
     @property
     def prunable_weights(self):

@@ -5,6 +5,7 @@ from keras import layers
 from keras import ops
 
 from tfopt.quantization import quantizers
+from tfopt.substitution import SubstitutingWrapper
 from tfopt.substitution import call_with_values
 
 # Decay of the moving average of activation ranges. tfmot uses 0.999; QAT
@@ -65,7 +66,7 @@ class QuantizeActivation(layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="tfopt")
-class QuantizeWrapper(layers.Wrapper):
+class QuantizeWrapper(SubstitutingWrapper):
     """Computes a layer with per-channel int8 fake-quantized kernels.
 
     The kernels named by the layer's `QuantizeConfig` are replaced, inside
@@ -161,15 +162,6 @@ class QuantizeWrapper(layers.Wrapper):
         if layer.use_bias:
             y = y + layer.bias
         return layer.activation(y)
-
-    def get_build_config(self):
-        return {"layer": self.layer.get_build_config()}
-
-    def build_from_config(self, config):
-        inner = (config or {}).get("layer")
-        if inner and not self.layer.built:
-            self.layer.build_from_config(inner)
-        self.build((inner or {}).get("input_shape"))
 
     def get_config(self):
         return {
