@@ -1,7 +1,8 @@
 """tfopt: model compression inside `model.fit` for Keras 3.
 
 Subpackages: `tfopt.pruning` (magnitude pruning), `tfopt.quantization`
-(quantization-aware training), `tfopt.export` (TFLite
+(quantization-aware training), `tfopt.distillation` (knowledge
+distillation), `tfopt.export` (TFLite
 export, inspection, verification), `tfopt.bench` (latency and benchmark
 suites), `tfopt.data` (the embedded datasets), `tfopt.models` (small
 reference models).
@@ -9,6 +10,7 @@ reference models).
 
 from tfopt import bench
 from tfopt import data
+from tfopt import distillation
 from tfopt import export
 from tfopt import models
 from tfopt import pruning
@@ -16,4 +18,4 @@ from tfopt import quantization
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "bench", "data", "export", "models", "pruning", "quantization"]
+__all__ = ["__version__", "bench", "data", "distillation", "export", "models", "pruning", "quantization"]

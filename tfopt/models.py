@@ -80,15 +80,54 @@ def digits_mobilenet(image_size=28):
     return keras.Model(inputs, layers.Dense(10)(x), name=f"digits_mobilenet_{image_size}")
 
 
+def digits_teacher(image_size=16):
+    """A larger digits CNN to distil from: Conv(32)-Conv(64)-pool-Dense(128).
+
+    About 52x the parameters of `digits_cnn` at 16x16 (59x at 28x28), with
+    dropout; it ends in a softmax, as many trained Keras classifiers do, so
+    distilling from it exercises the head detection (`digits_cnn` students
+    end in logits).
+
+    Args:
+        image_size: Side of the square single-channel input.
+
+    Returns:
+        An uncompiled `keras.Sequential`.
+    """
+    return keras.Sequential(
+        [
+            keras.Input((image_size, image_size, 1)),
+            keras.layers.Conv2D(32, 3, activation="relu"),
+            keras.layers.Conv2D(64, 3, activation="relu"),
+            keras.layers.MaxPooling2D(2),
+            keras.layers.Dropout(0.25),
+            keras.layers.Flatten(),
+            keras.layers.Dense(128, activation="relu"),
+            keras.layers.Dropout(0.5),
+            keras.layers.Dense(10, activation="softmax"),
+        ],
+        name=f"digits_teacher_{image_size}",
+    )
+
+
 def compile_classifier(model, learning_rate=1e-3):
-    """Compiles a logits classifier: Adam, sparse CE from logits, accuracy.
+    """Compiles a classifier: Adam, sparse CE matching its head, accuracy.
+
+    The cross-entropy takes probabilities for a model whose last layer is a
+    softmax, logits otherwise (subclassed models included).
 
     Returns:
         The same model, compiled.
     """
+    from tfopt.distillation.heads import detect_head
+
+    try:
+        from_logits = detect_head(model) == "logits"
+    except ValueError:
+        from_logits = True
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate),
-        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=from_logits),
         metrics=["accuracy"],
     )
     return model

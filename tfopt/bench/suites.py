@@ -18,6 +18,7 @@ import keras
 import numpy as np
 
 from tfopt import data as data_lib
+from tfopt import distillation
 from tfopt import export
 from tfopt import pruning
 from tfopt import quantization
@@ -26,6 +27,7 @@ from tfopt.models import compile_classifier
 from tfopt.models import digits_cnn
 from tfopt.models import digits_mlp
 from tfopt.models import digits_mobilenet
+from tfopt.models import digits_teacher
 from tfopt.bench.harness import Artifact
 from tfopt.bench.harness import Case
 from tfopt.bench.harness import Recipe
@@ -279,6 +281,94 @@ def _baseline_script(name):
     return path
 
 
+# -- distillation -----------------------------------------------------------
+# A case's model is the teacher; these recipes train a student with <= 1/4
+# of its parameters, so the float row (the teacher's file) is the reference
+# for the size and latency ratios.
+
+KD_TEMPERATURE = 4.0
+KD_ALPHA = 0.1
+
+
+def train_student(build, data, epochs, seed=0, teacher=None, temperature=KD_TEMPERATURE,
+                  alpha=KD_ALPHA, learning_rate=1e-3):
+    """Trains `build()` on the data, alone or distilled from `teacher`.
+
+    The same seed gives the same initial weights and batch order with or
+    without a teacher, so the two differ only in the loss.
+
+    Returns:
+        The trained student.
+    """
+    x, y = data[0], data[1]
+    keras.utils.set_random_seed(seed)
+    student = build()
+    if teacher is None:
+        compile_classifier(student, learning_rate)
+        student.fit(x, y, batch_size=BATCH_SIZE, epochs=epochs, verbose=0)
+        return student
+    distiller = distillation.Distiller(student, teacher, temperature=temperature, alpha=alpha)
+    distiller.compile(optimizer=keras.optimizers.Adam(learning_rate))
+    distiller.fit(x, y, batch_size=BATCH_SIZE, epochs=epochs, verbose=0)
+    return student
+
+
+def distil_prune_quantize(student, teacher, data, target=0.8, epochs=6, learning_rate=5e-4,
+                          temperature=KD_TEMPERATURE, alpha=KD_ALPHA, seed=0):
+    """One `fit` that distils, prunes (to `target`) and quantizes `student`.
+
+    The trained float student is wrapped for QAT, then for pruning (the mask
+    applies before fake quantization); sparsity ramps over the first half of
+    the epochs. Returns the stripped QAT model, ready for int8 export.
+    """
+    x, y = data[0], data[1]
+    keras.utils.set_random_seed(seed)
+    steps = int(np.ceil(len(x) / BATCH_SIZE)) * epochs
+    schedule = pruning.PolynomialDecay(0.0, target, 0, steps // 2, frequency=1)
+    wrapped = pruning.prune_low_magnitude(quantization.quantize_model(student),
+                                          pruning_schedule=schedule)
+    distiller = distillation.Distiller(wrapped, teacher, temperature=temperature, alpha=alpha)
+    distiller.compile(optimizer=keras.optimizers.Adam(learning_rate))
+    distiller.fit(x, y, batch_size=BATCH_SIZE, epochs=epochs, verbose=0,
+                  callbacks=[pruning.UpdatePruningStep()])
+    return pruning.strip_pruning(distiller.student)
+
+
+_STUDENTS = weakref.WeakKeyDictionary()  # teacher -> {distilled: student}
+
+
+def _student(teacher, data, build, epochs, distilled):
+    cache = _STUDENTS.setdefault(teacher, {})
+    if distilled not in cache:
+        cache[distilled] = train_student(build, data, epochs, teacher=teacher if distilled else None)
+    return cache[distilled]
+
+
+def student_recipe(build, epochs=20, distilled=False, compress=False):
+    """A student trained alone, distilled, or distilled + pruned 80% + QAT int8."""
+    name = "student" + (" +kd" if distilled else "") + (" +prune-80 +qat-int8" if compress else "")
+
+    def make(teacher, data, workdir):
+        student = _student(teacher, data, build, epochs, distilled)
+        extra = {"params_vs_teacher": student.count_params() / teacher.count_params()}
+        if not compress:
+            exported = export.to_tflite(student, _path(workdir, teacher, name), batch_size=EXPORT_BATCH)
+            return Artifact(exported, student, extra=extra)
+        final = distil_prune_quantize(student, teacher, data)
+        exported = export.to_tflite(final, _path(workdir, teacher, name), quantization="int8",
+                                    batch_size=EXPORT_BATCH)
+        extra["sparsity"] = pruning.sparsity_report(final)["total"]["sparsity"]
+        return Artifact(exported, final, extra=extra)
+
+    return Recipe(name, make, group="distillation")
+
+
+def _distillation_recipes(image_size):
+    build = lambda: digits_cnn(image_size)  # noqa: E731
+    return [float_recipe(), student_recipe(build), student_recipe(build, distilled=True),
+            student_recipe(build, distilled=True, compress=True)]
+
+
 # -- suites -----------------------------------------------------------------
 
 
@@ -310,6 +400,9 @@ def quick():
         Case("digits-mobilenet-28", _trained(lambda: digits_mobilenet(28), 28, epochs=15),
              [float_recipe(), ptq_recipe("int8"), qat_recipe(), qat_recipe(prune_target=0.8)],
              "MobileNetV2-style net (inverted residuals, BN, ReLU6) on 28x28 digits"),
+        Case("digits-kd-16", _trained(lambda: digits_teacher(16), 16, epochs=15),
+             _distillation_recipes(16),
+             "Teacher CNN (315k params, softmax head) distilled into the 6k-param digits CNN"),
         Case("mobilenetv2-0.35-96", _mobilenet(0.35, 96), mobilenet_recipes,
              "MobileNetV2 alpha 0.35, 96x96, random weights (size/latency only)"),
     ]
@@ -322,6 +415,9 @@ def standard():
         "digits-cnn-28", _trained(lambda: digits_cnn(28), 28, epochs=20),
         _standard_recipes() + [tfmot_prune_recipe(0.8), qat_recipe(), qat_recipe(prune_target=0.8),
                                tfmot_qat_recipe()], "Conv(12)+Dense CNN on 28x28 digits"))
+    cases.insert(cases.index(next(c for c in cases if c.name == "digits-kd-16")) + 1, Case(
+        "digits-kd-28", _trained(lambda: digits_teacher(28), 28, epochs=15), _distillation_recipes(28),
+        "Teacher CNN (1.2M params, softmax head) distilled into the 20k-param digits CNN"))
     cases.append(Case(
         "mobilenetv2-1.0-224", _mobilenet(1.0, 224),
         [float_recipe()] + [ptq_recipe(m) for m in ("dynamic", "float16", "int8")],

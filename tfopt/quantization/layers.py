@@ -58,6 +58,10 @@ class QuantizeActivation(layers.Layer):
             return quantizers.fake_quant_activation(inputs, new_min, new_max)
         return quantizers.fake_quant_activation(inputs, self.range_min, self.range_max)
 
+    def get_prunable_weights(self):
+        # Ranges, not weights: supported by pruning, never pruned.
+        return []
+
     def compute_output_shape(self, input_shape):
         return input_shape
 
@@ -115,6 +119,15 @@ class QuantizeWrapper(SubstitutingWrapper):
             for i, (kernel, _) in enumerate(self._kernels)
         ] if self.preserve_sparsity else []
         self.built = True
+
+    def get_prunable_weights(self):
+        """The quantized kernels, so a QAT model can be pruned while it trains.
+
+        Pruning wraps this wrapper: the mask applies first and the kernel is
+        fake-quantized after, with ranges of the pruned values, as the int8
+        file will hold them.
+        """
+        return [kernel for kernel, _ in self._kernels]
 
     def capture_sparsity(self):
         """Records the kernels' current zeros as the masks to preserve."""
