@@ -323,3 +323,30 @@ def test_head_detection_sees_through_pruning_and_qat_wrappers():
     assert distillation.detect_head(separate) == "softmax"
     nested = keras.Sequential([keras.Input((8, 8, 1)), _student("softmax")])
     assert distillation.detect_head(nested) == "softmax"
+
+
+class _Interrupt(keras.callbacks.Callback):
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch == 1:
+            raise RuntimeError("simulated crash")
+
+
+def test_interrupted_distillation_resumes_with_identical_state(tmp_path, digits, trained_teacher):
+    x, y = digits[0][:256], digits[1][:256]
+
+    def run(callbacks):
+        keras.utils.set_random_seed(7)
+        distiller = Distiller(_student(), trained_teacher, features=[FeatureDistillation("t_conv", "s_conv")])
+        distiller.compile(optimizer="adam")
+        scheduler = distillation.DistillationScheduler(temperature=lambda e: 6.0 - e, alpha=lambda e: 0.1 * e)
+        distiller.fit(x, y, batch_size=64, epochs=4, shuffle=False, verbose=0,
+                      callbacks=[scheduler, *callbacks])
+        return distiller
+
+    uninterrupted = run([])
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        run([keras.callbacks.BackupAndRestore(str(tmp_path / "backup")), _Interrupt()])
+    resumed = run([keras.callbacks.BackupAndRestore(str(tmp_path / "backup"))])
+    assert float(resumed.temperature.numpy()) == 3.0 and float(resumed.alpha.numpy()) == pytest.approx(0.3)
+    for a, b in zip(resumed.get_weights(), uninterrupted.get_weights()):  # student, adapter, T, alpha
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)

@@ -105,6 +105,9 @@ class Distiller(keras.Model):
         self.distillation_loss_tracker = keras.metrics.Mean(name="distillation_loss")
         self.feature_loss_tracker = keras.metrics.Mean(name="feature_loss") if self.features else None
         self._task_loss = None
+        # Every variable exists now (student, adapters, T, alpha), so the
+        # distiller is built: BackupAndRestore and saving work before a call.
+        self.built = student.built
 
     # -- construction --------------------------------------------------------
 
@@ -191,7 +194,6 @@ class Distiller(keras.Model):
 
     def compile_from_config(self, config):
         # Keras skips overridden compile() methods on load; ours is safe to
-        # call with the saved arguments (task loss included).
         # call with the saved arguments (task loss included). Student and
         # adapters are built in __init__, so the optimizer's slots can be
         # created now and restored from the file.
@@ -243,13 +245,6 @@ class Distiller(keras.Model):
 
     def compute_metrics(self, x, y, y_pred, sample_weight=None):
         return super().compute_metrics(x, y, _split(y_pred)[0], sample_weight)
-
-    @property
-    def metrics(self):
-        trackers = [self.task_loss_tracker, self.distillation_loss_tracker]
-        if self.feature_loss_tracker is not None:
-            trackers.append(self.feature_loss_tracker)
-        return super().metrics + trackers
 
     def _teacher_outputs(self, inputs, cached):
         if cached is not None:
