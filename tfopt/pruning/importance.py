@@ -144,7 +144,8 @@ def _data_importance(graph, criterion, data, roots, batch_size):
             index[id(tensor)] = len(tensors)
             tensors.append(tensor)
     model = graph.functional
-    probe = keras.Model(model.inputs, tensors + list(model.outputs))
+    inputs = model.inputs[0] if len(model.inputs) == 1 else model.inputs
+    probe = keras.Model(inputs, tensors + list(model.outputs))
     sums = {r: np.zeros(graph.group(r).size) for r in roots}
     counts = {r: 0.0 for r in roots}
     loss_fn = _loss_for(model, y) if criterion == "taylor" else None
