@@ -102,7 +102,9 @@ def digits_run(ratio, args):
 
     keras.utils.set_random_seed(args.seed)
     steps = int(np.ceil(len(x) / 32))
-    schedule = tfopt.pruning.PolynomialDecay(0.0, ratio, 0, args.ramp_epochs * steps, frequency=steps)
+    # About 20 mask updates over the ramp (each rescoring is a Python step).
+    schedule = tfopt.pruning.PolynomialDecay(0.0, ratio, 0, args.ramp_epochs * steps,
+                                             frequency=max(1, steps // 4))
     wrapped = compile_classifier(tfopt.pruning.prune_channels_gradually(dense, schedule))
     wrapped.fit(x, y, batch_size=32, epochs=args.finetune_epochs, verbose=0,
                 callbacks=[tfopt.pruning.UpdatePruningStep()])
@@ -184,7 +186,8 @@ def main(argv=None):
     with tempfile.TemporaryDirectory() as workdir:
         mobilenet = [mobilenet_run(a, s, args.ratio, args, workdir) for a, s in configs]
     results = {
-        "command": "python benchmarks/structured.py " + " ".join(sys.argv[1:] if argv is None else argv),
+        "command": " ".join(["python benchmarks/structured.py",
+                             *(sys.argv[1:] if argv is None else argv)]),
         "date": datetime.datetime.now().isoformat(timespec="seconds"),
         "machine": report.environment(),
         "mobilenet": mobilenet,

@@ -386,7 +386,7 @@ class ChannelMaskUpdater:
     `ChannelMask` layers; `on_batch_begin` runs before each batch.
     """
 
-    def __init__(self, model):
+    def __init__(self, model, start=True):
         self.masks = channel_masks(model)
         self.graph = ChannelGraph(model, passthrough=(ChannelMask,))
         self.schedule = self.masks[0].pruning_schedule
@@ -395,7 +395,8 @@ class ChannelMaskUpdater:
         targets = {}
         for mask in self.masks:
             targets.update(mask.targets)
-            mask._pruning_started = True
+            if start:
+                mask._pruning_started = True
         # Keyed by a producer's name: robust to which member names the group.
         self.targets = {self.graph.group_of_producer(name).id: ratio
                         for name, ratio in targets.items()}
@@ -469,15 +470,13 @@ def strip_structured(model):
             f"Model {getattr(model, 'name', model)!r} has no ChannelMask layers; "
             "it was not made by prune_channels_gradually."
         )
-    updater = ChannelMaskUpdater(model)
+    updater = ChannelMaskUpdater(model, start=False)
     keep = {}
     for root, mask in updater.group_masks().items():
         kept = np.flatnonzero(mask > 0)
         if len(kept) == 0:
             raise ValueError(f"Every channel of layer {updater.graph.group(root).name!r} is masked.")
         keep[root] = kept
-    for layer in updater.masks:
-        layer._pruning_started = False
     return surgery.rebuild(updater.graph, keep, bypass=(ChannelMask,))
 
 
