@@ -470,6 +470,8 @@ def test_unsupported_models_raise():
     model(np.zeros((1, 8, 8, 1), "float32"))
     with pytest.raises(TypeError, match="subclassed"):
         pruning.prune_channels(model, 0.5)
+    with pytest.raises(ValueError, match="subclassed"):  # what a tuner catches
+        pruning.prune_channels(model, 0.5)
     with pytest.raises(TypeError, match="subclassed"):
         pruning.prune_channels_gradually(model, pruning.ConstantSparsity(0.5, 0))
     with pytest.raises(ValueError, match="not built"):

@@ -359,16 +359,25 @@ def _has_groups(layout):
     return any(gid is not None for gid, _ in layout.segments)
 
 
+class UnsupportedModelError(TypeError, ValueError):
+    """A model structured pruning cannot trace (e.g. subclassed).
+
+    Both a `TypeError` (tfopt's convention for the wrong kind of model, as in
+    `prune_low_magnitude`) and a `ValueError` (what callers that only catch
+    bad arguments, such as a tuner, expect).
+    """
+
+
 def check_graph_model(model):
     """Raises unless `model` is a built Sequential or Functional model."""
     from keras.src.models.functional import Functional
 
     if not isinstance(model, keras.Model):
-        raise TypeError(
+        raise UnsupportedModelError(
             f"Structured pruning takes a keras.Model, got {type(model).__name__}."
         )
     if not isinstance(model, (keras.Sequential, Functional)):
-        raise TypeError(
+        raise UnsupportedModelError(
             f"Structured pruning supports Sequential and Functional models; "
             f"{model.name!r} is a subclassed {type(model).__name__}, whose graph "
             "cannot be traced to remove channels. Rebuild it as a Functional model."

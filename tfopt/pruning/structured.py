@@ -74,7 +74,8 @@ def prune_channels(model, ratio, criterion="l1", data=None, layers=None):
             every channel of a layer, an unknown layer name, a layer that
             cannot be pruned structurally (the message names the layer that
             prevents it), a missing `data`, or an unbuilt model.
-        TypeError: For a subclassed model or a ratio of the wrong type.
+        TypeError: For a ratio of the wrong type, or a subclassed model
+            (`UnsupportedModelError`, also a ValueError).
 
     Example:
 
