@@ -369,6 +369,48 @@ def _distillation_recipes(image_size):
             student_recipe(build, distilled=True, compress=True)]
 
 
+# -- structured pruning -------------------------------------------------------
+# Channels removed for real (`prune_channels`, L1, one shot), so the file is
+# smaller and faster on any runtime. Labelled cases fine-tune after pruning;
+# random-weight MobileNetV2 cases are pruned only (size/latency).
+
+STRUCTURED_FINETUNE_EPOCHS = 5
+_STRUCTURED = weakref.WeakKeyDictionary()
+
+
+def _structured_model(model, data, ratio, epochs):
+    cache = _STRUCTURED.setdefault(model, {})
+    if (ratio, epochs) not in cache:
+        small = pruning.prune_channels(model, ratio)
+        x, y = data[0], data[1]
+        if y is not None:
+            keras.utils.set_random_seed(0)
+            compile_classifier(small).fit(x, y, batch_size=BATCH_SIZE, epochs=epochs, verbose=0)
+        cache[(ratio, epochs)] = small
+    return cache[(ratio, epochs)]
+
+
+def structured_recipe(ratio, int8=False, epochs=STRUCTURED_FINETUNE_EPOCHS):
+    """`prune_channels(model, ratio)` (+ fine-tune), float or PTQ int8 file."""
+    name = f"structured {round(ratio * 100)}%" + (" + int8" if int8 else "")
+
+    def make(model, data, workdir):
+        small = _structured_model(model, data, ratio, epochs)
+        exported = export.to_tflite(
+            small, _path(workdir, model, name), quantization="int8" if int8 else None,
+            representative_data=data[0][:REPRESENTATIVE_EXAMPLES] if int8 else None,
+            batch_size=EXPORT_BATCH)
+        extra = {"params_vs_float": small.count_params() / model.count_params()}
+        return Artifact(exported, small, extra=extra)
+
+    return Recipe(name, make, group="structured")
+
+
+def structured_recipes():
+    """The structured rows of the suites: 30%, 50%, 50% + int8."""
+    return [structured_recipe(0.3), structured_recipe(0.5), structured_recipe(0.5, int8=True)]
+
+
 # -- suites -----------------------------------------------------------------
 
 
@@ -389,8 +431,10 @@ def quick():
     """The README's main job: digits CNN, MLP and MobileNet-style net; small MobileNetV2."""
     cnn_recipes = _standard_recipes() + [
         tfmot_prune_recipe(0.8), qat_recipe(), qat_recipe(prune_target=0.8), tfmot_qat_recipe()]
+    cnn_recipes += structured_recipes()
     mobilenet_recipes = [float_recipe()] + [ptq_recipe(m) for m in ("dynamic", "float16", "int8")]
     mobilenet_recipes += [prune_recipe(0.8), prune_recipe(0.8, sparsity_format=True)]
+    mobilenet_recipes += structured_recipes()
     return [
         Case("digits-cnn-16", _trained(lambda: digits_cnn(16), 16, epochs=20), cnn_recipes,
              "Conv(12)+Dense CNN on 16x16 digits"),
@@ -420,7 +464,8 @@ def standard():
         "Teacher CNN (1.2M params, softmax head) distilled into the 20k-param digits CNN"))
     cases.append(Case(
         "mobilenetv2-1.0-224", _mobilenet(1.0, 224),
-        [float_recipe()] + [ptq_recipe(m) for m in ("dynamic", "float16", "int8")],
+        [float_recipe()] + [ptq_recipe(m) for m in ("dynamic", "float16", "int8")]
+        + structured_recipes(),
         "MobileNetV2 alpha 1.0, 224x224, random weights (size/latency only)"))
     return cases
 

@@ -1,4 +1,4 @@
-"""Magnitude pruning for Keras 3: schedules, masks, wrapper, callbacks."""
+"""Pruning for Keras 3: magnitude (schedules, masks, wrapper, callbacks) and structured."""
 
 from tfopt.pruning.api import prune_low_magnitude
 from tfopt.pruning.api import sparsity_report
@@ -9,9 +9,18 @@ from tfopt.pruning.registry import PrunableLayer
 from tfopt.pruning.schedules import ConstantSparsity
 from tfopt.pruning.schedules import PolynomialDecay
 from tfopt.pruning.schedules import PruningSchedule
+from tfopt.pruning.sensitivity import plot_sensitivity
+from tfopt.pruning.sensitivity import ratios_from_sensitivity
+from tfopt.pruning.sensitivity import sensitivity_analysis
+from tfopt.pruning.structured import ChannelMask
+from tfopt.pruning.structured import prunable_layers
+from tfopt.pruning.structured import prune_channels
+from tfopt.pruning.structured import prune_channels_gradually
+from tfopt.pruning.structured import strip_structured
 from tfopt.pruning.wrapper import PruneLowMagnitude
 
 __all__ = [
+    "ChannelMask",
     "ConstantSparsity",
     "PolynomialDecay",
     "PrunableLayer",
@@ -19,7 +28,14 @@ __all__ = [
     "PruningSchedule",
     "PruningSummaries",
     "UpdatePruningStep",
+    "plot_sensitivity",
+    "prunable_layers",
+    "prune_channels",
+    "prune_channels_gradually",
     "prune_low_magnitude",
+    "ratios_from_sensitivity",
+    "sensitivity_analysis",
     "sparsity_report",
     "strip_pruning",
+    "strip_structured",
 ]

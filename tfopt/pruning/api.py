@@ -111,11 +111,14 @@ def strip_pruning(model):
 
     The result has the original architecture (no wrappers, no mask
     variables); pruned weights are exact zeros, and its outputs equal the
-    wrapped model's in inference.
+    wrapped model's in inference. A model from `prune_channels_gradually`
+    (structured pruning) is also shrunk: its masked channels are removed by
+    `strip_structured`, so the result is narrower than the original.
 
     Args:
         model: A Sequential or Functional model returned by
-            `prune_low_magnitude` (possibly trained and reloaded).
+            `prune_low_magnitude` or `prune_channels_gradually` (possibly
+            trained and reloaded).
 
     Returns:
         A new `keras.Model`.
@@ -133,6 +136,10 @@ def strip_pruning(model):
     ```
     """
     _check_graph_model(model, "strip_pruning")
+    from tfopt.pruning import structured
+
+    if structured.has_channel_masks(model) and not pruning_wrappers(model):
+        return structured.strip_structured(model)
 
     def clone(layer):
         if isinstance(layer, PruneLowMagnitude):
@@ -143,7 +150,11 @@ def strip_pruning(model):
             return new, values
         return layer.__class__.from_config(layer.get_config()), layer.get_weights()
 
-    return _clone(model, clone)
+    stripped = _clone(model, clone)
+    if structured.has_channel_masks(stripped):
+        # Structured masks too: remove the masked channels for real.
+        return structured.strip_structured(stripped)
+    return stripped
 
 
 def sparsity_report(model):

@@ -32,7 +32,10 @@ class UpdatePruningStep(keras.callbacks.Callback):
     a model restored from a `.keras` file or a checkpoint continues from its
     saved step. For `scope="global"` wrappers the callback computes the
     shared threshold before the batches on which the schedule prunes (with
-    `steps_per_execution > 1`, before the next execution).
+    `steps_per_execution > 1`, before the next execution). Models from
+    `prune_channels_gradually` are driven the same way: before a batch on
+    which their schedule prunes, the callback rescores the channels and
+    grows the `ChannelMask`s.
 
     Example:
 
@@ -44,13 +47,20 @@ class UpdatePruningStep(keras.callbacks.Callback):
     def __init__(self):
         super().__init__()
         self._global = []
+        self._channels = None
 
     def on_train_begin(self, logs=None):
+        from tfopt.pruning import structured
+
         wrappers = _wrappers(self.model)
-        if not wrappers:
+        # Structured pruning (ChannelMask layers) is driven by this callback too.
+        self._channels = (structured.ChannelMaskUpdater(self.model)
+                          if structured.has_channel_masks(self.model) else None)
+        if not wrappers and self._channels is None:
             warnings.warn(
-                "UpdatePruningStep: the model has no PruneLowMagnitude layers; "
-                "did you train the model returned by prune_low_magnitude?",
+                "UpdatePruningStep: the model has no PruneLowMagnitude or "
+                "ChannelMask layers; did you train the model returned by "
+                "prune_low_magnitude or prune_channels_gradually?",
                 stacklevel=2,
             )
         for wrapper in wrappers:
@@ -58,6 +68,8 @@ class UpdatePruningStep(keras.callbacks.Callback):
         self._global = [w for w in wrappers if w.scope == "global" and w._prunable]
 
     def on_train_batch_begin(self, batch, logs=None):
+        if self._channels is not None:
+            self._channels.on_batch_begin()
         if not self._global:
             return
         # The wrappers' own step is the truth (it survives restores and

@@ -1,0 +1,217 @@
+"""Channel importance criteria for structured pruning.
+
+Weight criteria score a group's channels from its producers' kernels; data
+criteria measure the channels where they are consumed (the inputs of the next
+Conv/Dense layers, i.e. exactly where removing a channel takes effect) on
+sample data. Scores of a group are summed over its producers (weights) or
+over its consumers (data). A higher score means a more important channel.
+
+- `"l1"` / `"l2"`: the L1 / L2 norm of each output filter (Li et al. 2017).
+- `"taylor"`: first-order Taylor estimate of the loss change when the
+  channel is zeroed, `mean_n |sum_positions a * dL/da|` (Molchanov et al.
+  2017); needs `(x, y)`.
+- `"mean_activation"`: mean `|a|` of the channel on the data.
+- `"apoz"`: `1 - APoZ`, the fraction of non-zero activations (Hu et al.
+  2016); meant for channels consumed after a ReLU.
+"""
+
+import numpy as np
+
+WEIGHT_CRITERIA = ("l1", "l2")
+DATA_CRITERIA = ("taylor", "mean_activation", "apoz")
+CRITERIA = WEIGHT_CRITERIA + DATA_CRITERIA
+
+
+def validate_criterion(criterion, data):
+    """Raises ValueError for an unknown criterion or missing data."""
+    if criterion not in CRITERIA:
+        raise ValueError(f"criterion={criterion!r} must be one of {CRITERIA}.")
+    if criterion in DATA_CRITERIA and data is None:
+        raise ValueError(
+            f"criterion={criterion!r} measures activations: pass sample data, "
+            "data=x (or data=(x, y), required for 'taylor')."
+        )
+    if criterion == "taylor" and not (isinstance(data, (tuple, list)) and len(data) == 2):
+        raise ValueError(
+            "criterion='taylor' needs the loss gradient: pass data=(x, y)."
+        )
+
+
+# -- pure criteria on arrays ---------------------------------------------------
+
+
+def filter_norms(kernel, order=1):
+    """L1 (`order=1`) or L2 (`order=2`) norm of each output channel.
+
+    Args:
+        kernel: A weight array whose last axis is the output channel
+            (Dense `(in, out)`, Conv `(..., in, out)`).
+        order: 1 or 2.
+
+    Returns:
+        A float64 array of shape `(out,)`.
+    """
+    flat = np.asarray(kernel, dtype="float64").reshape(-1, np.shape(kernel)[-1])
+    if order == 1:
+        return np.abs(flat).sum(axis=0)
+    if order == 2:
+        return np.sqrt(np.square(flat).sum(axis=0))
+    raise ValueError(f"order={order!r} must be 1 or 2.")
+
+
+def _per_sample(values):
+    values = np.asarray(values, dtype="float64")
+    return values.reshape(values.shape[0], -1, values.shape[-1]).sum(axis=1)
+
+
+def taylor_importance(activations, gradients):
+    """`mean_n |sum_positions a * g|` per channel (last axis).
+
+    Args:
+        activations: `(N, ..., C)` activations.
+        gradients: Gradients of the (per-batch mean) loss w.r.t. them.
+
+    Returns:
+        `(C,)` scores.
+    """
+    return np.abs(_per_sample(np.asarray(activations) * np.asarray(gradients))).mean(axis=0)
+
+
+def mean_activation_importance(activations):
+    """Mean absolute activation per channel (last axis)."""
+    a = np.abs(np.asarray(activations, dtype="float64"))
+    return a.reshape(-1, a.shape[-1]).mean(axis=0)
+
+
+def apoz_importance(activations):
+    """`1 - APoZ`: fraction of non-zero activations per channel (last axis)."""
+    a = np.asarray(activations)
+    return (a.reshape(-1, a.shape[-1]) != 0).mean(axis=0).astype("float64")
+
+
+# -- criteria on a ChannelGraph ---------------------------------------------------
+
+
+def output_kernel(layer):
+    """The kernel whose last axis holds a producer's output channels."""
+    kernel = getattr(layer, "pointwise_kernel", None)
+    return layer.kernel if kernel is None else kernel
+
+
+def group_importance(graph, criterion, data=None, roots=None, batch_size=64):
+    """Importance of every channel of the prunable groups of `graph`.
+
+    Args:
+        graph: A `ChannelGraph`.
+        criterion: One of `CRITERIA`.
+        data: `x` or `(x, y)` for the data criteria.
+        roots: Group roots to score (default: every prunable group).
+        batch_size: Batch size of the data passes.
+
+    Returns:
+        `{group_root: (size,) float64 scores}`.
+    """
+    validate_criterion(criterion, data)
+    if roots is None:
+        roots = [g.id for g in graph.prunable_groups()]
+    roots = set(roots)
+    if criterion in WEIGHT_CRITERIA:
+        order = 1 if criterion == "l1" else 2
+        scores = {}
+        model_layers = {layer.name: layer for layer in graph.functional.layers}
+        for root in roots:
+            group = graph.group(root)
+            total = np.zeros(group.size)
+            for name in group.producers:
+                total += filter_norms(output_kernel(model_layers[name]).numpy(), order)
+            scores[root] = total
+        return scores
+    return _data_importance(graph, criterion, data, roots, batch_size)
+
+
+def _data_importance(graph, criterion, data, roots, batch_size):
+    import keras
+
+    x, y = (data if isinstance(data, (tuple, list)) else (data, None))
+    x = np.asarray(x)
+    edges = [(t, layout) for _, t, layout in graph.edges
+             if any(r in roots for r, _, _ in graph.segment_slices(layout))]
+    # One probe model returns every consumed tensor (deduplicated) and the
+    # outputs, so gradients w.r.t. the tensors come from one pass.
+    tensors, index = [], {}
+    for tensor, _ in edges:
+        if id(tensor) not in index:
+            index[id(tensor)] = len(tensors)
+            tensors.append(tensor)
+    model = graph.functional
+    inputs = model.inputs[0] if len(model.inputs) == 1 else model.inputs
+    probe = keras.Model(inputs, tensors + list(model.outputs))
+    sums = {r: np.zeros(graph.group(r).size) for r in roots}
+    counts = {r: 0.0 for r in roots}
+    loss_fn = _loss_for(model, y) if criterion == "taylor" else None
+    for start in range(0, len(x), batch_size):
+        xb = x[start:start + batch_size]
+        if criterion == "taylor":
+            acts, grads = _activations_and_gradients(probe, len(tensors), loss_fn, xb,
+                                                      np.asarray(y)[start:start + batch_size])
+        else:
+            acts = [np.asarray(a) for a in probe(xb, training=False)[:len(tensors)]]
+        per_batch = {r: np.zeros((len(xb), graph.group(r).size)) for r in roots}
+        for tensor, layout in edges:
+            a = acts[index[id(tensor)]]
+            if criterion == "taylor":
+                # The loss is a batch mean: scale back to per-example terms.
+                values = _per_sample(a * grads[index[id(tensor)]]) * len(xb)
+            elif criterion == "mean_activation":
+                values = _per_sample(np.abs(a)) / _positions(a)
+            else:
+                values = _per_sample(a != 0) / _positions(a)
+            for root, starts, size in graph.segment_slices(layout):
+                if root not in roots:
+                    continue
+                for begin in starts:
+                    per_batch[root] += values[:, begin:begin + size]
+                if criterion != "taylor" and start == 0:
+                    counts[root] += len(starts)
+        for root in roots:
+            if criterion == "taylor":
+                sums[root] += np.abs(per_batch[root]).sum(axis=0)
+            else:
+                sums[root] += per_batch[root].sum(axis=0)
+    n = len(x)
+    result = {}
+    for root in roots:
+        denominator = n if criterion == "taylor" else n * max(counts[root], 1.0)
+        result[root] = sums[root] / denominator
+    return result
+
+
+def _positions(a):
+    return float(np.prod(a.shape[1:-1])) if a.ndim > 2 else 1.0
+
+
+def _activations_and_gradients(probe, count, loss_fn, xb, yb):
+    import tensorflow as tf  # the gradient tape: TF backend
+
+    with tf.GradientTape() as tape:
+        outputs = probe(tf.convert_to_tensor(xb), training=False)
+        acts = outputs[:count]
+        for a in acts:
+            tape.watch(a)
+        loss = loss_fn(yb, outputs[count])
+    grads = tape.gradient(loss, acts, unconnected_gradients="zero")
+    return [np.asarray(a) for a in acts], [np.asarray(g) for g in grads]
+
+
+def _loss_for(model, y):
+    import keras
+
+    if getattr(model, "compiled", False) and isinstance(model.loss, (str, keras.losses.Loss)):
+        return keras.losses.get(model.loss)
+    y = np.asarray(y)
+    last = model.outputs[0]._keras_history.operation
+    activation = getattr(getattr(last, "activation", None), "__name__", "")
+    from_logits = activation != "softmax"
+    if y.ndim == 1 or y.shape[-1] == 1:
+        return keras.losses.SparseCategoricalCrossentropy(from_logits=from_logits)
+    return keras.losses.CategoricalCrossentropy(from_logits=from_logits)
