@@ -25,13 +25,15 @@ METRIC_COLUMNS = (
 )
 
 
-def trials_table(records, front=None):
+def trials_table(records, front=None, columns=None):
     """One row dict per trial: id, status, feasibility, front membership,
     hyperparameters, metrics and reason.
 
     Args:
         records: `TrialRecord`s.
         front: The records on the Pareto front (default: computed).
+        columns: Optional `{trial_id: {column: value}}` of extra cells (e.g.
+            test-set accuracy), placed before the reason.
 
     Returns:
         A list of dicts with the same keys, in trial order.
@@ -43,11 +45,14 @@ def trials_table(records, front=None):
     names = [n for n in HP_COLUMNS if any(n in r.values for r in records)]
     names += sorted({n for r in records for n in r.values} - set(names) - {
         "tuner/initial_epoch", "tuner/bracket", "tuner/round", "tuner/trial_id"})
+    extra_names = sorted({n for cells in (columns or {}).values() for n in cells})
     rows = []
     for r in records:
         row = {"trial": r.trial_id, "status": _status(r), "pareto": r.trial_id in on_front}
         row.update({name: r.values.get(name) for name in names})
         row.update({_row_key(key): r.metrics.get(key) for key, _, _ in METRIC_COLUMNS})
+        for name in extra_names:
+            row[name] = (columns or {}).get(r.trial_id, {}).get(name)
         row["reason"] = r.reason
         rows.append(row)
     return rows
@@ -81,6 +86,8 @@ def _cell(value, digits=None):
         return ""
     if isinstance(value, bool):
         return "yes" if value else ""
+    if isinstance(value, float) and digits is None and 0 < abs(value) < 1:
+        return f"{value:.4f}"
     if isinstance(value, float):
         return f"{value:.{digits}f}" if digits is not None else f"{value:g}"
     return str(value).replace("|", "/")
@@ -164,7 +171,7 @@ def plot_pareto(records, path, baseline=None, front=None):
 
 
 def write_report(records, out_dir, baseline=None, constraints=None, command=None,
-                 scalarization=None, environment=None, extra=None):
+                 scalarization=None, environment=None, extra=None, columns=None, notes=None):
     """Writes trials.csv, trials.md, results.json and pareto.png to `out_dir`.
 
     Args:
@@ -176,6 +183,8 @@ def write_report(records, out_dir, baseline=None, constraints=None, command=None
         scalarization: The `Scalarization` used as the objective.
         environment: `tfopt.bench.report.environment()` (default: taken now).
         extra: More JSON-serialisable facts to store in results.json.
+        columns: Extra table cells per trial (see `trials_table`).
+        notes: Lines added under the Markdown header.
 
     Returns:
         A dict `{"csv", "markdown", "json", "png"}` of paths (png None when
@@ -192,7 +201,7 @@ def write_report(records, out_dir, baseline=None, constraints=None, command=None
     os.makedirs(out_dir, exist_ok=True)
     environment = environment or environment_now()
     front = trials_lib.pareto_front(records)
-    rows = trials_table(records, front)
+    rows = trials_table(records, front, columns)
     paths = {
         "csv": os.path.join(out_dir, "trials.csv"),
         "markdown": os.path.join(out_dir, "trials.md"),
@@ -222,8 +231,9 @@ def write_report(records, out_dir, baseline=None, constraints=None, command=None
     header.append("Trials: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
                   + f"; Pareto front (TFLite accuracy up, bytes and p50 down, feasible trials): "
                   + ", ".join(r.trial_id for r in front) + ".")
+    header += list(notes or [])
     with open(paths["markdown"], "w") as handle:
-        handle.write("\n".join(header) + "\n\n" + markdown_table(rows))
+        handle.write("\n\n".join(header[:1] + header[2:]) + "\n\n" + markdown_table(rows))
     with open(paths["json"], "w") as handle:
         json.dump({
             "command": command,
