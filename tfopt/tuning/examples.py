@@ -29,7 +29,7 @@ TUNERS = {
 DIGITS_SPACE = {
     "width": [1.0, 0.75, 0.5],
     "learning_rate": [3e-3, 1e-3],
-    "epochs": [10, 5],
+    "epochs": [20, 10],
     "pruning": ["none", "unstructured", "block", "2:4"],
     "sparsity": [0.5, 0.75, 0.9],
     "schedule": ["polynomial", "constant"],
