@@ -3,7 +3,7 @@
 Subpackages: `tfopt.pruning` (magnitude pruning), `tfopt.quantization`
 (quantization-aware training), `tfopt.export` (TFLite
 export, inspection, verification), `tfopt.bench` (latency and benchmark
-suites), `tfopt.data` (the embedded datasets), `tfopt.models` (small
+suites), `tfopt.tuning` (compression search with KerasTuner), `tfopt.data` (the embedded datasets), `tfopt.models` (small
 reference models).
 """
 
@@ -13,7 +13,8 @@ from tfopt import export
 from tfopt import models
 from tfopt import pruning
 from tfopt import quantization
+from tfopt import tuning
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "bench", "data", "export", "models", "pruning", "quantization"]
+__all__ = ["__version__", "bench", "data", "export", "models", "pruning", "quantization", "tuning"]
