@@ -37,8 +37,7 @@ def test_default_space_and_conditional_scopes():
     assert set(conditional) == {"sparsity", "schedule"}
     assert conditional["sparsity"][0].values == ["unstructured", "block"]
     assert not hp.is_active("sparsity")
-    hp.values["pruning"] = "block"
-    hp.ensure_active_values()  # as KerasTuner does when it changes a parent
+    hp = hp_with(pruning="block")  # children take their defaults once active
     cfg = hypermodel.config(hp)
     assert (cfg.pruning, cfg.sparsity, cfg.schedule) == ("block", 0.5, "polynomial")
     assert hp.is_active("sparsity")

@@ -31,7 +31,8 @@ def check_measured(tuner, record):
 @pytest.mark.parametrize("tuner_class, space, max_trials", [
     (tuning.RandomSearch, {"width": [1.0, 0.5], "pruning": "unstructured",
                            "schedule": ["constant", "polynomial"], "quantization": "none"}, 2),
-    (tuning.GridSearch, {"pruning": ["block", "2:4"], "quantization": ["ptq", "qat"]}, 3),
+    (tuning.GridSearch, {"pruning": ["block", "2:4"], "sparsity": 0.5, "schedule": "constant",
+                         "quantization": ["ptq", "qat"]}, 3),
     (tuning.BayesianOptimization, {"width": [1.0, 0.75, 0.5], "quantization": "ptq"}, 2),
 ])
 def test_tuner_runs_trials_and_logs_every_metric(tuner_class, space, max_trials, tmp_path,
