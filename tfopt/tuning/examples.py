@@ -103,7 +103,7 @@ def run_digits(out_dir, max_trials=10, tuner="random", max_search_seconds=None, 
         tuner: `"random"`, `"grid"`, `"bayesian"` or `"hyperband"`.
         max_search_seconds: Start no trial after this long.
         max_bytes, max_latency_ms, max_accuracy_drop: Constraints.
-        epochs: Fix the epochs (default: searched over 5 and 10).
+        epochs: Fix the epochs (default: searched over 20 and 30).
         train_examples: Use only this many search-train examples (quick runs).
         seed: Seed of the tuner and of every trial.
         overwrite: Start afresh (False resumes the search in `out_dir/search`).
