@@ -42,7 +42,10 @@ def main():
 
     base = tuner.baseline
     print(f"dense float baseline: accuracy {base['tflite_accuracy']:.4f}, {base['size_bytes']:.0f} bytes")
-    for r in tuner.pareto_front():
+    front = tuner.pareto_front()
+    if not front:
+        print("no trial met max_accuracy_drop=0.01; run more trials (see the report)")
+    for r in front:
         m = r.metrics
         print(f"trial {r.trial_id}: {r.values} -> accuracy {m['tflite_accuracy']:.4f}, "
               f"{m['size_bytes']:.0f} bytes ({m['bytes_vs_baseline']:.2f}x), p50 {m['p50_ms']:.4f} ms")
