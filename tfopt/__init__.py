@@ -1,11 +1,11 @@
 """tfopt: model compression inside `model.fit` for Keras 3.
 
-Subpackages: `tfopt.pruning` (magnitude pruning), `tfopt.quantization`
-(quantization-aware training), `tfopt.distillation` (knowledge
-distillation), `tfopt.export` (TFLite
-export, inspection, verification), `tfopt.bench` (latency and benchmark
-suites), `tfopt.data` (the embedded datasets), `tfopt.models` (small
-reference models).
+Subpackages: `tfopt.pruning` (magnitude and structured pruning),
+`tfopt.quantization` (quantization-aware training), `tfopt.distillation`
+(knowledge distillation), `tfopt.export` (TFLite export, inspection,
+verification), `tfopt.bench` (latency and benchmark suites), `tfopt.tuning`
+(compression search with KerasTuner), `tfopt.data` (the embedded datasets),
+`tfopt.models` (small reference models).
 """
 
 from tfopt import bench
@@ -15,7 +15,9 @@ from tfopt import export
 from tfopt import models
 from tfopt import pruning
 from tfopt import quantization
+from tfopt import tuning
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "bench", "data", "distillation", "export", "models", "pruning", "quantization"]
+__all__ = ["__version__", "bench", "data", "distillation", "export", "models", "pruning", "quantization",
+           "tuning"]

@@ -8,6 +8,11 @@
         --representative-data digits8|digits16|digits28|FILE.npy)
     tfopt inspect MODEL.tflite                    sizes, ops, io and weights of a file
     tfopt sparsity MODEL.keras                    per-layer sparsity table
+    tfopt tune --example digits --max-trials N --out DIR
+        [--tuner random|grid|bayesian|hyperband] [--max-seconds S]
+        [--max-bytes B] [--max-latency-ms MS] [--max-accuracy-drop D]
+                                                  compression search: trials.csv/.md,
+                                                  results.json, pareto.png
 """
 
 import argparse
@@ -137,6 +142,23 @@ def _bench(args):
           f"{len(results['rows']) - len(failed)} rows ok, {len(failed)} failed (reasons in the table)")
 
 
+def _tune(args):
+    from tfopt.tuning import examples
+
+    command = "tfopt " + " ".join(args.argv)
+    try:
+        result = examples.run_digits(
+            args.out, max_trials=args.max_trials, tuner=args.tuner,
+            max_search_seconds=args.max_seconds, max_bytes=args.max_bytes,
+            max_latency_ms=args.max_latency_ms, max_accuracy_drop=args.max_accuracy_drop,
+            epochs=args.epochs, train_examples=args.train_examples, seed=args.seed,
+            overwrite=not args.resume, command=command, verbose=args.verbose)
+    except ValueError as error:
+        raise SystemExit(f"tfopt: {error}") from None
+    print(open(result["paths"]["markdown"]).read())
+    print("wrote " + ", ".join(p for p in result["paths"].values() if p))
+
+
 def main(argv=None):
     """Entry point of the `tfopt` console script."""
     parser = argparse.ArgumentParser(prog="tfopt", description=__doc__,
@@ -171,6 +193,26 @@ def main(argv=None):
     sparsity = commands.add_parser("sparsity", help="print a model's sparsity")
     sparsity.add_argument("model")
     sparsity.set_defaults(run=_sparsity)
+    tune = commands.add_parser("tune", help="compression search with KerasTuner")
+    tune.add_argument("--example", required=True, choices=["digits"],
+                      help="the embedded search to run")
+    tune.add_argument("--out", required=True, help="output directory (search project + report)")
+    tune.add_argument("--max-trials", type=int, default=10)
+    tune.add_argument("--tuner", default="random", choices=["random", "grid", "bayesian", "hyperband"])
+    tune.add_argument("--max-seconds", type=float, default=None,
+                      help="start no trial after this many seconds")
+    tune.add_argument("--max-bytes", type=int, default=None, help="constraint: .tflite bytes")
+    tune.add_argument("--max-latency-ms", type=float, default=None, help="constraint: p50 ms")
+    tune.add_argument("--max-accuracy-drop", type=float, default=None,
+                      help="constraint: drop below the dense baseline (0.01 = 1 point)")
+    tune.add_argument("--epochs", type=int, default=None, help="fix the epochs (default: searched)")
+    tune.add_argument("--train-examples", type=int, default=None,
+                      help="use only this many training examples (quick runs)")
+    tune.add_argument("--seed", type=int, default=0)
+    tune.add_argument("--resume", action="store_true",
+                      help="continue the search in OUT/search instead of starting afresh")
+    tune.add_argument("--verbose", type=int, default=0, help="KerasTuner verbosity")
+    tune.set_defaults(run=_tune)
     args = parser.parse_args(argv)
     args.argv = sys.argv[1:] if argv is None else list(argv)
     args.run(args)

@@ -50,25 +50,52 @@ def _cpu_model():
     return platform.processor() or platform.machine()
 
 
-def pareto_front(points):
-    """Indices of the non-dominated points, accuracy up and cost down.
+def pareto_front(points, maximize=None):
+    """Indices of the non-dominated points (accuracy up, costs down by default).
+
+    A point dominates another when it is at least as good in every
+    coordinate and strictly better in one. Points equal in every coordinate
+    do not dominate each other, so ties are all kept.
 
     Args:
-        points: A list of `(accuracy, cost)` pairs.
+        points: A list of equal-length tuples, e.g. `(accuracy, cost)` or
+            `(accuracy, bytes, latency)`.
+        maximize: One bool per coordinate: True where larger is better.
+            Default: the first coordinate up (accuracy), the others down.
 
     Returns:
-        The indices of points no other point beats in both (ties kept).
+        The indices of the non-dominated points, in input order.
+
+    Raises:
+        ValueError: If the points differ in length or `maximize` does not
+            match it.
+
+    Example:
+
+    >>> pareto_front([(0.9, 10), (0.8, 5), (0.7, 20)])
+    [0, 1]
     """
-    front = []
-    for i, (acc_i, cost_i) in enumerate(points):
-        dominated = any(
-            acc_j >= acc_i and cost_j <= cost_i and (acc_j > acc_i or cost_j < cost_i)
-            for j, (acc_j, cost_j) in enumerate(points)
-            if j != i
+    if not points:
+        return []
+    width = len(points[0])
+    if any(len(p) != width for p in points):
+        raise ValueError("pareto_front: all points must have the same number of coordinates.")
+    if maximize is None:
+        maximize = (True,) + (False,) * (width - 1)
+    if len(maximize) != width:
+        raise ValueError(
+            f"pareto_front: maximize has {len(maximize)} entries for points of {width} coordinates."
         )
-        if not dominated:
-            front.append(i)
-    return front
+    # Negate the minimised coordinates: then "better" is "larger" everywhere.
+    signed = [tuple(v if up else -v for v, up in zip(p, maximize)) for p in points]
+
+    def dominates(a, b):
+        return all(x >= y for x, y in zip(a, b)) and any(x > y for x, y in zip(a, b))
+
+    return [
+        i for i, p in enumerate(signed)
+        if not any(dominates(q, p) for j, q in enumerate(signed) if j != i)
+    ]
 
 
 def _fmt(value, digits=4):

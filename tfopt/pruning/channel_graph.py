@@ -261,7 +261,6 @@ class ChannelGraph:
         return [self._fixed(t) for t in node.output_tensors]
 
     def _visit(self, op, inputs, layouts, node):
-        kind = type(op).__name__
         channels_last = getattr(op, "data_format", "channels_last") == "channels_last"
         if not channels_last:
             return self._opaque(op, layouts, node, "is channels_first; only channels_last is supported")

@@ -47,17 +47,15 @@ def rebuild(graph, keep, bypass=()):
             return layer.__class__.from_config(config), layer.get_weights()
         return layer.__class__.from_config(config), _slice_channelwise(layer, positions)
 
-    call_function = None
-    model = graph.model
-    if bypass:
-        model = graph.functional
+    if not bypass:
+        return clone_with(graph.model, clone_layer)
 
-        def call_function(layer, *args, **kwargs):
-            if isinstance(layer, bypass):
-                return args[0]
-            return layer(*args, **kwargs)
+    def skip_bypassed(layer, *args, **kwargs):
+        if isinstance(layer, bypass):
+            return args[0]
+        return layer(*args, **kwargs)
 
-    return clone_with(model, clone_layer, call_function=call_function)
+    return clone_with(graph.functional, clone_layer, call_function=skip_bypassed)
 
 
 def _slice_producer(layer, rows, columns):

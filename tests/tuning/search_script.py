@@ -1,0 +1,37 @@
+"""A tiny compression search run as a separate process by the tests
+(resume after kill, distributed chief + workers). Not collected by pytest.
+
+    python -m tests.tuning.search_script DIRECTORY PROJECT MAX_TRIALS LOG [--overwrite]
+
+Appends "<tuner id> <trial id>" to LOG when a trial starts.
+"""
+
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+
+def main():
+    directory, project, max_trials, log = sys.argv[1:5]
+    from tfopt import data
+    from tfopt import tuning
+    from tests.tuning.conftest import tiny_hypermodel
+
+    class LoggingSearch(tuning.RandomSearch):
+        def on_trial_begin(self, trial):
+            with open(log, "a") as handle:
+                handle.write(f"{self.tuner_id} {trial.trial_id}\n")
+            super().on_trial_begin(trial)
+
+    (x, y), (x_val, y_val) = data.load_digits(8)
+    tuner = LoggingSearch(
+        tiny_hypermodel({"width": [1.0, 0.75, 0.5], "pruning": ["none", "unstructured"],
+                         "quantization": ["none", "ptq"]}),
+        max_trials=int(max_trials), baseline=False, seed=7, directory=directory,
+        project_name=project, overwrite="--overwrite" in sys.argv)
+    tuner.search(x[:256], y[:256], validation_data=(x_val[:96], y_val[:96]), verbose=0)
+
+
+if __name__ == "__main__":
+    main()

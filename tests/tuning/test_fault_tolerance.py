@@ -1,0 +1,106 @@
+"""Failed trials are recorded with their reason; a killed search resumes
+without losing or redoing trials."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import keras
+
+from tfopt import tuning
+from tests.tuning.conftest import QUICK_LATENCY
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+class Erfinv(keras.layers.Layer):
+    """An op with no TFLite builtin nor select-TF kernel: conversion fails."""
+
+    def call(self, x):
+        return keras.ops.erfinv(keras.ops.tanh(x) * 0.5)
+
+
+def sometimes_unconvertible(width):
+    layers = [keras.Input((8, 8, 1)), keras.layers.Flatten(), keras.layers.Dense(int(16 * width))]
+    if width == 0.5:
+        layers.append(Erfinv())
+    return keras.Sequential(layers + [keras.layers.Dense(10)])
+
+
+def test_failed_trial_is_recorded_and_the_search_goes_on(tmp_path, digits_small):
+    (x, y), validation = digits_small
+    hypermodel = tuning.CompressionHyperModel(
+        sometimes_unconvertible, space={"width": [0.5, 1.0], "epochs": 1, "pruning": "none",
+                                        "quantization": "none"}, latency=QUICK_LATENCY)
+    # (GridSearch would propose the failed combination again: KerasTuner's
+    # grid only advances past trials that completed.)
+    tuner = tuning.RandomSearch(hypermodel, max_trials=2, baseline=False, seed=0,
+                                directory=str(tmp_path), project_name="f")
+    tuner.search(x, y, validation_data=validation, verbose=0)
+    failed, done = sorted(tuner.trials(), key=lambda r: r.values["width"])
+    assert failed.values["width"] == 0.5 and failed.status == "FAILED"
+    assert "Erfinv" in failed.reason and "compress, export and measure" in failed.reason
+    assert json.load(open(os.path.join(failed.directory, "tfopt_trial.json")))["status"] == "FAILED"
+    assert done.values["width"] == 1.0 and done.status == "COMPLETED" and done.measured
+    # Reloaded from disk, the reason is still there.
+    again = tuning.load_trials(tuner.project_dir)
+    (reloaded,) = [r for r in again if r.status == "FAILED"]
+    assert "Erfinv" in reloaded.reason
+
+
+def trial_statuses(project_dir):
+    statuses = {}
+    if not os.path.isdir(project_dir):
+        return statuses
+    for name in os.listdir(project_dir):
+        path = os.path.join(project_dir, name, "trial.json")
+        if name.startswith("trial_") and os.path.isfile(path):
+            try:
+                with open(path) as handle:
+                    trial = json.load(handle)
+            except ValueError:  # being written
+                continue
+            statuses[trial["trial_id"]] = trial["status"]
+    return statuses
+
+
+def run_script(tmp_path, max_trials, log, env=None, overwrite=False):
+    args = [sys.executable, "-m", "tests.tuning.search_script", str(tmp_path), "resume",
+            str(max_trials), str(log)] + (["--overwrite"] if overwrite else [])
+    return subprocess.Popen(args, cwd=REPO, env={**os.environ, "PYTHONPATH": REPO, **(env or {})},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+
+def started(log):
+    return [line.split()[1] for line in open(log)] if os.path.exists(log) else []
+
+
+def test_killed_search_resumes_without_losing_or_redoing_trials(tmp_path):
+    project = tmp_path / "resume"
+    first_log, second_log = tmp_path / "first.log", tmp_path / "second.log"
+    process = run_script(tmp_path, 5, first_log, overwrite=True)
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and process.poll() is None:
+        if sum(s == "COMPLETED" for s in trial_statuses(project).values()) >= 2:
+            break
+        time.sleep(0.1)
+    assert process.poll() is None, f"the search ended before it could be killed: {process.stderr.read()}"
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    finished = {t for t, s in trial_statuses(project).items() if s == "COMPLETED"}
+    assert 2 <= len(finished) < 5
+    second = run_script(tmp_path, 5, second_log)
+    _, errors = second.communicate(timeout=300)
+    assert second.returncode == 0, errors
+    records = tuning.load_trials(str(project))
+    assert sorted(r.trial_id for r in records) == ["0", "1", "2", "3", "4"]
+    assert all(r.status == "COMPLETED" and r.measured for r in records)
+    redone = started(second_log)
+    assert not finished & set(redone), "a finished trial was run again"
+    assert len(redone) == len(set(redone)) and finished | set(redone) == {r.trial_id for r in records}
+    # The trial that was running when the process died ran again, once.
+    interrupted = set(started(first_log)) - finished
+    assert interrupted <= set(redone)

@@ -1,0 +1,555 @@
+"""`CompressionHyperModel`: a KerasTuner HyperModel whose trials compress.
+
+One trial = build (width / base model, structured pruning) -> train with the
+pruning wrappers (optionally distilled) -> strip -> QAT fine-tune (optional)
+-> export to TFLite -> measure the exported file. The pipeline calls tfopt's
+public functions like a user would; the measurements live in
+`tfopt.tuning.measure`.
+"""
+
+import dataclasses
+import inspect
+import math
+import time
+
+import keras
+import keras_tuner
+import numpy as np
+
+from tfopt import export
+from tfopt import pruning
+from tfopt.distillation import Distiller
+from tfopt import quantization
+from tfopt.tuning import measure
+from tfopt.tuning import space as space_lib
+from tfopt.tuning.objectives import Scalarization
+
+BATCH_SIZE = 32
+# Exported for batch-1 inference, the deployment shape (as tfopt.bench does).
+EXPORT_BATCH = 1
+# PTQ calibration examples (a few hundred suffice, as in tfopt.bench).
+REPRESENTATIVE_EXAMPLES = 200
+# Polynomial/constant schedules reach their target within this fraction of
+# the training steps, leaving the rest to recover accuracy at the final mask.
+RAMP_FRACTION = 0.75
+# Masks are updated every step: tfopt's mask update is cheap, and a smooth
+# ramp costs less accuracy than a few large jumps (tfopt warns about those).
+MASK_FREQUENCY = 1
+
+
+@dataclasses.dataclass
+class TrialOutcome:
+    """What one run of the pipeline produced.
+
+    Attributes:
+        config: The `TrialConfig` that was run.
+        metrics: The measured metrics (see `tfopt.tuning.objectives.METRICS`).
+        model: The final Keras model (stripped, or the QAT model).
+        exported: The `TFLiteExport` that was measured.
+    """
+
+    config: space_lib.TrialConfig
+    metrics: dict
+    model: keras.Model
+    exported: export.TFLiteExport
+
+
+class CompressionHyperModel(keras_tuner.HyperModel):
+    """A search space over how to compress a Keras classifier.
+
+    Give either a model-building function (the search then also covers the
+    architecture's width, and each trial trains from scratch with the
+    compression applied) or a trained base model (each trial fine-tunes a
+    copy). The space is declared with KerasTuner `HyperParameters`:
+
+    | name | default values (first = default) | applies |
+    |---|---|---|
+    | `width` | 1.0, 0.75, 0.5 | with `build_model` |
+    | `learning_rate` | 1e-3, 3e-3 | always |
+    | `epochs` | 4, 8 | always (Hyperband: its own budget instead) |
+    | `pruning` | none, unstructured, block, 2:4 | always |
+    | `sparsity` | 0.5, 0.75, 0.9 | pruning in unstructured/block |
+    | `schedule` | polynomial, constant | pruning in unstructured/block |
+    | `structured_ratio` | 0.0, 0.25, 0.5 | with a base model and structured pruning |
+    | `quantization` | none, ptq, qat | always |
+    | `distillation` | True, False | with a `teacher` |
+    | `temperature` | 4.0, 2.0, 8.0 | distillation True |
+    | `alpha` | 0.1, 0.5 | distillation True |
+
+    `space={name: value}` fixes a hyperparameter, `space={name: [values]}`
+    searches those values (the first is the default). Quantization `"none"`
+    exports a float file, `"ptq"` an int8 file calibrated on 200 training
+    examples, `"qat"` an int8 file after `qat_epochs` of quantization-aware
+    training at `learning_rate * qat_learning_rate_scale`.
+
+    Args:
+        build_model: A function `build_model(width)` returning an uncompiled
+            Keras classifier with a defined input shape, whose widths scale
+            with `width` (1.0 = the reference model); or a function
+            `build_model(hp)` (first parameter named `hp`) that reads
+            `hp.get("width")` and may declare its own architecture
+            hyperparameters.
+        base_model: Instead of `build_model`: a trained Sequential or
+            Functional classifier. It is never modified; trials copy it.
+        space: Overrides of the search space (see above).
+        teacher: A trained Keras model to distil from (enables the
+            `distillation`, `temperature`, `alpha` hyperparameters; needs
+            `tfopt.distillation`).
+        structured: Search `structured_ratio` (channel pruning, needs a base
+            model and `tfopt.pruning.prune_channels`). None: on when both
+            are there.
+        block_size: Block shape of the `"block"` pattern.
+        qat_epochs: Epochs of quantization-aware training when
+            `quantization="qat"`.
+        qat_learning_rate_scale: QAT learning rate as a fraction of the
+            trial's learning rate (0.1: QAT fine-tunes gently; see
+            `tfopt.bench.suites.QAT_LEARNING_RATE`).
+        from_logits: Whether the model outputs logits (else softmax).
+        baseline_width: Width of the dense baseline (build function only).
+        latency: Keyword arguments of `tfopt.bench.measure_latency`
+            (`num_threads`, `warmup`, `runs`, `min_seconds`).
+        seed: Seed set before each trial builds and trains.
+        name: The HyperModel's name.
+
+    Raises:
+        ValueError: If not exactly one of `build_model`/`base_model` is
+            given, the space names an unknown or inapplicable
+            hyperparameter or an illegal value, or `teacher`/`structured`
+            asks for an API this tfopt does not have.
+        TypeError: If `build_model` is not callable or a model is not a
+            `keras.Model`.
+
+    Example:
+
+    ```python
+    def build(width):
+        return keras.Sequential([
+            keras.Input((8, 8, 1)),
+            keras.layers.Conv2D(int(16 * width), 3, activation="relu"),
+            keras.layers.Flatten(),
+            keras.layers.Dense(10)])
+
+    hypermodel = tfopt.tuning.CompressionHyperModel(
+        build, space={"pruning": ["none", "unstructured"], "epochs": 4})
+    tuner = tfopt.tuning.RandomSearch(hypermodel, max_trials=10,
+                                      directory="search", project_name="digits")
+    tuner.search(x, y, validation_data=(x_val, y_val))
+    ```
+    """
+
+    def __init__(
+        self,
+        build_model=None,
+        base_model=None,
+        space=None,
+        teacher=None,
+        structured=None,
+        block_size=(1, 4),
+        qat_epochs=1,
+        qat_learning_rate_scale=0.1,
+        from_logits=True,
+        baseline_width=1.0,
+        latency=None,
+        seed=0,
+        name=None,
+    ):
+        super().__init__(name=name)
+        if (build_model is None) == (base_model is None):
+            raise ValueError(
+                "CompressionHyperModel needs exactly one of build_model (a function "
+                "building the model from a width) and base_model (a trained model)."
+            )
+        if build_model is not None and not callable(build_model):
+            raise TypeError(f"build_model must be callable, got {type(build_model).__name__}.")
+        if base_model is not None:
+            _check_model(base_model, "base_model")
+        if teacher is not None:
+            _check_model(teacher, "teacher")
+        if structured is None:
+            structured = base_model is not None
+        elif structured and base_model is None:
+            raise ValueError(
+                "structured=True removes channels by weight magnitude, which needs "
+                "trained weights: give base_model= (with build_model=, search "
+                "`width` instead)."
+            )
+        self.build_model = build_model
+        self.base_model = base_model
+        self.teacher = teacher
+        self.structured = bool(structured)
+        self.block_size = pruning.wrapper.validate_block_size(block_size)
+        if isinstance(qat_epochs, bool) or not isinstance(qat_epochs, int) or qat_epochs < 1:
+            raise ValueError(f"qat_epochs={qat_epochs!r} must be an int >= 1.")
+        if not 0 < qat_learning_rate_scale <= 1:
+            raise ValueError(f"qat_learning_rate_scale={qat_learning_rate_scale!r} must be in (0, 1].")
+        if not baseline_width > 0:
+            raise ValueError(f"baseline_width={baseline_width!r} must be > 0.")
+        self.qat_epochs = qat_epochs
+        self.qat_learning_rate_scale = float(qat_learning_rate_scale)
+        self.from_logits = bool(from_logits)
+        self.baseline_width = float(baseline_width)
+        self.latency = measure.latency_settings(latency)
+        self.seed = int(seed)
+        self._build_takes_hp = build_model is not None and _takes_hp(build_model)
+        self.space = space_lib.normalize_space(space, self._applicable())
+        # Set by tfopt's Hyperband: the epoch budget comes from the oracle.
+        self.epochs_from_tuner = False
+
+    # -- the search space ----------------------------------------------------
+
+    def _applicable(self):
+        teacher = None if self.teacher is not None else "distillation needs teacher="
+        return {
+            "width": None if self.build_model is not None else
+            "a base model has a fixed width (search width with build_model=)",
+            "learning_rate": None,
+            "epochs": None,
+            "pruning": None,
+            "sparsity": None,
+            "schedule": None,
+            "structured_ratio": None if self.structured else
+            "structured pruning needs base_model= and tfopt.pruning.prune_channels",
+            "quantization": None,
+            "distillation": teacher,
+            "temperature": teacher,
+            "alpha": teacher,
+        }
+
+    def config(self, hp):
+        """Declares the space in `hp` and returns this trial's `TrialConfig`.
+
+        Args:
+            hp: A `keras_tuner.HyperParameters`.
+
+        Returns:
+            A `tfopt.tuning.TrialConfig`.
+
+        Example:
+
+        >>> hypermodel.config(keras_tuner.HyperParameters()).pruning  # doctest: +SKIP
+        'none'
+        """
+        return space_lib.read_config(hp, self.space, self.epochs_from_tuner)
+
+    def declare_hyperparameters(self, hp):
+        self.config(hp)
+
+    # -- building ------------------------------------------------------------
+
+    def build(self, hp):
+        """The trial's architecture: width-scaled build or base-model copy,
+        channel-pruned when `structured_ratio` > 0. Not yet compiled or
+        wrapped: `fit` applies the rest of the recipe.
+
+        Args:
+            hp: A `keras_tuner.HyperParameters`.
+
+        Returns:
+            A `keras.Model`.
+
+        Raises:
+            TypeError: If the build function does not return a Keras model.
+            ValueError: If the model has no defined input shape.
+        """
+        cfg = self.config(hp)
+        return self._architecture(cfg, hp)
+
+    def _architecture(self, cfg, hp=None):
+        if self.build_model is not None:
+            if self._build_takes_hp:
+                if hp is None:  # the baseline: every user hyperparameter at its default
+                    hp = keras_tuner.HyperParameters()
+                    hp.Fixed("width", cfg.width)
+                model = self.build_model(hp)
+            else:
+                model = self.build_model(cfg.width)
+            _check_model(model, "build_model(...)")
+        else:
+            model = keras.models.clone_model(self.base_model)
+            model.set_weights(self.base_model.get_weights())
+        if cfg.structured_ratio > 0:
+            model = _apply_structured(model, cfg.structured_ratio)
+        return model
+
+    def apply_pruning(self, model, cfg, total_steps):
+        """Wraps `model` for the trial's pruning pattern and schedule.
+
+        Args:
+            model: The architecture (from `build`).
+            cfg: The trial's `TrialConfig`.
+            total_steps: Training steps of the phase the schedule spans.
+
+        Returns:
+            `model` itself when `cfg.pruning == "none"`, else a new model
+            wrapped by `tfopt.pruning.prune_low_magnitude`.
+
+        Raises:
+            ValueError: If no layer of the model fits the pattern (block
+                sizes must tile a kernel, 2:4 needs input channels divisible
+                by 4).
+        """
+        if not cfg.pruned:
+            return model
+        end = max(1, int(RAMP_FRACTION * total_steps))
+        frequency = MASK_FREQUENCY
+        kwargs = {}
+        if cfg.pruning == "2:4":
+            # N:M masks are a pattern, not a level: constant from the start.
+            schedule = pruning.ConstantSparsity(0.5, 0, end_step=end, frequency=frequency)
+            kwargs["sparsity_m_by_n"] = (2, 4)
+        elif cfg.schedule == "polynomial":
+            schedule = pruning.PolynomialDecay(0.0, cfg.sparsity, 0, end, frequency=frequency)
+        else:
+            schedule = pruning.ConstantSparsity(cfg.sparsity, 0, end_step=end, frequency=frequency)
+        if cfg.pruning == "block":
+            kwargs["block_size"] = self.block_size
+        names = _layers_fitting(model, cfg.pruning, self.block_size)
+        if not names:
+            raise ValueError(
+                f"No layer of {model.name!r} fits pruning pattern {cfg.pruning!r}"
+                + (f" with block_size={self.block_size}" if cfg.pruning == "block" else "")
+                + "; restrict space['pruning'] for this model."
+            )
+        return pruning.prune_low_magnitude(model, pruning_schedule=schedule, layers=names, **kwargs)
+
+    def size_lower_bound(self, model, cfg):
+        """Bytes the exported file needs at least, known before training.
+
+        Every prunable kernel is stored in the file, at 4 bytes per element
+        in float and 1 in int8 (biases, normalization parameters and the
+        flatbuffer's structure come on top; pruning zeros do not shrink a
+        dense-format file). A configuration whose bound is over `max_bytes`
+        cannot be feasible and is rejected without training.
+
+        Args:
+            model: The trial's architecture (from `build`).
+            cfg: Its `TrialConfig`.
+
+        Returns:
+            The lower bound, an int.
+        """
+        per_element = 4 if cfg.quantization == "none" else 1
+        elements = 0
+        for layer in pruning.api.iter_layers(model):
+            for weight in pruning.registry.prunable_weights(layer) or []:
+                elements += int(np.prod(weight.shape))
+        return elements * per_element
+
+    # -- training, export, measurement -----------------------------------
+
+    def fit(self, hp, model, x, y, validation_data=None, **kwargs):
+        """Compresses, exports and measures `model` (KerasTuner's contract).
+
+        Runs the whole recipe and returns the metrics dict, with `score`
+        from the default `Scalarization`. tfopt's tuners call `run` instead
+        and add constraints and baseline-relative metrics.
+
+        Args:
+            hp: The trial's `HyperParameters`.
+            model: The model from `build(hp)`.
+            x, y: Training inputs and integer labels (numpy arrays).
+            validation_data: `(x_val, y_val)`, on which accuracy is measured.
+            **kwargs: `batch_size`, `callbacks`, `verbose`, `epochs`,
+                `export_path` (see `run`).
+
+        Returns:
+            A dict of float metrics.
+        """
+        outcome = self.run(hp, model, x, y, validation_data=validation_data, **kwargs)
+        metrics = dict(outcome.metrics)
+        metrics["score"] = Scalarization()(metrics)
+        return metrics
+
+    def run(self, hp, model, x, y, validation_data=None, batch_size=BATCH_SIZE, epochs=None,
+            callbacks=None, verbose=0, export_path=None, **unused):
+        """Runs the trial's recipe on `model` and measures the exported file.
+
+        Args:
+            hp: The trial's `HyperParameters`.
+            model: The architecture from `build(hp)`.
+            x, y: Training data (numpy arrays, integer labels).
+            validation_data: `(x_val, y_val)`: accuracies are measured there.
+            batch_size: Training batch size.
+            epochs: Overrides the `epochs` hyperparameter (Hyperband's budget).
+            callbacks: Extra Keras callbacks for the training phases.
+            verbose: Keras `fit` verbosity.
+            export_path: Where to write the `.tflite` file (None: memory).
+
+        Returns:
+            A `TrialOutcome`.
+
+        Raises:
+            ValueError: If `validation_data` is missing, or from pruning,
+                training or conversion (e.g. an op TFLite lacks).
+        """
+        cfg = self.config(hp)
+        if epochs is not None:
+            cfg = dataclasses.replace(cfg, epochs=int(epochs))
+        return self._run_config(cfg, model, x, y, validation_data, batch_size, callbacks,
+                                verbose, export_path)
+
+    def _needs_training(self, cfg):
+        # A base model is trained already: it is fine-tuned only when the
+        # recipe changes its weights (pruning, channels removed, distillation).
+        return self.build_model is not None or cfg.pruned or cfg.structured_ratio > 0 or cfg.distillation
+
+    def _run_config(self, cfg, model, x, y, validation_data, batch_size=BATCH_SIZE,
+                    callbacks=None, verbose=0, export_path=None):
+        x_val, y_val = _validation(validation_data)
+        callbacks = list(callbacks or [])
+        start = time.perf_counter()
+        params = int(model.count_params())
+        epochs_trained = 0
+        if self._needs_training(cfg):
+            steps = int(math.ceil(len(x) / batch_size)) * cfg.epochs
+            trainable = self.apply_pruning(model, cfg, steps)
+            extra = [pruning.UpdatePruningStep()] if cfg.pruned else []
+            trainable = self._train(trainable, cfg, x, y, cfg.epochs, cfg.learning_rate,
+                                    batch_size, callbacks + extra, verbose)
+            model = pruning.strip_pruning(trainable) if cfg.pruned else trainable
+            epochs_trained += cfg.epochs
+        # Sparsity before QAT: QAT (preserve_sparsity) keeps these zeros.
+        sparsity = pruning.sparsity_report(model)["total"]["sparsity"]
+        if cfg.quantization == "qat":
+            qat = quantization.quantize_model(model, preserve_sparsity=cfg.pruned)
+            model = self._train(qat, cfg, x, y, self.qat_epochs,
+                                cfg.learning_rate * self.qat_learning_rate_scale,
+                                batch_size, callbacks, verbose)
+            epochs_trained += self.qat_epochs
+        train_seconds = time.perf_counter() - start
+        exported = export.to_tflite(
+            model, export_path,
+            quantization=None if cfg.quantization == "none" else "int8",
+            representative_data=x[:REPRESENTATIVE_EXAMPLES] if cfg.quantization == "ptq" else None,
+            batch_size=EXPORT_BATCH,
+        )
+        metrics = measure.measure(model, exported, x_val, y_val, self.latency)
+        metrics.update(
+            params=float(params),
+            sparsity=float(sparsity),
+            train_seconds=float(train_seconds),
+            epochs_trained=float(epochs_trained),
+        )
+        return TrialOutcome(cfg, metrics, model, exported)
+
+    def _train(self, model, cfg, x, y, epochs, learning_rate, batch_size, callbacks, verbose):
+        if cfg.distillation:
+            trainer = _apply_distillation(model, self.teacher, cfg.temperature, cfg.alpha,
+                                          learning_rate)
+            trainer.fit(x, y, batch_size=batch_size, epochs=epochs, callbacks=callbacks,
+                        verbose=verbose)
+            return trainer.student
+        model.compile(
+            optimizer=keras.optimizers.Adam(learning_rate),
+            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=self.from_logits),
+            metrics=["accuracy"],
+        )
+        model.fit(x, y, batch_size=batch_size, epochs=epochs, callbacks=callbacks, verbose=verbose)
+        return model
+
+    # -- the dense baseline ----------------------------------------------------
+
+    def baseline_config(self, epochs=None):
+        """The dense reference: width `baseline_width`, default learning
+        rate, the largest epoch count of the space, no compression, float."""
+        return space_lib.TrialConfig(
+            width=self.baseline_width if self.build_model is not None else None,
+            learning_rate=self.space["learning_rate"][0],
+            epochs=int(epochs or max(self.space["epochs"])),
+        )
+
+    def measure_baseline(self, x, y, validation_data, batch_size=BATCH_SIZE, epochs=None,
+                         export_path=None):
+        """Trains (build function) or takes (base model) the dense model,
+        exports it float and measures it like a trial.
+
+        Args:
+            x, y: Training data.
+            validation_data: `(x_val, y_val)`.
+            batch_size: Training batch size.
+            epochs: Training epochs (default: the largest in the space).
+            export_path: Where to write the float `.tflite` (None: memory).
+
+        Returns:
+            The baseline's metrics dict (`tflite_accuracy`, `size_bytes`, ...).
+        """
+        keras.utils.set_random_seed(self.seed)
+        cfg = self.baseline_config(epochs)
+        model = self._architecture(cfg) if self.build_model is not None else self.base_model
+        return self._run_config(cfg, model, x, y, validation_data, batch_size,
+                                export_path=export_path).metrics
+
+
+# -- the distillation and structured-pruning branches ---------------------------
+
+
+def _apply_distillation(student, teacher, temperature, alpha, learning_rate):
+    """A compiled `tfopt.distillation.Distiller` training `student`."""
+    distiller = Distiller(student=student, teacher=teacher, temperature=temperature, alpha=alpha)
+    distiller.compile(optimizer=keras.optimizers.Adam(learning_rate), metrics=["accuracy"])
+    return distiller
+
+
+def _apply_structured(model, ratio, data=None):
+    """A narrower copy of `model` with `ratio` of its channels removed."""
+    return pruning.prune_channels(model, ratio, criterion="l1", data=data)
+
+
+# -- small checks ---------------------------------------------------------------
+
+
+def _takes_hp(function):
+    try:
+        parameters = list(inspect.signature(function).parameters)
+    except (TypeError, ValueError):
+        return False
+    return bool(parameters) and parameters[0] == "hp"
+
+
+def _check_model(model, what):
+    if not isinstance(model, keras.Model):
+        raise TypeError(f"{what} must be a keras.Model, got {type(model).__name__}.")
+    try:
+        model.inputs  # noqa: B018  (raises for a model without an Input)
+    except (AttributeError, ValueError):
+        raise ValueError(f"{what}: model {model.name!r} has no defined input shape.") from None
+    if not model.built or not getattr(model, "inputs", None):
+        raise ValueError(
+            f"{what}: model {model.name!r} has no defined input shape; start it with keras.Input."
+        )
+
+
+def _validation(validation_data):
+    if validation_data is None:
+        raise ValueError(
+            "tfopt measures every trial on held-out data: pass "
+            "validation_data=(x_val, y_val) to search()."
+        )
+    try:
+        x_val, y_val = validation_data
+    except (TypeError, ValueError):
+        raise ValueError("validation_data must be a pair (x_val, y_val).") from None
+    return x_val, y_val
+
+
+def _layers_fitting(model, pattern, block_size):
+    """Names of the prunable layers whose kernels fit `pattern`."""
+    names = []
+    for layer in pruning.api.iter_layers(model):
+        if isinstance(layer, keras.Model):
+            continue
+        weights = pruning.registry.prunable_weights(layer)
+        if not weights:
+            continue
+        if pattern == "2:4":
+            if not pruning.registry.supports_m_by_n(layer) or any(
+                    len(w.shape) < 2 or w.shape[-2] % 4 for w in weights):
+                continue
+        elif pattern == "block":
+            try:
+                for weight in weights:
+                    pruning.masks.check_block_size(weight.shape, block_size, weight.name)
+            except ValueError:
+                continue
+        names.append(layer.name)
+    return names

@@ -1,0 +1,182 @@
+"""Finished trials as plain records, read from a tuner or from disk, and the
+Pareto front over them."""
+
+import dataclasses
+import glob
+import json
+import os
+
+from keras_tuner.src.engine import trial as trial_module
+
+from tfopt.bench.report import pareto_front as _non_dominated
+from tfopt.tuning.objectives import METRICS
+
+# Written by the worker that ran a trial, next to KerasTuner's trial.json:
+# the failure or infeasibility reason (KerasTuner's gRPC protocol does not
+# carry a trial's message, so in a distributed search only this file has it).
+RECORD_FILE = "tfopt_trial.json"
+TFLITE_FILE = "model.tflite"
+KERAS_FILE = "model.keras"
+DEFAULT_PARETO_OBJECTIVES = ("tflite_accuracy", "size_bytes", "p50_ms")
+
+
+@dataclasses.dataclass
+class TrialRecord:
+    """One trial of a compression search.
+
+    Attributes:
+        trial_id: KerasTuner's trial id.
+        status: `"COMPLETED"`, `"FAILED"`, `"INVALID"`, `"RUNNING"`, ...
+        values: The hyperparameter values (active ones).
+        metrics: The logged metrics (name -> float).
+        score: The oracle's objective value, or None.
+        reason: Why the trial failed or is infeasible, else None.
+        directory: The trial's directory (`model.tflite`, `model.keras`).
+        hyperparameters: The `keras_tuner.HyperParameters`.
+    """
+
+    trial_id: str
+    status: str
+    values: dict
+    metrics: dict
+    score: float | None = None
+    reason: str | None = None
+    directory: str | None = None
+    hyperparameters: object = None
+
+    @property
+    def measured(self):
+        """Whether the trial was trained, exported and measured."""
+        return self.status == "COMPLETED" and "tflite_accuracy" in self.metrics
+
+    @property
+    def feasible(self):
+        """Completed and within every constraint."""
+        return self.status == "COMPLETED" and self.metrics.get("feasible", 1.0) == 1.0
+
+    @property
+    def rejected_before_training(self):
+        return self.metrics.get("rejected_before_training", 0.0) == 1.0
+
+    @property
+    def tflite_path(self):
+        path = os.path.join(self.directory, TFLITE_FILE) if self.directory else None
+        return path if path and os.path.isfile(path) else None
+
+    @classmethod
+    def from_trial(cls, trial, directory=None):
+        """A record from a `keras_tuner` Trial (and its directory's record file)."""
+        metrics = {}
+        for name in trial.metrics.metrics:
+            value = trial.metrics.get_last_value(name)
+            if value is not None:
+                metrics[name] = float(value)
+        extra = _read_record(directory)
+        reason = extra.get("reason")
+        if reason is None and trial.message:
+            # KerasTuner keeps the traceback; its last line is the error.
+            reason = trial.message.strip().splitlines()[-1]
+        return cls(
+            trial_id=trial.trial_id,
+            status=str(trial.status),
+            values=dict(trial.hyperparameters.values),
+            metrics=metrics,
+            score=None if trial.score is None else float(trial.score),
+            reason=reason,
+            directory=directory,
+            hyperparameters=trial.hyperparameters,
+        )
+
+
+def _read_record(directory):
+    path = os.path.join(directory, RECORD_FILE) if directory else None
+    if not path or not os.path.isfile(path):
+        return {}
+    try:
+        with open(path) as handle:
+            return json.load(handle)
+    except (OSError, ValueError):
+        return {}
+
+
+def write_record(directory, record):
+    """Writes a trial's record file atomically (a killed search leaves no
+    half-written JSON behind)."""
+    path = os.path.join(directory, RECORD_FILE)
+    tmp = path + ".tmp"
+    with open(tmp, "w") as handle:
+        json.dump(record, handle, indent=2, default=str)
+    os.replace(tmp, path)
+
+
+def load_trials(project_dir):
+    """Reads every trial of a KerasTuner project directory.
+
+    Args:
+        project_dir: `directory/project_name` of a search.
+
+    Returns:
+        A list of `TrialRecord`s sorted by trial id.
+
+    Raises:
+        ValueError: If the directory holds no trials.
+
+    Example:
+
+    ```python
+    records = tfopt.tuning.load_trials("search/digits")
+    front = tfopt.tuning.pareto_front(records)
+    ```
+    """
+    paths = sorted(glob.glob(os.path.join(project_dir, "trial_*", "trial.json")))
+    if not paths:
+        raise ValueError(f"No trials in {project_dir!r} (no trial_*/trial.json).")
+    records = []
+    for path in paths:
+        trial = trial_module.Trial.load(path)
+        records.append(TrialRecord.from_trial(trial, os.path.dirname(path)))
+    return sorted(records, key=lambda r: r.trial_id)
+
+
+def pareto_front(records, objectives=DEFAULT_PARETO_OBJECTIVES, include_infeasible=False):
+    """The non-dominated trials.
+
+    A trial is on the front when no other trial is at least as good in every
+    objective and strictly better in one (directions from
+    `tfopt.tuning.objectives.METRICS`: accuracy up, bytes and latency down).
+    Trials equal in every objective are all kept.
+
+    Args:
+        records: `TrialRecord`s (e.g. `tuner.trials()` or `load_trials`).
+        objectives: Names of logged metrics to trade off.
+        include_infeasible: Also consider trials that break a constraint.
+            Failed trials and trials rejected before training are never
+            considered (they have no measurements).
+
+    Returns:
+        The records on the front, in input order.
+
+    Raises:
+        ValueError: On an unknown objective name or fewer than two.
+
+    Example:
+
+    ```python
+    for record in tfopt.tuning.pareto_front(tuner.trials()):
+        print(record.trial_id, record.metrics["size_bytes"])
+    ```
+    """
+    objectives = tuple(objectives)
+    if len(objectives) < 2:
+        raise ValueError(f"A Pareto front needs at least two objectives, got {objectives!r}.")
+    unknown = [name for name in objectives if name not in METRICS]
+    if unknown:
+        raise ValueError(f"Unknown objective(s) {unknown}; logged metrics: {sorted(METRICS)}.")
+    pool = [
+        r for r in records
+        if r.measured and (include_infeasible or r.feasible)
+        and all(name in r.metrics for name in objectives)
+    ]
+    points = [tuple(r.metrics[name] for name in objectives) for r in pool]
+    maximize = tuple(METRICS[name] == "max" for name in objectives)
+    return [pool[i] for i in _non_dominated(points, maximize=maximize)]
