@@ -241,3 +241,23 @@ def serialize(schedule):
 def deserialize(config):
     """Rebuilds a schedule from `serialize`'s output."""
     return keras.saving.deserialize_keras_object(config)
+
+
+def resolve(schedule):
+    """A `PruningSchedule` from `schedule`, its config dict, or None (default).
+
+    The default is `ConstantSparsity(0.5, begin_step=0)`, as in tfmot.
+
+    Raises:
+        TypeError: If `schedule` is anything else.
+    """
+    if schedule is None:
+        return ConstantSparsity(0.5, 0)
+    if isinstance(schedule, dict):
+        schedule = deserialize(schedule)
+    if not isinstance(schedule, PruningSchedule):
+        raise TypeError(
+            "pruning_schedule must be a tfopt.pruning.PruningSchedule "
+            f"(e.g. PolynomialDecay), got {schedule!r}."
+        )
+    return schedule

@@ -240,15 +240,7 @@ class ChannelMask(keras.layers.Layer):
 
     def __init__(self, pruning_schedule=None, criterion="l1", targets=None, **kwargs):
         super().__init__(**kwargs)
-        if pruning_schedule is None:
-            pruning_schedule = schedules_lib.ConstantSparsity(0.5, 0)
-        elif isinstance(pruning_schedule, dict):
-            pruning_schedule = schedules_lib.deserialize(pruning_schedule)
-        if not isinstance(pruning_schedule, schedules_lib.PruningSchedule):
-            raise TypeError(
-                "pruning_schedule must be a tfopt.pruning.PruningSchedule, got "
-                f"{pruning_schedule!r}."
-            )
+        pruning_schedule = schedules_lib.resolve(pruning_schedule)
         if criterion not in WEIGHT_CRITERIA:
             raise ValueError(
                 f"criterion={criterion!r}: gradual channel pruning scores channels "

@@ -79,15 +79,7 @@ class PruneLowMagnitude(SubstitutingWrapper):
                 f"Layer {layer.name!r} is already wrapped for pruning; wrap "
                 "each layer once."
             )
-        if pruning_schedule is None:
-            pruning_schedule = schedules_lib.ConstantSparsity(0.5, 0)
-        elif isinstance(pruning_schedule, dict):
-            pruning_schedule = schedules_lib.deserialize(pruning_schedule)
-        if not isinstance(pruning_schedule, schedules_lib.PruningSchedule):
-            raise TypeError(
-                "pruning_schedule must be a tfopt.pruning.PruningSchedule "
-                f"(e.g. PolynomialDecay), got {pruning_schedule!r}."
-            )
+        pruning_schedule = schedules_lib.resolve(pruning_schedule)
         block_size = validate_block_size(block_size)
         if block_pooling_type not in BLOCK_POOLING_TYPES:
             raise ValueError(
