@@ -350,3 +350,79 @@ def test_interrupted_distillation_resumes_with_identical_state(tmp_path, digits,
     assert float(resumed.temperature.numpy()) == 3.0 and float(resumed.alpha.numpy()) == pytest.approx(0.3)
     for a, b in zip(resumed.get_weights(), uninterrupted.get_weights()):  # student, adapter, T, alpha
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_cross_entropy_by_name_takes_the_student_head(digits, trained_teacher):
+    x, y = digits[0][:64], digits[1][:64]
+    by_name = Distiller(_student(), trained_teacher, alpha=1.0)
+    by_name.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
+    default = Distiller(by_name.student, trained_teacher, alpha=1.0)
+    default.compile(optimizer="sgd")
+    outputs = by_name.student(x)
+    assert float(by_name.compute_loss(x, y, outputs)) == pytest.approx(
+        float(default.compute_loss(x, y, outputs)), rel=1e-6)
+
+
+def test_heads_behind_ops_and_pass_through_layers():
+    inputs = keras.Input((4,))
+    assert distillation.detect_head(keras.Model(inputs, keras.ops.softmax(keras.layers.Dense(3)(inputs)))) \
+        == "softmax"
+    assert distillation.detect_head(keras.Model(inputs, keras.ops.log_softmax(keras.layers.Dense(3)(inputs)))) \
+        == "logits"
+    dropout_after = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, activation="softmax"),
+                                      keras.layers.Dropout(0.1)])
+    assert distillation.detect_head(dropout_after) == "softmax"
+    with pytest.raises(ValueError, match="neither logits nor a softmax"):
+        distillation.detect_head(keras.Model(inputs, keras.layers.Lambda(lambda t: t * 2)(
+            keras.layers.Dense(3)(inputs))))
+
+
+def test_reloaded_student_runs_its_hinted_layer_once(tmp_path, trained_teacher):
+    student = keras.Sequential([
+        keras.Input((8, 8, 1)),
+        keras.layers.Conv2D(4, 3, activation="relu", name="s_conv",
+                            activity_regularizer=keras.regularizers.L2(1e-3)),
+        keras.layers.Flatten(), keras.layers.Dense(10)], name="student")
+    student.save(str(tmp_path / "s.keras"))
+    loaded = keras.models.load_model(str(tmp_path / "s.keras"))
+    distiller = Distiller(loaded, trained_teacher, features=[FeatureDistillation("t_conv", "s_conv")])
+    distiller(np.zeros((2, 8, 8, 1), "float32"), training=True)
+    assert len(loaded.losses) == 1  # one activity loss: one pass through s_conv
+
+
+_MIRRORED_KD = """
+import os
+os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+import json, numpy as np, tensorflow as tf
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+import keras
+from tfopt.distillation import Distiller
+rng = np.random.default_rng(0)
+x, y = rng.normal(size=(64, 6)).astype("float32"), rng.integers(0, 3, 64)
+def run(strategy):
+    with strategy.scope():
+        keras.utils.set_random_seed(1)
+        teacher = keras.Sequential([keras.Input((6,)), keras.layers.Dense(3)])
+        student = keras.Sequential([keras.Input((6,)), keras.layers.Dense(3)])
+        distiller = Distiller(student, teacher, alpha=0.5)
+        distiller.compile(optimizer=keras.optimizers.SGD(0.1))
+    before = student.get_weights()[0].copy()
+    loss = distiller.fit(x, y, batch_size=64, epochs=1, shuffle=False, verbose=0).history["loss"][0]
+    return loss, (student.get_weights()[0] - before).tolist()
+single = run(tf.distribute.get_strategy())
+mirrored = run(tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]))
+print(json.dumps({"single": single, "mirrored": mirrored}))
+"""
+
+
+def test_mirrored_strategy_gives_the_single_device_step():
+    import json
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", _MIRRORED_KD], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["mirrored"][0] == pytest.approx(result["single"][0], rel=1e-5)
+    np.testing.assert_allclose(result["mirrored"][1], result["single"][1], rtol=1e-4, atol=1e-7)

@@ -8,7 +8,9 @@ from ai_edge_litert.interpreter import Interpreter
 from tfopt import export
 from tfopt import pruning
 from tfopt import quantization
+from tfopt.models import compile_classifier
 from tfopt.pruning import importance
+from tfopt.pruning.channel_graph import ChannelGraph
 from tfopt.pruning.structured import ChannelMaskUpdater
 
 from .helpers import compile_model
@@ -412,7 +414,7 @@ def test_channel_pruned_model_composes_with_magnitude_pruning_and_qat():
 
 def test_bad_ratios_raise():
     model = sequential_cnn()
-    with pytest.raises(ValueError, match="would remove all 10 channels|would remove all"):
+    with pytest.raises(ValueError, match="would remove all 8 channels of layer .conv2d."):
         pruning.prune_channels(model, 0.97)
     for bad in (1.0, -0.1, 1.5):
         with pytest.raises(ValueError, match=r"outside \[0, 1\)"):
@@ -479,3 +481,54 @@ def test_unsupported_models_raise():
     with pytest.raises(ValueError, match="gradual"):
         pruning.prune_channels_gradually(sequential_cnn(), pruning.ConstantSparsity(0.5, 0),
                                          criterion="taylor")
+
+
+def test_channel_mixing_activation_blocks_its_own_units():
+    inputs = keras.Input((6,))
+    hidden = keras.layers.Dense(8, activation="softmax", name="sm")(inputs)
+    model = keras.Model(inputs, keras.layers.Dense(3, name="out")(keras.layers.Dense(5, name="h")(hidden)))
+    blocked = {row["layer"]: row["blocked"] for row in pruning.prunable_layers(model)}
+    assert "softmax" in blocked["sm"] and blocked["h"] is None
+    with pytest.raises(ValueError, match="'sm'.*softmax"):
+        pruning.prune_channels(model, {"sm": 0.5})
+    assert pruning.prune_channels(model, 0.4).get_layer("sm").units == 8
+
+
+def test_separable_conv_with_depth_multiplier_leaves_others_prunable():
+    inputs = keras.Input((8, 8, 3))
+    x = keras.layers.SeparableConv2D(8, 3, depth_multiplier=2, name="sep")(inputs)
+    x = keras.layers.Conv2D(6, 3, name="c")(x)
+    model = keras.Model(inputs, keras.layers.Dense(3)(keras.layers.Flatten()(x)))
+    small = pruning.prune_channels(model, {"c": 0.5})
+    assert small.get_layer("c").filters == 3
+    with pytest.raises(ValueError, match="'sep'"):
+        pruning.prune_channels(model, {"sep": 0.5})
+
+
+def test_gradual_final_step_removes_what_one_shot_removes():
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((6,)), keras.layers.Dense(10, activation="relu", name="h"),
+                              keras.layers.Dense(3)])
+    x, y = np.random.rand(32, 6).astype("float32"), np.random.randint(0, 3, 32)
+    wrapped = compile_classifier(pruning.prune_channels_gradually(
+        model, pruning.ConstantSparsity(0.45, 0, frequency=1)))
+    wrapped.fit(x, y, batch_size=8, epochs=1, verbose=0, callbacks=[pruning.UpdatePruningStep()])
+    # 0.45 is 0.4499999 in float32: still 5 of 10 units removed, as one shot.
+    assert pruning.strip_structured(wrapped).get_layer("h").units == 5
+    assert pruning.prune_channels(model, 0.45).get_layer("h").units == 5
+
+
+def test_taylor_uses_the_compiled_loss_of_a_sequential_model():
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((6,)), keras.layers.Dense(8, activation="relu", name="h"),
+                              keras.layers.Dense(1)])
+    model.compile(optimizer="sgd", loss="mse")
+    x, y = np.random.rand(40, 6).astype("float32"), np.random.rand(40, 1).astype("float32")
+    # mse regression: a guessed cross-entropy would fail on these labels.
+    small = pruning.prune_channels(model, 0.5, criterion="taylor", data=(x, y))
+    assert small.get_layer("h").units == 4
+    graph = ChannelGraph(model)
+    scores_32 = importance.group_importance(graph, "taylor", data=(x, y), batch_size=32)
+    scores_40 = importance.group_importance(graph, "taylor", data=(x, y), batch_size=40)
+    for key in scores_40:
+        np.testing.assert_allclose(scores_32[key], scores_40[key], rtol=1e-4)

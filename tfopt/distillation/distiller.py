@@ -12,6 +12,8 @@ base of `FeatureDistillation`) and fixes those points.
 import keras
 import numpy as np
 from keras import ops
+# Keras's own rule for a loss under tf.distribute (no public name).
+from keras.src.losses.loss import scale_loss_for_distribution
 
 from tfopt.distillation import heads
 from tfopt.distillation.losses import FeatureDistillation
@@ -19,6 +21,10 @@ from tfopt.distillation.losses import feature_loss
 from tfopt.distillation.losses import soft_target_loss
 
 INPUTS = "inputs"
+_CROSS_ENTROPY_FUNCTIONS = {
+    keras.losses.sparse_categorical_crossentropy: keras.losses.SparseCategoricalCrossentropy,
+    keras.losses.categorical_crossentropy: keras.losses.CategoricalCrossentropy,
+}
 TEACHER_LOGITS = "teacher_logits"
 TEACHER_FEATURE = "teacher_feature_{}"
 
@@ -124,8 +130,10 @@ class Distiller(keras.Model):
                 )
         teacher_outputs, student_outputs = [], []
         for i, hint in enumerate(self.features):
-            t = _find_layer(self.teacher, hint.teacher_layer_name, "teacher").output
-            s = _find_layer(self.student, hint.student_layer_name, "student").output
+            # The layer's node in this model's graph (a reloaded layer has
+            # others): the extractor then shares the model's one pass.
+            t = heads.graph_output(self.teacher, _find_layer(self.teacher, hint.teacher_layer_name, "teacher"))
+            s = heads.graph_output(self.student, _find_layer(self.student, hint.student_layer_name, "student"))
             teacher_outputs.append(t)
             student_outputs.append(s)
             self._adapter_of.append(self._adapter(i, hint, tuple(t.shape), tuple(s.shape)))
@@ -162,9 +170,9 @@ class Distiller(keras.Model):
         Args:
             optimizer: Optimizer for the student (and adapters).
             loss: Task loss on `(y, student outputs)`; default sparse
-                categorical cross-entropy matching the student's head. A
-                cross-entropy whose `from_logits` contradicts the head is an
-                error.
+                categorical cross-entropy. A cross-entropy given by name or
+                function gets `from_logits` from the student's head; a loss
+                object whose `from_logits` contradicts the head is an error.
             metrics: Metrics on the student's outputs, e.g. `["accuracy"]`.
             **kwargs: Passed to `keras.Model.compile`.
 
@@ -173,9 +181,13 @@ class Distiller(keras.Model):
         """
         from_logits = self.student_head == heads.LOGITS
         if loss is None:
-            loss = keras.losses.SparseCategoricalCrossentropy(from_logits=from_logits)
-        elif isinstance(loss, str):
+            loss = "sparse_categorical_crossentropy"
+        if isinstance(loss, str):
             loss = keras.losses.get(loss)
+        if loss in _CROSS_ENTROPY_FUNCTIONS:
+            # A cross-entropy by name or function states no from_logits (the
+            # function's default is False): take the student head's.
+            loss = _CROSS_ENTROPY_FUNCTIONS[loss](from_logits=from_logits)
         declared = getattr(loss, "from_logits", None)
         if declared is not None and bool(declared) != from_logits:
             raise ValueError(
@@ -241,7 +253,9 @@ class Distiller(keras.Model):
         regularization = list(self.student.losses) + [l for a in self.adapters for l in a.losses]
         if regularization:
             total = total + ops.sum(ops.stack(regularization))
-        return total
+        # Replicas' gradients are summed under tf.distribute: each replica
+        # contributes its share, as Keras's own losses do.
+        return scale_loss_for_distribution(total)
 
     def compute_metrics(self, x, y, y_pred, sample_weight=None):
         return super().compute_metrics(x, y, _split(y_pred)[0], sample_weight)
@@ -418,7 +432,9 @@ def _per_example(loss, y, y_pred):
 
 
 def _weighted_mean(values, sample_weight):
+    # Keras's "sum_over_batch_size": weights scale examples, the divisor is
+    # the batch size (so class_weight means what it means in Model.fit).
     if sample_weight is None:
         return ops.mean(values)
     weight = ops.reshape(ops.cast(sample_weight, values.dtype), ops.shape(values))
-    return ops.sum(values * weight) / ops.maximum(ops.sum(weight), 1e-12)
+    return ops.mean(values * weight)

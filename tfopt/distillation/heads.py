@@ -8,6 +8,10 @@ its last layer and refuses to guess when it cannot tell.
 
 import keras
 from keras import ops
+# The operation classes behind keras.ops.softmax / log_softmax (no public
+# name): a Functional model may end in the op instead of a layer.
+from keras.src.ops.nn import LogSoftmax as _LogSoftmaxOp
+from keras.src.ops.nn import Softmax as _SoftmaxOp
 
 LOGITS = "logits"
 SOFTMAX = "softmax"
@@ -22,11 +26,14 @@ _TINY = 1.1754944e-38
 def detect_head(model):
     """Whether `model` ends in logits or in a softmax.
 
-    Looks at the layer that produces the model's output (through pruning and
-    quantization wrappers): a `Softmax` layer, `Activation("softmax")` or a
-    layer with `activation="softmax"` is a softmax head; a layer with a
-    linear activation (or one of the activations that logits may pass
-    through, none) is a logits head.
+    Follows the model's output back through layers that pass values
+    through (Dropout, Flatten, Reshape, linear Activation, QAT range
+    quantizers) and through pruning and QAT wrappers and nested models, to
+    the operation that computes it: a `Softmax` layer, `keras.ops.softmax`,
+    `Activation("softmax")` or a layer with `activation="softmax"` is a
+    softmax head; `keras.ops.log_softmax` or a layer with a linear
+    activation (Dense, Conv...) is a logits head. Anything else is not
+    guessed.
 
     Args:
         model: A Sequential or Functional `keras.Model` with one output.
@@ -35,40 +42,66 @@ def detect_head(model):
         `"logits"` or `"softmax"`.
 
     Raises:
-        ValueError: If the head cannot be determined (subclassed model, an
-            output activation such as sigmoid that is not a class
-            distribution, several outputs). Pass `student_head=`/
-            `teacher_head=` to the `Distiller` to state it.
+        ValueError: If the head cannot be determined (subclassed model,
+            several outputs, a final operation that is neither, such as a
+            sigmoid or a Lambda). Pass `student_head=`/`teacher_head=` to
+            the `Distiller` to state it.
 
     Example:
 
     >>> detect_head(tfopt.models.digits_cnn(8))
     'logits'
     """
-    layer = _output_layer(model)
-    if layer is None:
+    tensor = _single_output(model)
+    if tensor is None:
         raise ValueError(
             f"Cannot tell whether model {model.name!r} outputs logits or "
             "softmax probabilities (it is subclassed or has several outputs). "
             "Pass teacher_head=/student_head='logits' or 'softmax' to the "
             "Distiller."
         )
-    layer = _unwrap(layer)
-    if isinstance(layer, keras.layers.Softmax):
-        return SOFTMAX
-    activation = getattr(layer, "activation", None)
-    name = _activation_name(activation)
-    if name == "softmax":
-        return SOFTMAX
-    if name in (None, "linear"):
-        return LOGITS
+    return _head_of(tensor, model)
+
+
+def _head_of(tensor, model):
+    from tfopt.quantization.layers import QuantizeActivation
+
+    while True:
+        op = tensor._keras_history.operation
+        while isinstance(op, keras.layers.Wrapper):
+            op = op.layer
+        if isinstance(op, keras.Model):
+            tensor = _single_output(op)
+            if tensor is None:
+                break
+            continue
+        name = _activation_name(getattr(op, "activation", None))
+        if isinstance(op, (keras.layers.Softmax, _SoftmaxOp)) or name == "softmax":
+            return SOFTMAX
+        if isinstance(op, _LogSoftmaxOp) or name == "log_softmax":
+            return LOGITS  # log-probabilities are logits
+        passes_through = isinstance(op, _PASS_THROUGH + (QuantizeActivation,)) or (
+            isinstance(op, keras.layers.Activation) and name == "linear")
+        if passes_through:
+            tensor = _input_of(tensor)
+            continue
+        if hasattr(op, "activation") and name in (None, "linear"):
+            return LOGITS
+        break
+    what = getattr(op, "name", type(op).__name__)
     raise ValueError(
-        f"Model {model.name!r} ends in layer {layer.name!r} with activation "
-        f"{name!r}, which is neither logits nor a softmax. Distillation of "
-        "class outputs needs one of them: end the model in logits (no "
-        "activation) or a softmax, or pass teacher_head=/student_head= "
-        "explicitly."
+        f"Model {model.name!r} ends in {what!r} ({type(op).__name__}"
+        + (f", activation {name!r}" if name else "") + "), which is neither logits nor a "
+        "softmax that tfopt recognises. Distillation of class outputs needs one of them: "
+        "end the model in logits (e.g. Dense without activation) or a softmax, or pass "
+        "teacher_head=/student_head= explicitly."
     )
+
+
+# Layers whose output carries their input's values (or a subset of them).
+_PASS_THROUGH = (
+    keras.layers.Dropout, keras.layers.Flatten, keras.layers.Reshape, keras.layers.Identity,
+)
 
 
 def resolve_head(model, head, role):
@@ -89,36 +122,41 @@ def as_logits(outputs, head):
     return ops.log(ops.maximum(outputs, _TINY))
 
 
-def _output_layer(model):
-    if not isinstance(model, keras.Model):
-        return None
-    outputs = getattr(model, "outputs", None)
-    if isinstance(model, keras.Sequential) and model.layers:
-        return model.layers[-1]
+def _single_output(model):
+    outputs = getattr(model, "outputs", None) if isinstance(model, keras.Model) else None
     if not outputs or len(outputs) != 1:
         return None
-    history = getattr(outputs[0], "_keras_history", None)
-    return history.operation if history is not None else None
+    return outputs[0]
 
 
-def _unwrap(layer):
-    # Wrappers (pruning, QAT) compute their inner layer; QAT's range
-    # quantizer passes its input through; a nested model's head is its own
-    # last layer.
-    from tfopt.quantization.layers import QuantizeActivation
+def _input_of(tensor):
+    """The (first) input of the node in this graph that produced `tensor`."""
+    operation, node_index, _ = tensor._keras_history
+    return operation._inbound_nodes[node_index].input_tensors[0]
 
-    while True:
-        if isinstance(layer, QuantizeActivation):
-            layer = layer.input._keras_history.operation
-        elif isinstance(layer, keras.layers.Wrapper):
-            layer = layer.layer
-        elif isinstance(layer, keras.Model):
-            inner = _output_layer(layer)
-            if inner is None:
-                return layer
-            layer = inner
-        else:
-            return layer
+
+def graph_output(model, layer):
+    """`layer`'s output tensor in `model`'s own graph.
+
+    A layer used in several graphs (a model reloaded from a file, a layer
+    shared by two models) has several nodes; `layer.output` is the first,
+    which may belong to another graph. Walking back from the model's outputs
+    finds the one this model computes.
+
+    Raises:
+        ValueError: If `layer` does not produce a tensor of `model`'s graph.
+    """
+    stack, seen = list(model.outputs), set()
+    while stack:
+        tensor = stack.pop()
+        if id(tensor) in seen:
+            continue
+        seen.add(id(tensor))
+        operation, node_index, _ = tensor._keras_history
+        if operation is layer:
+            return tensor
+        stack.extend(operation._inbound_nodes[node_index].input_tensors)
+    raise ValueError(f"Layer {layer.name!r} is not part of model {model.name!r}'s graph.")
 
 
 def _activation_name(activation):

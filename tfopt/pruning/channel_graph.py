@@ -273,7 +273,8 @@ class ChannelGraph:
             (layout,) = layouts
             if getattr(op, "groups", 1) != 1:
                 return self._opaque(op, layouts, node, f"is a grouped convolution (groups={op.groups})")
-            if getattr(op, "depth_multiplier", 1) != 1 and _has_groups(layout):
+            if getattr(op, "depth_multiplier", 1) != 1:
+                # Its pointwise kernel has in*multiplier rows: not sliced here.
                 return self._opaque(op, layouts, node, "has depth_multiplier != 1")
             if layout.repeat != 1 and not isinstance(op, L.Dense):
                 return self._opaque(op, layouts, node, "reads a flattened layout")
@@ -281,7 +282,13 @@ class ChannelGraph:
             gid = self._new_group(op, out.shape[-1])
             self.layers[op.name] = LayerInfo("producer", layout, gid)
             self.edges.append((op, inputs[0], layout))
-            return [Layout(((gid, int(out.shape[-1])),))]
+            produced = Layout(((gid, int(out.shape[-1])),))
+            activation = getattr(getattr(op, "activation", None), "__name__", "linear")
+            if activation not in _ELEMENTWISE_ACTIVATIONS:
+                # A softmax over the units changes every value when one goes.
+                self._block(produced, f"layer {op.name!r} ({type(op).__name__}) applies "
+                                      f"{activation!r} across its channels")
+            return [produced]
         if isinstance(op, L.DepthwiseConv1D | L.DepthwiseConv2D):
             if op.depth_multiplier != 1:
                 return self._opaque(op, layouts, node, "has depth_multiplier != 1")

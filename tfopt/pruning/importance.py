@@ -148,7 +148,9 @@ def _data_importance(graph, criterion, data, roots, batch_size):
     probe = keras.Model(inputs, tensors + list(model.outputs))
     sums = {r: np.zeros(graph.group(r).size) for r in roots}
     counts = {r: 0.0 for r in roots}
-    loss_fn = _loss_for(model, y) if criterion == "taylor" else None
+    # The compile settings live on the user's model (a Sequential's
+    # functional view is uncompiled).
+    loss_fn = _loss_for(graph.model, model, y) if criterion == "taylor" else None
     for start in range(0, len(x), batch_size):
         xb = x[start:start + batch_size]
         if criterion == "taylor":
@@ -203,11 +205,16 @@ def _activations_and_gradients(probe, count, loss_fn, xb, yb):
     return [np.asarray(a) for a in acts], [np.asarray(g) for g in grads]
 
 
-def _loss_for(model, y):
+def _loss_for(user_model, model, y):
+    """The batch-mean loss the Taylor criterion differentiates."""
     import keras
 
-    if getattr(model, "compiled", False) and isinstance(model.loss, (str, keras.losses.Loss)):
-        return keras.losses.get(model.loss)
+    if getattr(user_model, "compiled", False) and isinstance(user_model.loss, (str, keras.losses.Loss)):
+        loss = keras.losses.get(user_model.loss)
+        if isinstance(loss, keras.losses.Loss):
+            return loss  # reduces to the batch mean
+        # A loss function gives per-example values: take their mean.
+        return lambda y_true, y_pred: keras.ops.mean(loss(y_true, y_pred))
     y = np.asarray(y)
     last = model.outputs[0]._keras_history.operation
     activation = getattr(getattr(last, "activation", None), "__name__", "")

@@ -421,7 +421,9 @@ class ChannelMaskUpdater:
         new = {}
         for root, final in self.targets.items():
             group = self.graph.group(root)
-            ratio = min(final, final * sparsity / self.end)
+            # The schedule's sparsity is float32 (0.45 -> 0.4499999): snap it
+            # so the final step removes what prune_channels(ratio) removes.
+            ratio = min(final, round(final * sparsity / self.end, 6))
             # Masked channels stay masked: they rank below every live one.
             score = np.where(current[root] > 0, scores[root], -np.inf)
             kept = keep_indices(score, ratio, group)
