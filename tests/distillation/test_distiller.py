@@ -426,3 +426,12 @@ def test_mirrored_strategy_gives_the_single_device_step():
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert result["mirrored"][0] == pytest.approx(result["single"][0], rel=1e-5)
     np.testing.assert_allclose(result["mirrored"][1], result["single"][1], rtol=1e-4, atol=1e-7)
+
+
+def test_nested_model_with_two_outputs_needs_an_explicit_head():
+    inputs = keras.Input((4,))
+    two = keras.Model(inputs, [keras.layers.Dense(3)(inputs), keras.layers.Dense(3)(inputs)])
+    outer_in = keras.Input((4,))
+    outer = keras.Model(outer_in, two(outer_in)[0])
+    with pytest.raises(ValueError, match="teacher_head=/student_head="):
+        distillation.detect_head(outer)

@@ -66,6 +66,7 @@ def detect_head(model):
 def _head_of(tensor, model):
     from tfopt.quantization.layers import QuantizeActivation
 
+    name = None
     while True:
         op = tensor._keras_history.operation
         while isinstance(op, keras.layers.Wrapper):
