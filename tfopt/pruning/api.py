@@ -5,6 +5,7 @@ import warnings
 import keras
 import numpy as np
 
+from tfopt.graph import check_graph_model
 from tfopt.graph import clone_with
 from tfopt.pruning import schedules as schedules_lib
 from tfopt.pruning.registry import prunable_weights
@@ -240,32 +241,15 @@ def _wrap_layer(layer, options):
     return PruneLowMagnitude(layer, **options)
 
 
-def _check_graph_model(model, what):
-    if not isinstance(model, keras.Model):
-        raise TypeError(f"{what} takes a keras.Model, got {type(model).__name__}.")
-    graph_model = isinstance(model, keras.Sequential) or _is_functional(model)
-    if not graph_model:
-        raise TypeError(
-            f"{what} supports Sequential and Functional models; "
-            f"{model.name!r} is a subclassed {type(model).__name__}. Wrap its "
-            "layers with prune_low_magnitude(layer) inside __init__ instead "
-            "(see the README's 'Subclassed models')."
-        )
-
-
-def _is_functional(model):
-    from keras.src.models.functional import Functional
-
-    return isinstance(model, Functional)
+def _check_graph_model(model, what, require_built=False):
+    check_graph_model(
+        model, what, require_built=require_built,
+        subclassed_hint="Wrap its layers with prune_low_magnitude(layer) inside __init__ "
+                        "instead (see the README's 'Subclassed models').")
 
 
 def _wrap_model(model, options, layer_names, skip_unsupported):
-    _check_graph_model(model, "prune_low_magnitude")
-    if not model.built or not model.inputs:
-        raise ValueError(
-            f"Model {model.name!r} is not built: give it an Input (or call "
-            "model.build(input_shape)) before pruning it."
-        )
+    _check_graph_model(model, "prune_low_magnitude", require_built=True)
     all_layers = list(iter_layers(model))
     wrapped = [l.name for l in all_layers if isinstance(l, PruneLowMagnitude)]
     if wrapped:

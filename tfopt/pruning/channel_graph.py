@@ -26,6 +26,10 @@ import keras
 import numpy as np
 from keras import layers as L
 
+from tfopt.graph import UnsupportedModelError  # noqa: F401  (re-exported: tfopt.pruning's public name)
+from tfopt.graph import as_functional  # noqa: F401
+from tfopt.graph import check_graph_model as _check
+
 # Layers whose output channels are a prune target ("producers").
 PRODUCERS = (L.Dense, L.Conv1D, L.Conv2D, L.Conv3D, L.SeparableConv1D, L.SeparableConv2D)
 
@@ -365,38 +369,7 @@ def _has_groups(layout):
     return any(gid is not None for gid, _ in layout.segments)
 
 
-class UnsupportedModelError(TypeError, ValueError):
-    """A model structured pruning cannot trace (e.g. subclassed).
-
-    Both a `TypeError` (tfopt's convention for the wrong kind of model, as in
-    `prune_low_magnitude`) and a `ValueError` (what callers that only catch
-    bad arguments, such as a tuner, expect).
-    """
-
-
 def check_graph_model(model):
-    """Raises unless `model` is a built Sequential or Functional model."""
-    from keras.src.models.functional import Functional
-
-    if not isinstance(model, keras.Model):
-        raise UnsupportedModelError(
-            f"Structured pruning takes a keras.Model, got {type(model).__name__}."
-        )
-    if not isinstance(model, (keras.Sequential, Functional)):
-        raise UnsupportedModelError(
-            f"Structured pruning supports Sequential and Functional models; "
-            f"{model.name!r} is a subclassed {type(model).__name__}, whose graph "
-            "cannot be traced to remove channels. Rebuild it as a Functional model."
-        )
-    if not model.built or not model.inputs:
-        raise ValueError(
-            f"Model {model.name!r} is not built: give it an Input (or call "
-            "model.build(input_shape)) before pruning it."
-        )
-
-
-def as_functional(model):
-    """A Functional view of a Sequential model (same layers and nodes)."""
-    if isinstance(model, keras.Sequential):
-        return keras.Model(model.inputs, model.outputs, name=model.name)
-    return model
+    """Raises `UnsupportedModelError` unless `model` is a built graph model."""
+    _check(model, "Structured pruning",
+           subclassed_hint="Its graph cannot be traced to remove channels; rebuild it as a Functional model.")

@@ -6,6 +6,7 @@ import keras
 from keras import layers
 
 from tfopt.graph import as_functional
+from tfopt.graph import check_graph_model
 from tfopt.graph import clone_with
 from tfopt.graph import consumers
 from tfopt.quantization import config as config_lib
@@ -186,17 +187,7 @@ def is_quantized(model):
 
 
 def _check_model(model, what):
-    if not isinstance(model, keras.Model):
-        raise TypeError(f"{what} takes a keras.Model, got {type(model).__name__}.")
-    from keras.src.models.functional import Functional
-
-    if not isinstance(model, (keras.Sequential, Functional)):
-        raise TypeError(
-            f"{what} supports Sequential and Functional models; {model.name!r} is a "
-            f"subclassed {type(model).__name__}. Build it functionally to quantize it."
-        )
-    if not model.built or not model.inputs:
-        raise ValueError(f"Model {model.name!r} is not built; give it an Input first.")
+    check_graph_model(model, what, subclassed_hint="Build it functionally to quantize it.")
     if is_quantized(model):
         raise ValueError(f"Model {model.name!r} is already quantized; quantize a float model once.")
 

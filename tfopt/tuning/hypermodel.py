@@ -17,6 +17,7 @@ import keras_tuner
 import numpy as np
 
 from tfopt import export
+from tfopt.graph import UnsupportedModelError
 from tfopt import pruning
 from tfopt.distillation import Distiller
 from tfopt import quantization
@@ -507,13 +508,15 @@ def _takes_hp(function):
 
 
 def _check_model(model, what):
+    # Any built keras.Model (a subclassed one too: unstructured pruning and
+    # PTQ take it); the techniques that need a graph check it themselves.
     if not isinstance(model, keras.Model):
-        raise TypeError(f"{what} must be a keras.Model, got {type(model).__name__}.")
+        raise UnsupportedModelError(f"{what} must be a keras.Model, got {type(model).__name__}.")
     try:
-        model.inputs  # noqa: B018  (raises for a model without an Input)
+        inputs = model.inputs
     except (AttributeError, ValueError):
-        raise ValueError(f"{what}: model {model.name!r} has no defined input shape.") from None
-    if not model.built or not getattr(model, "inputs", None):
+        inputs = None
+    if not model.built or not inputs:
         raise ValueError(
             f"{what}: model {model.name!r} has no defined input shape; start it with keras.Input."
         )

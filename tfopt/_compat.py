@@ -1,0 +1,62 @@
+"""The few Keras private APIs tfopt relies on, behind one small module.
+
+Keras 3 keeps a Functional graph in each tensor's `_keras_history` and each
+layer's `_inbound_nodes`, and has no public `Functional` class or graph
+walker. Everything of that kind that tfopt reads goes through here, so a
+Keras upgrade that moves them is mended in one place.
+"""
+
+import keras
+
+
+def functional_class():
+    """Keras's `Functional` model class (not exported publicly)."""
+    from keras.src.models.functional import Functional
+
+    return Functional
+
+
+def is_functional(model):
+    """Whether `model` is a Functional model (Sequential is not)."""
+    return isinstance(model, functional_class())
+
+
+def producer(tensor):
+    """The operation (layer or ops node) that produced a symbolic tensor."""
+    return tensor._keras_history.operation
+
+
+def history(tensor):
+    """`(operation, node_index, tensor_index)` of a symbolic tensor."""
+    return tuple(tensor._keras_history)
+
+
+def inbound_nodes(operation):
+    """The nodes at which `operation` was called in any graph."""
+    return list(getattr(operation, "_inbound_nodes", None) or [])
+
+
+def run_through_graph(model, inputs, operation_fn):
+    """Re-runs a Functional graph on new `inputs`, mapping each operation.
+
+    Args:
+        model: A Functional model.
+        inputs: A flat list of tensors, one per `model.inputs`.
+        operation_fn: `(operation) -> callable` used in place of each
+            operation (layer or ops node) of the graph.
+
+    Returns:
+        The model's outputs, in its output structure.
+    """
+    return model._run_through_graph(inputs, operation_fn=operation_fn)
+
+
+def get_input_signature(model):
+    """Keras's own input signature rule for `model.export`."""
+    from keras.src.export.export_utils import get_input_signature as signature
+
+    return signature(model)
+
+
+def is_keras_tensor(value):
+    return isinstance(value, keras.KerasTensor)
