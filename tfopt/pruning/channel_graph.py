@@ -1,20 +1,41 @@
 """Which channels of a Keras graph model can be removed, and together with what.
 
 Structured pruning removes output channels of a layer (Conv filters, Dense
-units). Every tensor that carries those channels downstream must lose them
-too: BatchNormalization and DepthwiseConv2D are sliced along, the next
-Conv/Dense loses the matching input rows, and tensors joined by Add (a
-residual connection) must keep the same channels, so their producers form one
-*group* with one shared set of kept channels.
+units, attention heads). Every tensor that carries those channels downstream
+must lose them too: BatchNormalization and DepthwiseConv2D are sliced along,
+the next Conv/Dense loses the matching input rows, and tensors joined by Add
+(a residual connection) or Multiply (a squeeze-excite gate) must keep the
+same channels, so their producers form one *group* with one shared set of
+kept channels.
 
-`ChannelGraph` walks a Sequential/Functional model once and records, for every
-tensor, its channel *layout*: the segments of its last axis (one per group, or
-fixed channels that are never pruned) and, after Flatten, how often the
-channel block repeats (Flatten of `(H, W, C)` interleaves: flat index
-`(h * W + w) * C + c`). A layer that the walk cannot see through safely
-(LayerNormalization mixes channels, Softmax normalises over them, a Lambda is
-opaque...) *blocks* the groups reaching it: they are not pruned, and asking
-for them raises an error naming that layer.
+How each layer (or raw `keras.ops` node) treats channels is decided by ONE
+table, `CHANNEL_TABLE`: layer type (or `"ops.<OpClass>"` for an ops node, or a
+class name such as `"LayerScale"`) -> a `ChannelRule` whose `flow` is one of
+
+- `produces`: its output channels are a prune target (Conv, Dense,
+  Conv2DTranspose, Embedding); its kernel loses the input rows of pruned
+  channels it reads.
+- `follows`: per-channel weights sliced along (BatchNormalization,
+  DepthwiseConv2D, PReLU, LayerScale).
+- `couples`: elementwise joins (Add, Multiply, `x + y`, `x * gate` with a
+  broadcast gate): the channels of all inputs become one group; scalars and
+  width-1 tensors broadcast and pass.
+- `passes`: per-channel, weightless (activations, pooling, dropout, padding,
+  resizing, upsampling, `x + 3`, `ops.mean` over spatial axes).
+- `concatenates`, `reshapes` (Flatten, Reshape, `ops.reshape`): layouts are
+  rearranged.
+- `heads`: MultiHeadAttention; its attention heads are a group of their own.
+- `blocks`: the layer mixes channels (LayerNormalization over the channels,
+  a channel softmax, an RNN...): the channels reaching it are not pruned and
+  asking for them raises an error naming the layer and the reason.
+
+Supporting a layer is one entry in the table. Nested models are entered by
+flattening them first (`tfopt.graph.flatten_nested`): the pruned model is
+flat. `ChannelGraph` walks the model once and records, for every tensor, its
+channel *layout*: the segments of its last axis (one per group, or fixed
+channels that are never pruned) and, after Flatten, how often the channel
+block repeats (Flatten of `(H, W, C)` interleaves: flat index
+`(h * W + w) * C + c`).
 
 The graph is pure analysis; `surgery.py` builds the narrower model from it.
 """
@@ -27,24 +48,10 @@ import numpy as np
 from keras import layers as L
 
 from tfopt.graph import UnsupportedModelError  # noqa: F401  (re-exported: tfopt.pruning's public name)
-from tfopt.graph import as_functional  # noqa: F401
+from tfopt.graph import as_functional
 from tfopt.graph import check_graph_model as _check
+from tfopt.graph import flatten_nested
 
-# Layers whose output channels are a prune target ("producers").
-PRODUCERS = (L.Dense, L.Conv1D, L.Conv2D, L.Conv3D, L.SeparableConv1D, L.SeparableConv2D)
-
-# Weightless layers that act on each channel alone (masked channel in,
-# masked channel out), so channels flow through them unchanged.
-_PASSTHROUGH = (
-    L.ReLU, L.LeakyReLU, L.ELU, L.Dropout, L.SpatialDropout1D, L.SpatialDropout2D,
-    L.SpatialDropout3D, L.GaussianNoise, L.GaussianDropout, L.AlphaDropout,
-    L.ActivityRegularization, L.Identity, L.ZeroPadding1D, L.ZeroPadding2D,
-    L.ZeroPadding3D, L.Cropping1D, L.Cropping2D, L.Cropping3D, L.MaxPooling1D,
-    L.MaxPooling2D, L.MaxPooling3D, L.AveragePooling1D, L.AveragePooling2D,
-    L.AveragePooling3D, L.GlobalAveragePooling1D, L.GlobalAveragePooling2D,
-    L.GlobalAveragePooling3D, L.GlobalMaxPooling1D, L.GlobalMaxPooling2D,
-    L.GlobalMaxPooling3D, L.UpSampling1D, L.UpSampling2D, L.UpSampling3D,
-)
 # Elementwise activations (softmax/log_softmax/glu mix channels: not here).
 _ELEMENTWISE_ACTIVATIONS = {
     "linear", "relu", "relu6", "sigmoid", "tanh", "elu", "selu", "gelu", "silu",
@@ -52,7 +59,159 @@ _ELEMENTWISE_ACTIVATIONS = {
     "exponential", "leaky_relu", "mish", "celu", "hard_tanh", "tanh_shrink",
     "soft_shrink", "hard_shrink", "squareplus", "sparse_plus", "log_sigmoid",
 }
-_ELEMENTWISE_MERGES = (L.Add, L.Subtract, L.Multiply, L.Average, L.Maximum, L.Minimum)
+TFMOT = "no structured pruning"
+
+
+@dataclasses.dataclass(frozen=True)
+class ChannelRule:
+    """How one layer type moves channels (one row of `CHANNEL_TABLE`).
+
+    Attributes:
+        flow: `"produces"`, `"follows"`, `"couples"`, `"passes"`,
+            `"concatenates"`, `"reshapes"`, `"heads"` or `"blocks"`.
+        note: What tfopt does with the layer, for the README table (and the
+            error message of a `blocks` rule).
+        weights: For `produces`: `{attribute: (input_axis, output_axis)}` of
+            the kernels (None: the axis is not sliced); the bias follows the
+            output axis.
+        size_key: The config key holding the channel count (`"filters"`,
+            `"units"`, `"projection_dim"`...), rewritten by surgery.
+    """
+
+    flow: str
+    note: str
+    weights: dict = None
+    size_key: str = None
+
+
+def _produces(size_key, **weights):
+    kernels = ", ".join(weights)
+    return ChannelRule("produces", f"prunes output channels ({kernels} and bias sliced); "
+                       "the layers reading them lose the matching input rows", weights, size_key)
+
+
+_CONV = _produces("filters", kernel=(-2, -1))
+_PASSES = ChannelRule("passes", "channels pass through unchanged (per-channel, no weights)")
+_COUPLES = ChannelRule("couples", "joins its inputs' channels into one group pruned together "
+                       "(width-1 and scalar operands broadcast and pass)")
+_OPS_ELEMENTWISE = ChannelRule("couples", "elementwise: scalar or width-1 operands pass; tensors of "
+                               "the same width are coupled into one group (constants block)")
+_OPS_UNARY = ChannelRule("passes", "elementwise on each channel: channels pass")
+_OPS_REDUCE = ChannelRule("passes", "passes when it reduces other axes (e.g. spatial mean); "
+                          "blocks when it reduces the channel axis")
+_RESHAPES = ChannelRule("reshapes", "passes when the channel axis is kept or everything is flattened "
+                        "(target shape rewritten); otherwise blocks")
+_RNN = ChannelRule("blocks", "recurrent kernels mix every unit: channels reaching it are kept")
+
+CHANNEL_TABLE = {
+    # produces: output channels are prune targets
+    L.Dense: _produces("units", kernel=(-2, -1)),
+    L.Conv1D: _CONV, L.Conv2D: _CONV, L.Conv3D: _CONV,
+    L.Conv1DTranspose: _produces("filters", kernel=(-1, -2)),
+    L.Conv2DTranspose: _produces("filters", kernel=(-1, -2)),
+    L.Conv3DTranspose: _produces("filters", kernel=(-1, -2)),
+    L.SeparableConv1D: _produces("filters", depthwise_kernel=(-2, None), pointwise_kernel=(-2, -1)),
+    L.SeparableConv2D: _produces("filters", depthwise_kernel=(-2, None), pointwise_kernel=(-2, -1)),
+    L.Embedding: _produces("output_dim", embeddings=(None, -1)),
+    # follows: per-channel weights sliced along
+    L.BatchNormalization: ChannelRule("follows", "per-channel statistics sliced along "
+                                      "(blocks if it normalizes another axis)"),
+    L.DepthwiseConv1D: ChannelRule("follows", "depthwise kernel sliced along (blocks with depth_multiplier > 1)"),
+    L.DepthwiseConv2D: ChannelRule("follows", "depthwise kernel sliced along (blocks with depth_multiplier > 1)"),
+    L.PReLU: ChannelRule("follows", "per-channel alpha sliced along (a shared alpha passes)"),
+    "LayerScale": ChannelRule("follows", "per-channel scale (ConvNeXt) sliced along", size_key="projection_dim"),
+    # heads
+    L.MultiHeadAttention: ChannelRule(
+        "heads", "prunes whole attention heads (Q/K/V kernels' head axis, output projection's "
+        "head axis; rebuilt with fewer heads); channels reaching it are kept", size_key="num_heads"),
+    # couples
+    L.Add: _COUPLES, L.Subtract: _COUPLES, L.Multiply: _COUPLES, L.Average: _COUPLES,
+    L.Maximum: _COUPLES, L.Minimum: _COUPLES,
+    L.Concatenate: ChannelRule("concatenates", "on the channel axis: segments laid side by side, each "
+                               "pruned with its own group; on another axis: couples"),
+    # reshapes
+    L.Flatten: ChannelRule("reshapes", "the channel block repeats per position; the next Dense loses "
+                           "the matching rows"),
+    L.Reshape: _RESHAPES,
+    # passes
+    L.Activation: ChannelRule("passes", "elementwise activations pass; softmax/glu over the channels blocks"),
+    L.Softmax: ChannelRule("passes", "passes when normalizing another axis; blocks over the channels"),
+    L.Rescaling: ChannelRule("passes", "passes with a scalar scale/offset; a per-channel one blocks"),
+    **{cls: _PASSES for cls in (
+        L.ReLU, L.LeakyReLU, L.ELU, L.Dropout, L.SpatialDropout1D, L.SpatialDropout2D,
+        L.SpatialDropout3D, L.GaussianNoise, L.GaussianDropout, L.AlphaDropout,
+        L.ActivityRegularization, L.Identity, L.ZeroPadding1D, L.ZeroPadding2D,
+        L.ZeroPadding3D, L.Cropping1D, L.Cropping2D, L.Cropping3D, L.MaxPooling1D,
+        L.MaxPooling2D, L.MaxPooling3D, L.AveragePooling1D, L.AveragePooling2D,
+        L.AveragePooling3D, L.GlobalAveragePooling1D, L.GlobalAveragePooling2D,
+        L.GlobalAveragePooling3D, L.GlobalMaxPooling1D, L.GlobalMaxPooling2D,
+        L.GlobalMaxPooling3D, L.UpSampling1D, L.UpSampling2D, L.UpSampling3D, L.Resizing,
+    )},
+    # blocks
+    L.LayerNormalization: ChannelRule(
+        "blocks", "normalizes over the channels (mean and variance change when one goes): the "
+        "channels it normalizes are kept; channels after it (e.g. an MLP's hidden units) are prunable"),
+    L.GroupNormalization: ChannelRule("blocks", "normalizes over groups of channels: channels reaching it are kept"),
+    L.UnitNormalization: ChannelRule("blocks", "normalizes over the channels: channels reaching it are kept"),
+    L.Normalization: ChannelRule("blocks", "per-channel input statistics: its channels are kept"),
+    L.EinsumDense: ChannelRule("blocks", "an arbitrary einsum: channels reaching it are kept"),
+    L.LSTM: _RNN, L.GRU: _RNN, L.SimpleRNN: _RNN, L.Bidirectional: _RNN,
+    L.Lambda: ChannelRule("blocks", "opaque Python function: channels reaching it are kept"),
+    # raw keras.ops nodes of a Functional graph
+    **{f"ops.{name}": _OPS_ELEMENTWISE for name in (
+        "Add", "Subtract", "Multiply", "Divide", "TrueDivide", "Maximum", "Minimum", "Power")},
+    **{f"ops.{name}": _OPS_UNARY for name in (
+        "Relu", "Relu6", "Sigmoid", "HardSigmoid", "HardSilu", "Silu", "Gelu", "Elu", "Selu",
+        "Celu", "LeakyRelu", "Softplus", "Softsign", "LogSigmoid", "Tanh", "Exp", "Log",
+        "Sqrt", "Square", "Abs", "Absolute", "Negative", "Clip", "Erf", "Cast")},
+    **{f"ops.{name}": _OPS_REDUCE for name in ("Mean", "Sum", "Max", "Min")},
+    "ops.Reshape": _RESHAPES,
+}
+
+
+def _key_name(key):
+    if isinstance(key, str):
+        return f"keras.ops.{key[4:].lower()} (ops node)" if key.startswith("ops.") else key
+    return key.__name__
+
+
+def describe_table():
+    """The rows of `CHANNEL_TABLE`, for the README's supported-layers table.
+
+    Layer types that share one rule are listed together in one row.
+
+    Returns:
+        A list of `(layer_type_name, what_tfopt_does, what_tfmot_0_8_1_does)`.
+
+    Example:
+
+    ```python
+    for layer, ours, tfmot in tfopt.pruning.channel_graph.describe_table():
+        print(f"| {layer} | {ours} | {tfmot} |")
+    ```
+    """
+    rows = {}
+    for key, rule in CHANNEL_TABLE.items():
+        rows.setdefault(id(rule), (rule, []))[1].append(_key_name(key))
+    result = [(", ".join(names), f"{rule.flow}: {rule.note}", TFMOT) for rule, names in rows.values()]
+    result.append(("any other layer", "blocks: channels reaching it are kept (add a CHANNEL_TABLE entry)", TFMOT))
+    return result
+
+
+def rule_for(op):
+    """`(key, ChannelRule)` for a layer or ops node, or `(None, None)`."""
+    if isinstance(op, keras.layers.Layer):
+        for cls in type(op).__mro__:
+            if cls in CHANNEL_TABLE:
+                return cls, CHANNEL_TABLE[cls]
+        key = type(op).__name__
+        return (key, CHANNEL_TABLE[key]) if key in CHANNEL_TABLE else (None, None)
+    key = f"ops.{type(op).__name__}"
+    return (key, CHANNEL_TABLE[key]) if key in CHANNEL_TABLE else (None, None)
+
+
+# Layer types whose output channels are a prune target (kept for callers).
+PRODUCERS = tuple(k for k, r in CHANNEL_TABLE.items() if r.flow == "produces" and not isinstance(k, str))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -81,8 +240,10 @@ class Group:
         name: Name of the first producer (topological order); used in
             ratios, tables and errors.
         producers: Names of the layers whose output channels these are.
-        size: Number of channels.
+        size: Number of channels (or attention heads).
         blocked: None if the group can be pruned, else why not.
+        kind: `"channels"`, or `"heads"` for the heads of a
+            MultiHeadAttention layer.
     """
 
     id: int
@@ -90,6 +251,7 @@ class Group:
     producers: list
     size: int
     blocked: str | None = None
+    kind: str = "channels"
 
 
 @dataclasses.dataclass
@@ -98,16 +260,22 @@ class LayerInfo:
 
     kind: "producer" (slice input rows by `in_layout`, outputs by `group`),
     "channelwise" (BN/Depthwise/PReLU/mask: slice by `in_layout`), "reshape"
-    (rewrite the target's last dimension), or "copy".
+    (rewrite the target's last dimension to `factor` times the kept width of
+    `in_layout`), "heads" (keep the heads of `group`), or "copy".
     """
 
     kind: str
     in_layout: Layout | None = None
     group: int | None = None
+    rule: ChannelRule | None = None
+    factor: int = 1
 
 
 class ChannelGraph:
     """Channel layouts and prune groups of a Sequential/Functional model.
+
+    Nested models are flattened first (`tfopt.graph.flatten_nested`);
+    `source` is the model surgery clones (the user's model, or its flat copy).
 
     Args:
         model: A built Sequential or Functional model.
@@ -115,14 +283,15 @@ class ChannelGraph:
             layers whose input layout is recorded (the channel masks).
 
     Raises:
-        TypeError: For subclassed models.
-        ValueError: For unbuilt models.
+        UnsupportedModelError: For subclassed or unbuilt models.
     """
 
     def __init__(self, model, passthrough=()):
         check_graph_model(model)
         self.model = model
-        self.functional = as_functional(model)
+        nested = any(isinstance(layer, keras.Model) for layer in as_functional(model).layers)
+        self.functional = flatten_nested(model) if nested else as_functional(model)
+        self.source = self.functional if nested else model
         self._passthrough_recorded = tuple(passthrough)
         self._parent = {}
         self._groups = {}  # id -> Group (valid at roots)
@@ -140,10 +309,10 @@ class ChannelGraph:
             gid = self._parent[gid]
         return gid
 
-    def _new_group(self, layer, size):
+    def _new_group(self, layer, size, kind="channels"):
         gid = len(self._parent)
         self._parent[gid] = gid
-        self._groups[gid] = Group(gid, layer.name, [layer.name], int(size))
+        self._groups[gid] = Group(gid, layer.name, [layer.name], int(size), kind=kind)
         return gid
 
     def _union(self, a, b):
@@ -179,9 +348,9 @@ class ChannelGraph:
         return [g for g in self.groups() if g.blocked is None]
 
     def group_of_producer(self, name):
-        """The group of producer layer `name`, or None if it is not one."""
+        """The group of producer (or attention) layer `name`, or None."""
         info = self.layers.get(name)
-        if info is None or info.kind != "producer":
+        if info is None or info.kind not in ("producer", "heads"):
             return None
         return self.group(info.group)
 
@@ -224,7 +393,7 @@ class ChannelGraph:
     # -- the walk -------------------------------------------------------------
 
     def _fixed(self, tensor):
-        return Layout(((None, tensor.shape[-1]),))
+        return Layout(((None, _last(tensor)),))
 
     def _walk(self):
         model = self.functional
@@ -265,92 +434,164 @@ class ChannelGraph:
         return [self._fixed(t) for t in node.output_tensors]
 
     def _visit(self, op, inputs, layouts, node):
-        channels_last = getattr(op, "data_format", "channels_last") == "channels_last"
-        if not channels_last:
-            return self._opaque(op, layouts, node, "is channels_first; only channels_last is supported")
-        if getattr(op, "quantization_mode", None):
-            return self._opaque(op, layouts, node, "is quantized")
         if isinstance(op, self._passthrough_recorded):
             self.layers[op.name] = LayerInfo("channelwise", layouts[0])
             return [layouts[0]]
-        if isinstance(op, PRODUCERS):
-            (layout,) = layouts
-            if getattr(op, "groups", 1) != 1:
-                return self._opaque(op, layouts, node, f"is a grouped convolution (groups={op.groups})")
-            if getattr(op, "depth_multiplier", 1) != 1:
-                # Its pointwise kernel has in*multiplier rows: not sliced here.
-                return self._opaque(op, layouts, node, "has depth_multiplier != 1")
-            if layout.repeat != 1 and not isinstance(op, L.Dense):
-                return self._opaque(op, layouts, node, "reads a flattened layout")
-            out = node.output_tensors[0]
-            gid = self._new_group(op, out.shape[-1])
-            self.layers[op.name] = LayerInfo("producer", layout, gid)
+        if getattr(op, "data_format", "channels_last") != "channels_last":
+            return self._opaque(op, layouts, node, "is channels_first; only channels_last is supported")
+        if getattr(op, "quantization_mode", None):
+            return self._opaque(op, layouts, node, "is quantized")
+        key, rule = rule_for(op)
+        if rule is None:
+            return self._opaque(op, layouts, node, "is not known to keep channels separate "
+                                "(no CHANNEL_TABLE entry)")
+        visitor = getattr(self, f"_{rule.flow}")
+        return visitor(op, inputs, layouts, node, rule)
+
+    # One visitor per flow of the table.
+
+    def _blocks(self, op, inputs, layouts, node, rule):
+        if isinstance(op, L.LayerNormalization):
+            axes = [a % len(inputs[0].shape) for a in np.atleast_1d(op.axis)]
+            if len(inputs[0].shape) - 1 not in axes:
+                return [layouts[0]]  # normalizes other axes: per channel
+        return self._opaque(op, layouts, node, rule.note.split(":")[0])
+
+    def _produces(self, op, inputs, layouts, node, rule):
+        if len(inputs) != 1:
+            return self._opaque(op, layouts, node, "takes several inputs")
+        (layout,) = layouts
+        if getattr(op, "groups", 1) != 1:
+            return self._opaque(op, layouts, node, f"is a grouped convolution (groups={op.groups})")
+        if getattr(op, "depth_multiplier", 1) != 1:
+            # Its pointwise kernel has in*multiplier rows: not sliced here.
+            return self._opaque(op, layouts, node, "has depth_multiplier != 1")
+        reads_rows = any(axes[0] is not None for axes in rule.weights.values())
+        if reads_rows and layout.repeat != 1 and not isinstance(op, L.Dense):
+            return self._opaque(op, layouts, node, "reads a flattened layout")
+        if not reads_rows:
+            self._block(layout, f"layer {op.name!r} ({type(op).__name__}) reads it as indices")
+        out = node.output_tensors[0]
+        gid = self._new_group(op, _last(out))
+        self.layers[op.name] = LayerInfo("producer", layout, gid, rule)
+        if reads_rows:
             self.edges.append((op, inputs[0], layout))
-            produced = Layout(((gid, int(out.shape[-1])),))
-            activation = getattr(getattr(op, "activation", None), "__name__", "linear")
-            if activation not in _ELEMENTWISE_ACTIVATIONS:
-                # A softmax over the units changes every value when one goes.
-                self._block(produced, f"layer {op.name!r} ({type(op).__name__}) applies "
-                                      f"{activation!r} across its channels")
-            return [produced]
-        if isinstance(op, L.DepthwiseConv1D | L.DepthwiseConv2D):
-            if op.depth_multiplier != 1:
-                return self._opaque(op, layouts, node, "has depth_multiplier != 1")
-            self.layers[op.name] = LayerInfo("channelwise", layouts[0])
+        produced = Layout(((gid, _last(out)),))
+        activation = getattr(getattr(op, "activation", None), "__name__", "linear")
+        if activation not in _ELEMENTWISE_ACTIVATIONS:
+            # A softmax over the units changes every value when one goes.
+            self._block(produced, f"layer {op.name!r} ({type(op).__name__}) applies "
+                                  f"{activation!r} across its channels")
+        return [produced]
+
+    def _follows(self, op, inputs, layouts, node, rule):
+        width = layouts[0].width * layouts[0].repeat
+        if isinstance(op, L.DepthwiseConv1D | L.DepthwiseConv2D) and op.depth_multiplier != 1:
+            return self._opaque(op, layouts, node, "has depth_multiplier != 1")
+        if isinstance(op, L.BatchNormalization) and op.axis not in (-1, len(inputs[0].shape) - 1):
+            return self._opaque(op, layouts, node, f"normalizes axis {op.axis}, not the channels")
+        if isinstance(op, L.PReLU) and op.alpha.shape[-1] == 1:
             return [layouts[0]]
-        if isinstance(op, L.BatchNormalization):
-            rank = len(inputs[0].shape)
-            if op.axis not in (-1, rank - 1):
-                return self._opaque(op, layouts, node, f"normalizes axis {op.axis}, not the channels")
-            self.layers[op.name] = LayerInfo("channelwise", layouts[0])
-            return [layouts[0]]
-        if isinstance(op, L.PReLU):
-            if op.alpha.shape[-1] == 1:
-                return [layouts[0]]
-            self.layers[op.name] = LayerInfo("channelwise", layouts[0])
-            return [layouts[0]]
+        if not isinstance(op, L.DepthwiseConv1D | L.DepthwiseConv2D | L.BatchNormalization | L.PReLU):
+            # A scale-vector layer (LayerScale): every weight must be (channels,).
+            if len(inputs) != 1 or any(tuple(w.shape) != (width,) for w in op.weights):
+                return self._opaque(op, layouts, node, "has weights that are not one value per channel")
+        self.layers[op.name] = LayerInfo("channelwise", layouts[0], rule=rule)
+        return [layouts[0]]
+
+    def _heads(self, op, inputs, layouts, node, rule):
+        for layout in layouts:
+            self._block(layout, f"layer {op.name!r} (MultiHeadAttention) mixes the channels of its "
+                                "inputs (its heads are pruned instead)")
+        gid = self._new_group(op, op.num_heads, kind="heads")
+        self.layers[op.name] = LayerInfo("heads", None, gid, rule)
+        group = self._groups[gid]
+        if len(node.output_tensors) != 1:
+            group.blocked = f"layer {op.name!r} (MultiHeadAttention) returns per-head attention scores"
+        elif any(getattr(op, attr, None) is None for attr in
+                 ("_query_dense", "_key_dense", "_value_dense", "_output_dense")):
+            group.blocked = f"layer {op.name!r} ({type(op).__name__}) has no Q/K/V/output projections to slice"
+        return [self._fixed(t) for t in node.output_tensors]
+
+    def _passes(self, op, inputs, layouts, node, rule):
+        if not layouts:
+            return [self._fixed(t) for t in node.output_tensors]
+        rank = len(inputs[0].shape)
         if isinstance(op, L.Activation):
             name = getattr(op.activation, "__name__", "")
             if name not in _ELEMENTWISE_ACTIVATIONS:
                 return self._opaque(op, layouts, node, f"applies {name or op.activation!r} across channels")
-            return [layouts[0]]
-        if isinstance(op, _PASSTHROUGH):
-            return [layouts[0]]
-        if isinstance(op, L.Flatten):
-            shape = inputs[0].shape
-            spatial = shape[1:-1]
+        elif isinstance(op, L.Softmax):
+            if any(a % rank == rank - 1 for a in np.atleast_1d(op.axis)):
+                return self._opaque(op, layouts, node, "normalizes over the channels")
+        elif isinstance(op, L.Rescaling):
+            if np.ndim(op.scale) or np.ndim(op.offset):
+                return self._opaque(op, layouts, node, "has a per-channel scale or offset")
+        elif rule is _OPS_REDUCE:
+            axis = getattr(op, "axis", None)
+            if axis is None or any(a % rank == rank - 1 for a in np.atleast_1d(axis)):
+                return self._opaque(op, layouts, node, "reduces over the channel axis")
+        elif rule is _OPS_UNARY and len(inputs) > 1:
+            return self._couples(op, inputs, layouts, node, rule)
+        return [layouts[0]] + [self._fixed(t) for t in node.output_tensors[1:]]
+
+    def _couples(self, op, inputs, layouts, node, rule):
+        operands = list(layouts)
+        if not isinstance(op, keras.layers.Layer):
+            # Constants of an ops node (`x + 3`, `x + positions`).
+            for value in _constant_arguments(node):
+                shape = np.shape(value)
+                if shape and shape[-1] != 1:
+                    operands.append(Layout(((None, int(shape[-1])),)))
+        elif isinstance(op, L.Concatenate):
+            pass  # a concatenation on another axis: channels coupled as for Add
+        return [self._merge(op, operands, node)]
+
+    def _concatenates(self, op, inputs, layouts, node, rule):
+        if op.axis not in (-1, len(inputs[0].shape) - 1):
+            return self._couples(op, inputs, layouts, node, rule)
+        if any(l.repeat != 1 for l in layouts):
+            return self._opaque(op, layouts, node, "concatenates flattened layouts")
+        return [Layout(tuple(s for l in layouts for s in l.segments))]
+
+    def _reshapes(self, op, inputs, layouts, node, rule):
+        layout = layouts[0]
+        if not _has_groups(layout):
+            return [self._fixed(node.output_tensors[0])]
+        in_shape, out_shape = inputs[0].shape, node.output_tensors[0].shape
+        spatial = in_shape[1:-1]
+        if isinstance(op, L.Flatten) or (
+                len(out_shape) == 2 and all(d is not None for d in spatial)
+                and out_shape[-1] == _last(inputs[0]) * math.prod(spatial) * 1):
             if any(d is None for d in spatial):
                 return self._opaque(op, layouts, node, "flattens an unknown spatial shape")
-            layout = layouts[0]
-            return [Layout(layout.segments, layout.repeat * int(math.prod(spatial)))]
-        if isinstance(op, L.Reshape):
-            layout = layouts[0]
-            if not _has_groups(layout):
-                return [self._fixed(node.output_tensors[0])]
-            if layout.repeat == 1 and op.target_shape[-1] == inputs[0].shape[-1]:
-                self.layers[op.name] = LayerInfo("reshape", layout)
-                return [layout]
-            return self._opaque(op, layouts, node, "reshapes the channel axis")
-        if isinstance(op, _ELEMENTWISE_MERGES) or (
-            isinstance(op, L.Concatenate) and op.axis not in (-1, len(inputs[0].shape) - 1)
-        ):
-            return [self._merge(op, layouts, node)]
-        if isinstance(op, L.Concatenate):
-            if any(l.repeat != 1 for l in layouts):
-                return self._opaque(op, layouts, node, "concatenates flattened layouts")
-            return [Layout(tuple(s for l in layouts for s in l.segments))]
-        if isinstance(op, keras.Model):
-            return self._opaque(op, layouts, node, "is a nested model; structured pruning does not enter nested models")
-        return self._opaque(op, layouts, node, "is not known to keep channels separate")
+            factor = int(math.prod(spatial))
+            if not isinstance(op, L.Flatten):
+                self.layers[op.name] = LayerInfo("reshape", layout, factor=factor)
+            return [Layout(layout.segments, layout.repeat * factor)]
+        if layout.repeat == 1 and out_shape[-1] == in_shape[-1]:
+            self.layers[op.name] = LayerInfo("reshape", layout)
+            return [layout]
+        return self._opaque(op, layouts, node, "reshapes the channel axis")
 
     def _merge(self, op, layouts, node):
-        first = layouts[0]
-        shapes = {(l.repeat, tuple(size for _, size in l.segments)) for l in layouts}
+        if not layouts:
+            return self._fixed(node.output_tensors[0])
+        # Width-1 operands broadcast over the channels: they pass (a pruned
+        # producer of a single channel cannot be broadcast).
+        wide = [l for l in layouts if l.width * l.repeat != 1]
+        for layout in layouts:
+            if layout.width * layout.repeat == 1 and wide:
+                self._block(layout, f"layer {op.name!r} ({type(op).__name__}) broadcasts it over channels")
+        if not wide:
+            return layouts[0]
+        first = wide[0]
+        shapes = {(l.repeat, tuple(size for _, size in l.segments)) for l in wide}
         if len(shapes) != 1:
             return self._opaque(op, layouts, node, "joins tensors whose channel segments differ")[0]
         segments = []
         for index, (_, size) in enumerate(first.segments):
-            ids = [l.segments[index][0] for l in layouts]
+            ids = [l.segments[index][0] for l in wide]
             real = [g for g in ids if g is not None]
             if not real:
                 segments.append((None, size))
@@ -360,9 +601,23 @@ class ChannelGraph:
                 root = self._union(root, other)
             if len(real) != len(ids):
                 self._block(Layout(((root, size),)),
-                            f"layer {op.name!r} ({type(op).__name__}) adds it to channels that are not pruned")
+                            f"layer {op.name!r} ({type(op).__name__}) joins it with channels that are not pruned")
             segments.append((root, size))
         return Layout(tuple(segments), first.repeat)
+
+
+def _last(tensor):
+    shape = tensor.shape
+    return int(shape[-1]) if shape and shape[-1] is not None else 1
+
+
+def _constant_arguments(node):
+    arguments = getattr(node, "arguments", None)
+    if arguments is None:
+        return []
+    flat = keras.tree.flatten((list(arguments.args), dict(arguments.kwargs)))
+    return [v for v in flat if v is not None and not isinstance(v, (keras.KerasTensor, str, bool))
+            and not isinstance(v, (int, float))]
 
 
 def _has_groups(layout):

@@ -93,9 +93,39 @@ def apoz_importance(activations):
 
 
 def output_kernel(layer):
-    """The kernel whose last axis holds a producer's output channels."""
-    kernel = getattr(layer, "pointwise_kernel", None)
-    return layer.kernel if kernel is None else kernel
+    """The kernel of a producer, its output channels moved to the last axis.
+
+    The axis comes from the layer's `CHANNEL_TABLE` rule (Conv2DTranspose
+    kernels hold their output channels on axis -2).
+    """
+    from tfopt.pruning.channel_graph import rule_for
+
+    _, rule = rule_for(layer)
+    for attr, (_, out_axis) in (rule.weights if rule and rule.weights else {}).items():
+        if out_axis is not None and getattr(layer, attr, None) is not None:
+            return np.moveaxis(np.asarray(getattr(layer, attr)), out_axis, -1)
+    raise ValueError(f"Layer {layer.name!r} ({type(layer).__name__}) has no output kernel to score.")
+
+
+def head_norms(layer, order=1):
+    """L1 / L2 norm of each attention head of a MultiHeadAttention layer.
+
+    A head's weights are its slices of the query, key and value kernels and
+    biases and of the output projection's kernel.
+
+    Returns:
+        A float64 array of shape `(num_heads,)`.
+    """
+    from tfopt.pruning.surgery import head_axes
+
+    axes = head_axes(layer)
+    total = np.zeros(layer.num_heads)
+    for variable in layer.weights:
+        if id(variable) in axes:
+            value = np.moveaxis(np.asarray(variable, dtype="float64"), axes[id(variable)], -1)
+            flat = value.reshape(-1, value.shape[-1])
+            total += np.abs(flat).sum(axis=0) if order == 1 else np.square(flat).sum(axis=0)
+    return total if order == 1 else np.sqrt(total)
 
 
 def group_importance(graph, criterion, data=None, roots=None, batch_size=64):
@@ -123,9 +153,19 @@ def group_importance(graph, criterion, data=None, roots=None, batch_size=64):
             group = graph.group(root)
             total = np.zeros(group.size)
             for name in group.producers:
-                total += filter_norms(output_kernel(model_layers[name]).numpy(), order)
+                if group.kind == "heads":
+                    total += head_norms(model_layers[name], order)
+                else:
+                    total += filter_norms(output_kernel(model_layers[name]), order)
             scores[root] = total
         return scores
+    heads = [graph.group(r).name for r in roots if graph.group(r).kind == "heads"]
+    if heads:
+        raise ValueError(
+            f"criterion={criterion!r} measures channel activations; the attention heads of "
+            f"{heads} are scored from their weights: use criterion='l1' or 'l2', or leave "
+            "those layers out (a dict of ratios or layers=[...])."
+        )
     return _data_importance(graph, criterion, data, roots, batch_size)
 
 

@@ -191,8 +191,8 @@ def _group_for_name(graph, name):
     if name not in model_layers:
         targets = [g.name for g in graph.prunable_groups()]
         raise ValueError(
-            f"Layer {name!r} not found in model {graph.model.name!r} (nested "
-            f"models are not entered); prunable layers are {targets}."
+            f"Layer {name!r} not found in model {graph.model.name!r} (layers of "
+            f"nested models keep their names); prunable layers are {targets}."
         )
     layer = model_layers[name]
     group = graph.group_of_producer(name)
@@ -340,6 +340,16 @@ def prune_channels_gradually(model, pruning_schedule, criterion="l1", layers=Non
     else:
         ratios = resolve_ratios(graph, end if end > 0 else 0.5, layers)
         ratios = {root: end for root in ratios}
+    heads = [graph.group(root).name for root in ratios if graph.group(root).kind == "heads"]
+    if heads and (layers is not None):
+        raise ValueError(
+            f"Attention heads of {heads} are pruned in one shot only: use "
+            "prune_channels(model, ratio) for them (then fine-tune), and leave them "
+            "out of prune_channels_gradually."
+        )
+    # With a model-wide ratio, gradual pruning removes channels and neurons;
+    # attention heads (no tensor carries them to mask) are left whole.
+    ratios = {root: r for root, r in ratios.items() if graph.group(root).kind != "heads"}
     names = {root: graph.group(root).name for root in ratios}
     masked = {}
     for consumer, _, layout in graph.edges:
@@ -350,6 +360,8 @@ def prune_channels_gradually(model, pruning_schedule, criterion="l1", layers=Non
     clones = {}
 
     def clone_layer(layer):
+        if not isinstance(layer, keras.layers.Layer):
+            return layer, None  # a raw keras.ops node: stateless
         new = layer.__class__.from_config(layer.get_config())
         clones[id(new)] = layer.name
         return new, layer.get_weights()
@@ -364,7 +376,7 @@ def prune_channels_gradually(model, pruning_schedule, criterion="l1", layers=Non
 
     from tfopt.graph import clone_with
 
-    return clone_with(graph.functional, clone_layer, call_function=call_function)
+    return clone_with(graph.functional, clone_layer, call_function=call_function)  # flat
 
 
 def channel_masks(model):

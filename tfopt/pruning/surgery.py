@@ -2,9 +2,13 @@
 
 Given a `ChannelGraph` and the kept channels of some groups, every layer is
 cloned: producers get fewer filters/units and their kernels lose the removed
-output columns and input rows, channel-wise layers (BatchNormalization,
-DepthwiseConv2D, PReLU) are sliced, and Reshape targets shrink. Layers with
-nothing to change are copied with their weights.
+output columns and input rows (the axes come from the layer's
+`CHANNEL_TABLE` rule), channel-wise layers (BatchNormalization,
+DepthwiseConv2D, PReLU, LayerScale) are sliced, MultiHeadAttention layers
+keep only their kept heads, and Reshape targets (layers and `keras.ops`
+nodes) shrink. Layers with nothing to change are copied with their weights;
+raw ops nodes are stateless and reused. A model with nested models comes
+back flat.
 """
 
 import keras
@@ -18,37 +22,52 @@ def rebuild(graph, keep, bypass=()):
 
     Args:
         graph: The `ChannelGraph` of the model to shrink.
-        keep: `{group_root: sorted kept indices}`; other groups keep all.
+        keep: `{group_root: sorted kept indices}` (channels, or heads of a
+            MultiHeadAttention group); other groups keep all.
         bypass: Layer types dropped from the graph (the channel masks of a
             gradually pruned model); they must be single-input identities
             once the channels are gone.
 
     Returns:
         A new, built Keras model (Sequential stays Sequential unless layers
-        are bypassed) with its weights set.
+        are bypassed or nested models flattened) with its weights set.
     """
     keep = {graph.find(root): np.asarray(k, dtype="int64") for root, k in keep.items()}
 
     def clone_layer(layer):
+        info = graph.layers.get(layer.name)
+        if not isinstance(layer, keras.layers.Layer):
+            # A raw keras.ops node: stateless; only a reshape target changes.
+            if info is not None and info.kind == "reshape":
+                return type(layer)(_new_shape(graph, info, layer.newshape, keep), name=layer.name), None
+            return layer, None
         if isinstance(layer, bypass):
             return layer.__class__.from_config(layer.get_config()), None
-        info = graph.layers.get(layer.name)
         config = layer.get_config()
         if info is None or info.kind == "copy":
+            return layer.__class__.from_config(config), layer.get_weights()
+        if info.kind == "heads":
+            kept = keep.get(graph.find(info.group))
+            if kept is None:
+                return layer.__class__.from_config(config), layer.get_weights()
+            config["num_heads"] = int(len(kept))
+            return layer.__class__.from_config(config), _slice_heads(layer, kept)
+        if info.kind == "reshape":
+            config["target_shape"] = _new_shape(graph, info, config["target_shape"], keep)
             return layer.__class__.from_config(config), layer.get_weights()
         positions = graph.expand(info.in_layout, keep)
         if info.kind == "producer":
             out = keep.get(graph.find(info.group))
             if out is not None:
-                config["units" if "units" in config else "filters"] = int(len(out))
-            return layer.__class__.from_config(config), _slice_producer(layer, positions, out)
-        if info.kind == "reshape":
-            config["target_shape"] = tuple(config["target_shape"][:-1]) + (int(len(positions)),)
-            return layer.__class__.from_config(config), layer.get_weights()
+                config[info.rule.size_key] = int(len(out))
+            return layer.__class__.from_config(config), _slice_producer(layer, info.rule, positions, out)
+        size_key = info.rule.size_key if info.rule is not None else None
+        if size_key and size_key in config:
+            config[size_key] = int(len(positions))
         return layer.__class__.from_config(config), _slice_channelwise(layer, positions)
 
     if not bypass:
-        return clone_with(graph.model, clone_layer)
+        return clone_with(graph.source, clone_layer)
 
     def skip_bypassed(layer, *args, **kwargs):
         if isinstance(layer, bypass):
@@ -58,20 +77,28 @@ def rebuild(graph, keep, bypass=()):
     return clone_with(graph.functional, clone_layer, call_function=skip_bypassed)
 
 
-def _slice_producer(layer, rows, columns):
-    """Kernels lose input rows (axis -2) and output columns (axis -1)."""
-    kernels = {id(getattr(layer, "kernel", None)), id(getattr(layer, "pointwise_kernel", None))}
-    depthwise = id(getattr(layer, "depthwise_kernel", None))
+def _new_shape(graph, info, shape, keep):
+    shape = tuple(shape)
+    if shape[-1] == -1:
+        return shape
+    width = len(graph.expand(info.in_layout, keep)) * info.factor
+    return shape[:-1] + (int(width),)
+
+
+def _slice_producer(layer, rule, rows, columns):
+    """Kernels lose input rows and output columns (axes from the rule)."""
+    axes = {id(getattr(layer, attr)): spec for attr, spec in rule.weights.items()
+            if getattr(layer, attr, None) is not None}
     bias = id(getattr(layer, "bias", None))
     values = []
     for variable in layer.weights:
         value = variable.numpy()
-        if id(variable) in kernels:
-            value = np.take(value, rows, axis=-2)
-            if columns is not None:
-                value = np.take(value, columns, axis=-1)
-        elif id(variable) == depthwise:
-            value = np.take(value, rows, axis=-2)
+        if id(variable) in axes:
+            in_axis, out_axis = axes[id(variable)]
+            if in_axis is not None:
+                value = np.take(value, rows, axis=in_axis)
+            if out_axis is not None and columns is not None:
+                value = np.take(value, columns, axis=out_axis)
         elif id(variable) == bias:
             if columns is not None:
                 value = np.take(value, columns, axis=0)
@@ -85,8 +112,36 @@ def _slice_producer(layer, rows, columns):
     return values
 
 
+def head_axes(layer):
+    """`{id(variable): head axis}` of a MultiHeadAttention layer's weights.
+
+    Q/K/V kernels are `(dim, heads, key_dim)` (head axis 1), their biases
+    `(heads, key_dim)` (axis 0); the output kernel is `(heads, value_dim,
+    dim)` (axis 0); the output bias has no head axis.
+    """
+    axes = {}
+    for name in ("_query_dense", "_key_dense", "_value_dense"):
+        dense = getattr(layer, name)
+        axes[id(dense.kernel)] = 1
+        if getattr(dense, "bias", None) is not None:
+            axes[id(dense.bias)] = 0
+    axes[id(layer._output_dense.kernel)] = 0
+    return axes
+
+
+def _slice_heads(layer, kept):
+    axes = head_axes(layer)
+    values = []
+    for variable in layer.weights:
+        value = variable.numpy()
+        if id(variable) in axes:
+            value = np.take(value, kept, axis=axes[id(variable)])
+        values.append(value)
+    return values
+
+
 def _slice_channelwise(layer, positions):
-    """Per-channel weights of BN, DepthwiseConv, PReLU follow the channels."""
+    """Per-channel weights of BN, DepthwiseConv, PReLU, LayerScale follow the channels."""
     depthwise = id(getattr(layer, "kernel", None)) if isinstance(
         layer, (keras.layers.DepthwiseConv1D, keras.layers.DepthwiseConv2D)) else None
     values = []
