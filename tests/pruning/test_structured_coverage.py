@@ -179,10 +179,23 @@ def test_heads_refuse_data_criteria_and_gradual_naming_clearly():
     model = patterns.transformer()
     mha = [l.name for l in model.layers if isinstance(l, L.MultiHeadAttention)][0]
     x = patterns.sample_inputs("transformer", 8)
-    with pytest.raises(ValueError, match=f"{mha}.*criterion='l1'"):
+    with pytest.raises(ValueError, match=f"{mha}.*'taylor'"):
         pruning.prune_channels(model, {mha: 0.5}, criterion="mean_activation", data=x)
     with pytest.raises(ValueError, match="one shot only"):
         pruning.prune_channels_gradually(model, pruning.ConstantSparsity(0.5, 0), layers=[mha])
+
+
+def test_taylor_removes_a_dead_head():
+    model = _build("transformer")
+    mha = [l for l in model.layers if isinstance(l, L.MultiHeadAttention)][0]
+    x, y = patterns.sample_task("transformer", 32)
+    _mask_heads(model, {mha.name: np.array([1])})  # head 1 contributes nothing
+    graph = ChannelGraph(model)
+    root = graph.group_of_producer(mha.name).id
+    scores = importance.group_importance(graph, "taylor", (x, y), roots=[root])[root]
+    assert scores[1] == 0.0 and scores[0] > 0.0
+    small = pruning.prune_channels(model, {mha.name: 0.5}, criterion="taylor", data=(x, y))
+    np.testing.assert_allclose(small.predict(x[:8], verbose=0), model.predict(x[:8], verbose=0), atol=1e-5)
 
 
 def test_nested_model_is_pruned_by_inner_layer_names_and_comes_back_flat():
@@ -216,3 +229,25 @@ def test_describe_table_covers_every_entry():
     assert all(r[2] == "no structured pruning" for r in rows)
     flows = {r[1].split(":")[0] for r in rows}
     assert {"produces", "follows", "couples", "passes", "blocks", "heads"} <= flows
+
+
+def test_grouped_conv_with_one_group_per_channel_follows_like_depthwise():
+    # ConvNeXt (Keras applications) writes its depthwise conv as Conv2D(groups=C).
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((8, 8, 3))
+    x = L.Conv2D(8, 3, padding="same", activation="relu", name="stem")(inputs)
+    x = L.Conv2D(8, 3, padding="same", groups=8, name="grouped_dw")(x)
+    x = L.Conv2D(4, 3, padding="same", groups=2, name="grouped")(x)  # not depthwise: blocks
+    model = keras.Model(inputs, L.Dense(10)(L.GlobalAveragePooling2D()(x)))
+    groups = _groups(model)
+    assert groups["stem"]["blocked"] is not None and "grouped convolution" in groups["stem"]["blocked"]
+    inputs = keras.Input((8, 8, 3))
+    x = L.Conv2D(8, 3, padding="same", activation="relu", name="stem")(inputs)
+    x = L.Conv2D(8, 3, padding="same", groups=8, name="grouped_dw")(x)
+    model = keras.Model(inputs, L.Dense(10)(L.GlobalAveragePooling2D()(L.Conv2D(6, 1)(x))))
+    x_in = np.random.default_rng(0).uniform(size=(4, 8, 8, 3)).astype("float32")
+    masked = _gradual_masked(model, 0.5)
+    small = pruning.strip_pruning(masked)
+    np.testing.assert_allclose(small.predict(x_in, verbose=0), masked.predict(x_in, verbose=0), atol=1e-5)
+    dw = small.get_layer("grouped_dw")
+    assert dw.filters == dw.groups == 4 and tuple(dw.kernel.shape) == (3, 3, 1, 4)

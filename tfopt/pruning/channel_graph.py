@@ -90,7 +90,10 @@ def _produces(size_key, **weights):
                        "the layers reading them lose the matching input rows", weights, size_key)
 
 
-_CONV = _produces("filters", kernel=(-2, -1))
+_CONV = dataclasses.replace(
+    _produces("filters", kernel=(-2, -1)),
+    note="prunes output filters (kernel and bias sliced); the layers reading them lose the matching "
+         "input rows. A grouped conv with groups == channels is depthwise: follows; other grouped convs block")
 _PASSES = ChannelRule("passes", "channels pass through unchanged (per-channel, no weights)")
 _COUPLES = ChannelRule("couples", "joins its inputs' channels into one group pruned together "
                        "(width-1 and scalar operands broadcast and pass)")
@@ -461,7 +464,12 @@ class ChannelGraph:
         if len(inputs) != 1:
             return self._opaque(op, layouts, node, "takes several inputs")
         (layout,) = layouts
-        if getattr(op, "groups", 1) != 1:
+        groups = getattr(op, "groups", 1)
+        if groups != 1 and groups == op.filters == layout.width and layout.repeat == 1:
+            # groups == channels: a depthwise conv written as Conv (ConvNeXt); follows.
+            self.layers[op.name] = LayerInfo("channelwise", layout, rule=rule)
+            return [layout]
+        if groups != 1:
             return self._opaque(op, layouts, node, f"is a grouped convolution (groups={op.groups})")
         if getattr(op, "depth_multiplier", 1) != 1:
             # Its pointwise kernel has in*multiplier rows: not sliced here.

@@ -9,7 +9,10 @@ over its consumers (data). A higher score means a more important channel.
 - `"l1"` / `"l2"`: the L1 / L2 norm of each output filter (Li et al. 2017).
 - `"taylor"`: first-order Taylor estimate of the loss change when the
   channel is zeroed, `mean_n |sum_positions a * dL/da|` (Molchanov et al.
-  2017); needs `(x, y)`.
+  2017); needs `(x, y)`. An attention head: `|sum w * dL/dw|` over its value
+  projection slices (zeroing them removes the head), per batch.
+- Attention heads under `"l1"`/`"l2"`: the norm of the head's slices of the
+  query, key, value and output kernels (and Q/K/V biases).
 - `"mean_activation"`: mean `|a|` of the channel on the data.
 - `"apoz"`: `1 - APoZ`, the fraction of non-zero activations (Hu et al.
   2016); meant for channels consumed after a ReLU.
@@ -159,14 +162,50 @@ def group_importance(graph, criterion, data=None, roots=None, batch_size=64):
                     total += filter_norms(output_kernel(model_layers[name]), order)
             scores[root] = total
         return scores
-    heads = [graph.group(r).name for r in roots if graph.group(r).kind == "heads"]
-    if heads:
+    heads = {r for r in roots if graph.group(r).kind == "heads"}
+    if heads and criterion != "taylor":
+        names = [graph.group(r).name for r in heads]
         raise ValueError(
             f"criterion={criterion!r} measures channel activations; the attention heads of "
-            f"{heads} are scored from their weights: use criterion='l1' or 'l2', or leave "
+            f"{names} are scored by 'l1', 'l2' or 'taylor': use one of those, or leave "
             "those layers out (a dict of ratios or layers=[...])."
         )
-    return _data_importance(graph, criterion, data, roots, batch_size)
+    scores = _head_taylor(graph, data, heads, batch_size) if heads else {}
+    if roots - heads:
+        scores.update(_data_importance(graph, criterion, data, roots - heads, batch_size))
+    return scores
+
+
+def _head_taylor(graph, data, roots, batch_size):
+    """First-order Taylor estimate of the loss change when a head is removed.
+
+    Zeroing a head's value projection (kernel and bias slices) removes the
+    head exactly, so the estimate is `|sum_w w * dL/dw|` over those slices,
+    per batch, averaged over the batches (weighted by their size).
+    """
+    import tensorflow as tf  # the gradient tape: TF backend
+
+    x, y = data
+    x, y = np.asarray(x), np.asarray(y)
+    model = graph.functional
+    layers = {r: model.get_layer(graph.group(r).name) for r in roots}
+    variables = []
+    for layer in layers.values():
+        variables += [layer._value_dense.kernel, layer._value_dense.bias]
+    loss_fn = _loss_for(graph.model, model, y)
+    sums = {r: np.zeros(graph.group(r).size) for r in roots}
+    for start in range(0, len(x), batch_size):
+        xb, yb = x[start:start + batch_size], y[start:start + batch_size]
+        with tf.GradientTape() as tape:
+            loss = loss_fn(yb, model(tf.convert_to_tensor(xb), training=False))
+        grads = tape.gradient(loss, [v.value for v in variables], unconnected_gradients="zero")
+        products = {id(v): np.asarray(v.numpy(), "float64") * np.asarray(g, "float64")
+                    for v, g in zip(variables, grads)}
+        for root, layer in layers.items():
+            value = layer._value_dense
+            per_head = products[id(value.kernel)].sum(axis=(0, 2)) + products[id(value.bias)].sum(axis=1)
+            sums[root] += np.abs(per_head) * len(xb)
+    return {root: total / len(x) for root, total in sums.items()}
 
 
 def _data_importance(graph, criterion, data, roots, batch_size):

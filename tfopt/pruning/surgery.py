@@ -62,7 +62,9 @@ def rebuild(graph, keep, bypass=()):
                 config[info.rule.size_key] = int(len(out))
             return layer.__class__.from_config(config), _slice_producer(layer, info.rule, positions, out)
         size_key = info.rule.size_key if info.rule is not None else None
-        if size_key and size_key in config:
+        if config.get("groups", 1) != 1:  # a depthwise conv written as a grouped Conv
+            config["groups"] = config["filters"] = int(len(positions))
+        elif size_key and size_key in config:
             config[size_key] = int(len(positions))
         return layer.__class__.from_config(config), _slice_channelwise(layer, positions)
 
