@@ -251,3 +251,29 @@ def test_grouped_conv_with_one_group_per_channel_follows_like_depthwise():
     np.testing.assert_allclose(small.predict(x_in, verbose=0), masked.predict(x_in, verbose=0), atol=1e-5)
     dw = small.get_layer("grouped_dw")
     assert dw.filters == dw.groups == 4 and tuple(dw.kernel.shape) == (3, 3, 1, 4)
+
+
+@pytest.mark.parametrize("criterion", ["l2", "taylor"])
+def test_heads_without_bias_and_with_own_value_dim(criterion):
+    keras.utils.set_random_seed(1)
+    inputs = keras.Input((6, 8))
+    context = L.Dense(8, name="context")(inputs)  # key/value from another tensor
+    y = L.MultiHeadAttention(4, key_dim=3, value_dim=5, use_bias=False, name="mha")(inputs, context)
+    model = keras.Model(inputs, L.Dense(10)(L.GlobalAveragePooling1D()(y)))
+    x = np.random.default_rng(0).normal(size=(16, 6, 8)).astype("float32")
+    y_true = np.arange(16) % 10
+    model.compile(loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    groups = _groups(model)
+    assert "mha" in groups["context"]["blocked"]  # its channels feed the attention
+    small = pruning.prune_channels(model, {"mha": 0.5}, criterion=criterion, data=(x, y_true))
+    layer = small.get_layer("mha")
+    assert layer.num_heads == 2 and tuple(layer._output_dense.kernel.shape) == (2, 5, 8)
+    graph = ChannelGraph(model)
+    root = graph.group_of_producer("mha").id
+    scores = importance.group_importance(graph, criterion, (x, y_true), roots=[root])[root]
+    removed = np.setdiff1d(np.arange(4), keep_indices(scores, 0.5, graph.group(root)))
+    value = model.get_layer("mha")._value_dense
+    kernel = value.kernel.numpy()
+    kernel[:, removed] = 0.0
+    value.kernel.assign(kernel)
+    np.testing.assert_allclose(small.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-5)
