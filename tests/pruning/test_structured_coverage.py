@@ -277,3 +277,16 @@ def test_heads_without_bias_and_with_own_value_dim(criterion):
     kernel[:, removed] = 0.0
     value.kernel.assign(kernel)
     np.testing.assert_allclose(small.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-5)
+
+
+def test_pruned_transformer_saves_and_loads(tmp_path):
+    model = _build("transformer")
+    rows = pruning.prunable_layers(model)
+    assert [r["kind"] for r in rows if r["blocked"] is None] == ["heads", "channels"]
+    small = pruning.prune_channels(model, 0.5)
+    path = str(tmp_path / "small.keras")
+    small.save(path)
+    loaded = keras.models.load_model(path)
+    x = patterns.sample_inputs("transformer", 4)
+    np.testing.assert_allclose(loaded.predict(x, verbose=0), small.predict(x, verbose=0), atol=1e-6)
+    assert loaded.count_params() == small.count_params()

@@ -100,9 +100,11 @@ def prunable_layers(model):
         model: A built Sequential or Functional model.
 
     Returns:
-        A list of dicts `{"layer", "producers", "channels", "blocked"}`, one
-        per group (`"layer"` is the name to use in ratio dicts; `"blocked"`
-        is None or why the group cannot be pruned).
+        A list of dicts `{"layer", "producers", "channels", "blocked",
+        "kind"}`, one per group (`"layer"` is the name to use in ratio dicts;
+        `"blocked"` is None or why the group cannot be pruned; `"kind"` is
+        `"channels"`, or `"heads"` for a MultiHeadAttention layer, whose
+        `"channels"` count its heads).
 
     Example:
 
@@ -113,7 +115,8 @@ def prunable_layers(model):
     """
     graph = ChannelGraph(model)
     return [
-        {"layer": g.name, "producers": list(g.producers), "channels": g.size, "blocked": g.blocked}
+        {"layer": g.name, "producers": list(g.producers), "channels": g.size, "blocked": g.blocked,
+         "kind": g.kind}
         for g in graph.groups()
     ]
 
