@@ -42,6 +42,7 @@ The graph is pure analysis; `surgery.py` builds the narrower model from it.
 
 import dataclasses
 import math
+import re
 
 import keras
 import numpy as np
@@ -90,6 +91,8 @@ def _produces(size_key, **weights):
                        "the layers reading them lose the matching input rows", weights, size_key)
 
 
+_TRANSPOSE = _produces("filters", kernel=(-1, -2))
+_SEPARABLE = _produces("filters", depthwise_kernel=(-2, None), pointwise_kernel=(-2, -1))
 _CONV = dataclasses.replace(
     _produces("filters", kernel=(-2, -1)),
     note="prunes output filters (kernel and bias sliced); the layers reading them lose the matching "
@@ -110,12 +113,11 @@ CHANNEL_TABLE = {
     # produces: output channels are prune targets
     L.Dense: _produces("units", kernel=(-2, -1)),
     L.Conv1D: _CONV, L.Conv2D: _CONV, L.Conv3D: _CONV,
-    L.Conv1DTranspose: _produces("filters", kernel=(-1, -2)),
-    L.Conv2DTranspose: _produces("filters", kernel=(-1, -2)),
-    L.Conv3DTranspose: _produces("filters", kernel=(-1, -2)),
-    L.SeparableConv1D: _produces("filters", depthwise_kernel=(-2, None), pointwise_kernel=(-2, -1)),
-    L.SeparableConv2D: _produces("filters", depthwise_kernel=(-2, None), pointwise_kernel=(-2, -1)),
-    L.Embedding: _produces("output_dim", embeddings=(None, -1)),
+    L.Conv1DTranspose: _TRANSPOSE, L.Conv2DTranspose: _TRANSPOSE, L.Conv3DTranspose: _TRANSPOSE,
+    L.SeparableConv1D: _SEPARABLE, L.SeparableConv2D: _SEPARABLE,
+    L.Embedding: ChannelRule("produces", "prunes embedding dimensions (table columns sliced); the "
+                             "layers reading them lose the matching input rows",
+                             {"embeddings": (None, -1)}, "output_dim"),
     # follows: per-channel weights sliced along
     L.BatchNormalization: ChannelRule("follows", "per-channel statistics sliced along "
                                       "(blocks if it normalizes another axis)"),
@@ -174,8 +176,16 @@ CHANNEL_TABLE = {
 
 def _key_name(key):
     if isinstance(key, str):
-        return f"keras.ops.{key[4:].lower()} (ops node)" if key.startswith("ops.") else key
+        return re.sub(r"(?<!^)(?=[A-Z])", "_", key[4:]).lower() if key.startswith("ops.") else key
     return key.__name__
+
+
+def _row_name(keys):
+    layers = [_key_name(k) for k in keys if not (isinstance(k, str) and k.startswith("ops."))]
+    ops = [_key_name(k) for k in keys if isinstance(k, str) and k.startswith("ops.")]
+    if ops:
+        layers.append("keras.ops: " + ", ".join(ops) + " (raw ops nodes)")
+    return ", ".join(layers)
 
 
 def describe_table():
@@ -195,8 +205,8 @@ def describe_table():
     """
     rows = {}
     for key, rule in CHANNEL_TABLE.items():
-        rows.setdefault(id(rule), (rule, []))[1].append(_key_name(key))
-    result = [(", ".join(names), f"{rule.flow}: {rule.note}", TFMOT) for rule, names in rows.values()]
+        rows.setdefault(id(rule), (rule, []))[1].append(key)
+    result = [(_row_name(keys), f"{rule.flow}: {rule.note}", TFMOT) for rule, keys in rows.values()]
     result.append(("any other layer", "blocks: channels reaching it are kept (add a CHANNEL_TABLE entry)", TFMOT))
     return result
 

@@ -44,14 +44,18 @@ _MISSING_CALLBACK = (
 def prune_channels(model, ratio, criterion="l1", data=None, layers=None):
     """Removes the least important channels; returns a new, narrower model.
 
-    Output channels of Conv1D/2D/3D, SeparableConv and Dense layers are
-    removed, together with everything that carries them: BatchNormalization
-    and DepthwiseConv2D channels, the next layers' input rows (through
-    pooling, activations, padding, Dropout, Flatten, Concatenate, and safe
-    Reshapes). Producers joined by Add/Subtract/Multiply/... share one set
+    Output channels of Conv1D/2D/3D, Conv2DTranspose, SeparableConv, Dense
+    and Embedding layers and the heads of MultiHeadAttention layers are
+    removed, together with everything that carries them: BatchNormalization,
+    DepthwiseConv2D and LayerScale channels, the next layers' input rows
+    (through pooling, activations, padding, Dropout, UpSampling, Resizing,
+    Flatten, Concatenate, safe Reshapes and raw `keras.ops` nodes such as
+    `x + 3`). Producers joined by Add/Multiply/`x * gate`... share one set
     of kept channels, scored by the sum over the group. Layers whose
-    channels reach a model output (the classifier) are never pruned. The
-    original model is untouched.
+    channels reach a model output (the classifier) or a layer that mixes
+    them (LayerNormalization) are not pruned: see
+    `tfopt.pruning.channel_graph.CHANNEL_TABLE`. Nested models are
+    flattened (the result is flat). The original model is untouched.
 
     Args:
         model: A built Sequential or Functional model.
