@@ -561,8 +561,6 @@ class ChannelGraph:
                 shape = np.shape(value)
                 if shape and shape[-1] != 1:
                     operands.append(Layout(((None, int(shape[-1])),)))
-        elif isinstance(op, L.Concatenate):
-            pass  # a concatenation on another axis: channels coupled as for Add
         return [self._merge(op, operands, node)]
 
     def _concatenates(self, op, inputs, layouts, node, rule):
@@ -580,7 +578,7 @@ class ChannelGraph:
         spatial = in_shape[1:-1]
         if isinstance(op, L.Flatten) or (
                 len(out_shape) == 2 and all(d is not None for d in spatial)
-                and out_shape[-1] == _last(inputs[0]) * math.prod(spatial) * 1):
+                and out_shape[-1] == _last(inputs[0]) * math.prod(spatial)):
             if any(d is None for d in spatial):
                 return self._opaque(op, layouts, node, "flattens an unknown spatial shape")
             factor = int(math.prod(spatial))
