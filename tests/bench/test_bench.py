@@ -71,7 +71,8 @@ def test_harness_records_failures_and_compares_with_float(tiny_case, tmp_path):
     for name in ("float", "ptq-dynamic", "ptq-int8", "prune-80"):
         row = by_recipe[name]
         assert row["status"] == "ok", row
-        assert row["gpu_tf_p50_ms"] == harness.NO_GPU
+        assert row["gpu_tf_p50_ms"] == harness.NOT_ASKED
+        assert row["gpu_litert_status"] == harness.NOT_ASKED
         assert row["cpu_n"] >= 20
     assert by_recipe["float"]["bytes_vs_float"] == 1.0
     assert by_recipe["float"]["max_abs_diff"] < 1e-4
@@ -124,6 +125,7 @@ def test_settings_and_suite_errors():
         suites.get_suite("huge")
     if not bench.gpu_devices():
         with pytest.raises(RuntimeError, match="sees no GPU"):
-            harness._use_gpu(harness.Settings(device="gpu"))
+            harness.gpu_context(harness.Settings(device="gpu"))
+    if not bench.latency.tf_gpu_devices():
         with pytest.raises(RuntimeError, match="no GPU"):
             bench.latency.measure_keras_gpu(keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)]), np.ones((1, 2), "float32"))
