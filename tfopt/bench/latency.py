@@ -613,6 +613,10 @@ def _child_gpu(payload):
                 for detail in out_details:
                     want = _as_float(detail, cpu.get_tensor(detail["index"]))
                     have = got[detail["name"]]
+                    if not (np.isfinite(have).all() and np.isfinite(want).all()):
+                        entry["nonfinite_outputs"] = True  # a NaN must not read as agreement
+                        max_abs = float("inf")
+                        continue
                     max_abs = max(max_abs, float(np.abs(have - want).max()))
                     scale = max(scale, float(np.abs(want).max()))
                     agree.append(bool(np.argmax(have.reshape(-1)) == np.argmax(want.reshape(-1))))
