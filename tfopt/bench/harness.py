@@ -296,7 +296,7 @@ def _litert_gpu_columns(case, rows, data, gpu):
         row["gpu_litert_top1_agreement"] = (
             "n/a (random weights)" if case.random_weights else check["top1_agreement"])
         p50 = check["latency"].p50_ms if check["latency"] is not None else None
-        if adapter["software"]:
+        if adapter["software"] is not False:  # software, or unknown: not a GPU speed
             # Kept for the record, out of every comparison and front.
             row["gpu_litert_software_p50_ms"] = p50
             row["gpu_litert_p50_ms"] = latency_lib.SOFTWARE_LABEL
@@ -353,6 +353,7 @@ def _gpu_summary(gpu):
     adapter = gpu["litert"]
     return {
         "litert": adapter["label"] if adapter["available"] else adapter["reason"],
+        "litert_available": adapter["available"],
         "litert_software": adapter["software"],
         "tf": gpu["tf"] or NO_TF_GPU,
     }

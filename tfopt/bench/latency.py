@@ -248,7 +248,7 @@ def _run_child(mode, payload, timeout):
         f"module._child_main({mode!r})\n"
     )
     env = dict(os.environ)
-    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "0")  # the GPU path reads the adapter from the log
+    env["TF_CPP_MIN_LOG_LEVEL"] = "0"  # the GPU path reads the adapter from the (captured) log
     done = subprocess.run([sys.executable, "-c", code], input=json.dumps(payload),
                           capture_output=True, text=True, timeout=timeout, env=env)
     marker = "@@tfopt-result "
@@ -506,7 +506,8 @@ def litert_gpu_adapter(refresh=False):
             info["label"] = f"{adapter['name']} [{kind}]"
         elif entry.get("status") == "ok":
             info.update(available=True, name="unknown adapter", software=None, reason=None,
-                        label="unknown adapter (LiteRT did not log which)")
+                        label="unknown adapter (LiteRT did not log which; timings treated "
+                              "as a functional check, not a GPU speed)")
         else:
             info["reason"] = f"{NO_ADAPTER_HINT} (LiteRT said: {entry.get('reason')})"
     except Exception as error:  # no LiteRT GPU API, no child: no adapter
@@ -701,10 +702,11 @@ def check_litert_gpu(files, inputs, warmup=None, runs=None, enforce_f32=True, ti
     if not adapter["available"]:
         out = [dict(base, path=p, status="no GPU adapter", reason=adapter["reason"]) for p in paths]
         return out[0] if single else out
+    hardware = adapter["software"] is False
     if warmup is None:
-        warmup = 1 if adapter["software"] else 10
+        warmup = 10 if hardware else 1
     if runs is None:
-        runs = 3 if adapter["software"] else 100
+        runs = 100 if hardware else 3
     payload = dict(files=paths, inputs=[e.tolist() for e in examples], warmup=warmup,
                    runs=runs, enforce_f32=enforce_f32)
     try:

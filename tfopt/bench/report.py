@@ -264,7 +264,7 @@ def markdown(results):
         "`collapse`: TFLite accuracy more than 5 points under the float row's.",
     ]
     if gpu:
-        software = gpu.get("litert_software")
+        software = gpu.get("litert_available") and gpu.get("litert_software") is not False
         lines += [
             "",
             f"GPU (LiteRT accelerator, WebGPU/Vulkan): {gpu.get('litert')}. Every file is checked "
