@@ -11,9 +11,7 @@ import pytest
 
 from tfopt import bench
 from tfopt import export
-from tfopt import pruning
 from tfopt.bench import harness
-from tfopt.bench import latency
 from tfopt.bench import report
 from tfopt.bench import suites
 from tfopt.data import load_digits

@@ -91,7 +91,17 @@ class Artifact:
 
 @dataclasses.dataclass
 class Settings:
-    """How rows are measured."""
+    """How rows are measured.
+
+    Attributes:
+        num_threads: LiteRT CPU threads.
+        warmup, runs, min_seconds: Per row: untimed invokes, then at least
+            `runs` timed invokes and `min_seconds` (totals over the rounds).
+        device: `"auto"` (GPU columns wherever a GPU or Vulkan adapter
+            exists), `"cpu"` (none) or `"gpu"` (fail early without one).
+        verify_examples: Test examples compared with Keras and scored.
+        latency_rounds: Interleaved rounds; >= 3 are needed for a verdict.
+    """
 
     num_threads: int = 1
     warmup: int = 20
