@@ -108,7 +108,8 @@ def test_cpu_isa_from_flags(tmp_path):
 
 
 def test_harness_verdicts_collapse_and_report(digits_case, tmp_path):
-    rows = harness.run_case(digits_case, QUICK, str(tmp_path / "tflite"))
+    results = harness.run_suite([digits_case], str(tmp_path / "out"), QUICK, command="pytest")
+    rows = results["rows"]
     by = {row["recipe"]: row for row in rows}
     assert all(row["status"] == "ok" for row in rows), rows
     reference, again, sabotaged = by["float"], by["float-again"], by["sabotaged"]
@@ -124,7 +125,6 @@ def test_harness_verdicts_collapse_and_report(digits_case, tmp_path):
     front = report.pareto_front(points, intervals=report.latency_intervals(rows))
     assert {0, 1} <= set(front)
 
-    results = harness.run_suite([digits_case], str(tmp_path / "out"), QUICK, command="pytest")
     text = (tmp_path / "out" / "results.md").read_text()
     env = json.loads((tmp_path / "out" / "results.json").read_text())["environment"]
     assert env["cpu_isa"] == report.cpu_isa() and env["tensorflow"] and env["ai_edge_litert"]

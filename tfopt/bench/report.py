@@ -188,7 +188,7 @@ COLUMNS = [
     ("p50 ms", "cpu_p50_ms", 4),
     ("p90 ms", "cpu_p90_ms", 4),
     ("p99 ms", "cpu_p99_ms", 4),
-    ("p50/float [95% CI]", "p50_vs_float", 2),
+    ("p50/float [95% CI]", "p50_vs_float", 3),
     ("latency verdict", "latency_verdict", None),
     ("GPU LiteRT check", "gpu_litert_status", None),
     ("GPU LiteRT p50", "gpu_litert_p50_ms", 4),
@@ -199,12 +199,14 @@ COLUMNS = [
 
 def _cell(row, key, digits):
     value = row.get(key)
+    if key == "p50_vs_float" and row.get("p50_ratio_paired") is not None:
+        value = row["p50_ratio_paired"]  # the ratio the interval and verdict are about
     text = _fmt(value, digits) if digits else _fmt(value)
     if key == "cpu_p99_ms" and value is not None and not row.get("cpu_p99_reliable", True):
         text += "*"
     elif key == "p50_vs_float" and row.get("p50_ratio_ci") and row.get("latency_verdict") != "reference":
         low, high = row["p50_ratio_ci"]
-        text += f" [{low:.2f}, {high:.2f}]"
+        text += f" [{low:.3f}, {high:.3f}]"
     elif key == "accuracy_collapse" and value:
         text = f"COLLAPSE (-{row['accuracy_drop'] * 100:.1f} pts)"
     elif key == "gpu_litert_status" and value is not None:
@@ -258,8 +260,8 @@ def markdown(results):
         f"process, >= {settings['runs']} timed invokes and >= {settings['min_seconds']} s after "
         f"warm-up, in {settings.get('latency_rounds', 1)} rounds interleaved across the model's rows "
         "(order reversed every other round). p99 is flagged `*` when fewer than 1000 invokes were "
-        "timed. `p50/float`: the row's p50 over the float row's, with a 95% bootstrap interval of "
-        "the per-round paired ratios; the verdict says `slower`/`faster` only when that interval "
+        "timed. `p50/float`: geometric mean of the per-round ratios row p50 / float p50, with a "
+        "95% bootstrap interval over the rounds; the verdict says `slower`/`faster` only when that interval "
         f"excludes 1.0 and the ratio differs from 1 by more than 5%, else `within noise`. "
         "`collapse`: TFLite accuracy more than 5 points under the float row's.",
     ]
