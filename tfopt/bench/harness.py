@@ -17,6 +17,7 @@ separately, from TensorFlow on a CUDA GPU.
 
 import dataclasses
 import os
+import sys
 import time
 import traceback
 from typing import Callable
@@ -410,6 +411,10 @@ def run_suite(name, out_dir, settings=None, command=None):
         settings = settings or Settings()
     total = sum(len(case.recipes) for case in cases)
     gpu = gpu_context(settings)  # a --device gpu without any GPU fails here, before work
+    if gpu is not None:
+        summary = _gpu_summary(gpu)
+        print(f"tfopt bench: GPU via LiteRT: {summary['litert']}; GPU via TensorFlow: "
+              f"{summary['tf']}", file=sys.stderr)
     rows = []
     with tqdm(total=total, desc=f"tfopt bench {name}", unit="row") as bar:
         def progress(row):
