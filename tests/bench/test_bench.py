@@ -71,7 +71,8 @@ def test_harness_records_failures_and_compares_with_float(tiny_case, tmp_path):
     for name in ("float", "ptq-dynamic", "ptq-int8", "prune-80"):
         row = by_recipe[name]
         assert row["status"] == "ok", row
-        assert row["gpu_tf_p50_ms"] == harness.NO_GPU
+        assert row["gpu_tf_p50_ms"] == harness.NOT_ASKED
+        assert row["gpu_litert_status"] == harness.NOT_ASKED
         assert row["cpu_n"] >= 20
     assert by_recipe["float"]["bytes_vs_float"] == 1.0
     assert by_recipe["float"]["max_abs_diff"] < 1e-4
@@ -124,6 +125,30 @@ def test_settings_and_suite_errors():
         suites.get_suite("huge")
     if not bench.gpu_devices():
         with pytest.raises(RuntimeError, match="sees no GPU"):
-            harness._use_gpu(harness.Settings(device="gpu"))
+            harness.gpu_context(harness.Settings(device="gpu"))
+    if not bench.latency.tf_gpu_devices():
         with pytest.raises(RuntimeError, match="no GPU"):
             bench.latency.measure_keras_gpu(keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)]), np.ones((1, 2), "float32"))
+
+
+def test_without_an_adapter_gpu_columns_say_why(tiny_case, tmp_path, monkeypatch):
+    # A machine without any Vulkan adapter (simulated by tfopt's own detection
+    # answering "none"; LiteRT itself is not replaced).
+    none = dict(available=False, name=None, software=None, backend=None, label=None,
+                reason=bench.latency.NO_ADAPTER_HINT)
+    monkeypatch.setattr(bench.latency, "litert_gpu_adapter", lambda refresh=False: dict(none))
+    if bench.latency.tf_gpu_devices():
+        pytest.skip("TensorFlow sees a CUDA GPU here")
+    with pytest.raises(RuntimeError, match="bookworm-backports"):
+        harness.gpu_context(harness.Settings(device="gpu"))
+    case = harness.Case("tiny", tiny_case.build, [suites.float_recipe()])
+    row = harness.run_case(case, harness.Settings(warmup=1, runs=10, min_seconds=0.0,
+                                                  latency_rounds=3), str(tmp_path))[0]
+    assert row["status"] == "ok" and row["cpu_p50_ms"] > 0
+    assert row["gpu_litert_status"] == "no GPU adapter"
+    assert "mesa-vulkan-drivers" in row["gpu_litert_reason"]
+    assert row["gpu_tf_p50_ms"] == harness.NO_TF_GPU
+    path = str(tmp_path / "tiny-float.tflite")
+    export.to_tflite(keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)]), path, batch_size=1)
+    check = bench.check_litert_gpu(path, [np.zeros((1, 4), "float32")])
+    assert check["status"] == "no GPU adapter" and check["latency"] is None

@@ -20,6 +20,7 @@ def environment():
     return {
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "cpu": _cpu_model(),
+        "cpu_isa": cpu_isa(),
         "cores": os.cpu_count(),
         "python": platform.python_version(),
         "tensorflow": tf.__version__,
@@ -39,6 +40,50 @@ def _dist_version(name):
         return "unknown"
 
 
+# /proc/cpuinfo flag -> name: the features int8 and float kernels dispatch on.
+ISA_FLAGS = {
+    "avx2": "AVX2",
+    "fma": "FMA",
+    "avx512f": "AVX-512F",
+    "avx512_vnni": "AVX-512 VNNI",
+    "avx512_bf16": "AVX-512 BF16",
+    "avx512_fp16": "AVX-512 FP16",
+    "avx_vnni": "AVX-VNNI",
+    "amx_tile": "AMX",
+    "amx_int8": "AMX-INT8",
+    "amx_bf16": "AMX-BF16",
+    "asimddp": "NEON dot product",
+    "i8mm": "Arm I8MM",
+    "sve": "SVE",
+}
+
+
+def cpu_isa(cpuinfo_path="/proc/cpuinfo"):
+    """The CPU's vector/matrix features that decide kernel speed (from its flags).
+
+    Args:
+        cpuinfo_path: Where to read the flags (Linux).
+
+    Returns:
+        Names such as `["AVX2", "FMA", "AVX-512F", "AVX-512 VNNI", "AMX"]`,
+        in `ISA_FLAGS` order; `["unknown"]` where the file is absent.
+
+    Example:
+
+    >>> "AVX2" in cpu_isa()  # doctest: +SKIP
+    True
+    """
+    try:
+        with open(cpuinfo_path) as handle:
+            for line in handle:
+                if line.startswith(("flags", "Features")):
+                    flags = set(line.split(":", 1)[1].split())
+                    return [name for flag, name in ISA_FLAGS.items() if flag in flags]
+    except OSError:
+        pass
+    return ["unknown"]
+
+
 def _cpu_model():
     try:
         with open("/proc/cpuinfo") as handle:
@@ -50,7 +95,7 @@ def _cpu_model():
     return platform.processor() or platform.machine()
 
 
-def pareto_front(points, maximize=None):
+def pareto_front(points, maximize=None, intervals=None):
     """Indices of the non-dominated points (accuracy up, costs down by default).
 
     A point dominates another when it is at least as good in every
@@ -62,6 +107,11 @@ def pareto_front(points, maximize=None):
             `(accuracy, bytes, latency)`.
         maximize: One bool per coordinate: True where larger is better.
             Default: the first coordinate up (accuracy), the others down.
+        intervals: Optional noise of measured coordinates: one entry per
+            point, a tuple with, per coordinate, None (exact) or a
+            `(low, high)` interval. Two points whose intervals overlap in a
+            coordinate are equal there, so a latency inside the noise
+            neither wins nor loses.
 
     Returns:
         The indices of the non-dominated points, in input order.
@@ -86,15 +136,31 @@ def pareto_front(points, maximize=None):
         raise ValueError(
             f"pareto_front: maximize has {len(maximize)} entries for points of {width} coordinates."
         )
+    if intervals is not None and len(intervals) != len(points):
+        raise ValueError(
+            f"pareto_front: {len(intervals)} intervals for {len(points)} points.")
     # Negate the minimised coordinates: then "better" is "larger" everywhere.
     signed = [tuple(v if up else -v for v, up in zip(p, maximize)) for p in points]
+    bounds = []
+    for i, p in enumerate(signed):
+        row = []
+        for k, v in enumerate(p):
+            span = None if intervals is None or intervals[i] is None else intervals[i][k]
+            if span is None:
+                row.append((v, v))
+            else:
+                low, high = (span[0], span[1]) if maximize[k] else (-span[1], -span[0])
+                row.append((min(low, v), max(high, v)))
+        bounds.append(row)
 
     def dominates(a, b):
-        return all(x >= y for x, y in zip(a, b)) and any(x > y for x, y in zip(a, b))
+        worse = any(ah < bl for (al, ah), (bl, bh) in zip(bounds[a], bounds[b]))
+        strictly = any(al > bh for (al, ah), (bl, bh) in zip(bounds[a], bounds[b]))
+        return not worse and strictly
 
     return [
-        i for i, p in enumerate(signed)
-        if not any(dominates(q, p) for j, q in enumerate(signed) if j != i)
+        i for i in range(len(signed))
+        if not any(dominates(j, i) for j in range(len(signed)) if j != i)
     ]
 
 
@@ -112,6 +178,7 @@ COLUMNS = [
     ("recipe", "recipe", None),
     ("keras acc", "keras_accuracy", 4),
     ("tflite acc", "tflite_accuracy", 4),
+    ("collapse", "accuracy_collapse", None),
     ("top-1 agree", "top1_agreement", 4),
     ("sparsity", "sparsity", 3),
     ("bytes", "size_bytes", None),
@@ -121,30 +188,95 @@ COLUMNS = [
     ("p50 ms", "cpu_p50_ms", 4),
     ("p90 ms", "cpu_p90_ms", 4),
     ("p99 ms", "cpu_p99_ms", 4),
-    ("p50/float", "p50_vs_float", 2),
-    ("slower than float", "slower_than_float", None),
+    ("p50/float [95% CI]", "p50_vs_float", 3),
+    ("latency verdict", "latency_verdict", None),
+    ("GPU LiteRT check", "gpu_litert_status", None),
+    ("GPU LiteRT p50", "gpu_litert_p50_ms", 4),
     ("GPU TF p50", "gpu_tf_p50_ms", 4),
     ("GPU TF+XLA p50", "gpu_tf_xla_p50_ms", 4),
-    ("GPU LiteRT p50", "gpu_litert_p50_ms", 4),
 ]
+
+
+def _cell(row, key, digits):
+    value = row.get(key)
+    if key == "p50_vs_float" and row.get("p50_ratio_paired") is not None:
+        value = row["p50_ratio_paired"]  # the ratio the interval and verdict are about
+    text = _fmt(value, digits) if digits else _fmt(value)
+    if key == "cpu_p99_ms" and value is not None and not row.get("cpu_p99_reliable", True):
+        text += "*"
+    elif key == "p50_vs_float" and row.get("p50_ratio_ci") and row.get("latency_verdict") != "reference":
+        low, high = row["p50_ratio_ci"]
+        text += f" [{low:.3f}, {high:.3f}]"
+    elif key == "accuracy_collapse" and value:
+        text = f"COLLAPSE (-{row['accuracy_drop'] * 100:.1f} pts)"
+    elif key == "gpu_litert_status" and value is not None:
+        if value == "ok":
+            text = f"ok, max abs diff {row['gpu_litert_max_abs_diff']:.1e} (rel {row['gpu_litert_rel_diff']:.1e})"
+        elif row.get("gpu_litert_reason"):
+            text = f"{value}: {row['gpu_litert_reason']}"
+    return text.replace("|", "/").replace("\n", " ")
+
+
+def summary_lines(results):
+    """Findings a reader must not miss: collapses, verdicts, failed rows, GPU status."""
+    rows = results["rows"]
+    lines = []
+    collapsed = [r for r in rows if r.get("accuracy_collapse")]
+    for r in collapsed:
+        lines.append(f"- **Accuracy collapse**: {r['model']} / {r['recipe']}: TFLite accuracy "
+                     f"{r['tflite_accuracy']:.4f}, {r['accuracy_drop'] * 100:.1f} points under "
+                     "the float row.")
+    for r in rows:
+        if r.get("latency_verdict") in ("slower", "faster"):
+            low, high = r["p50_ratio_ci"]
+            lines.append(f"- {r['latency_verdict'].capitalize()} than float (beyond the noise): "
+                         f"{r['model']} / {r['recipe']}: p50 x{r['p50_ratio_paired']:.2f} "
+                         f"[{low:.2f}, {high:.2f}].")
+    failed = [r for r in rows if r["status"] != "ok"]
+    if failed:
+        lines.append(f"- {len(failed)} row(s) failed (reasons in the tables).")
+    refused = [r for r in rows if r.get("gpu_litert_status") == "refused"]
+    if refused:
+        lines.append(f"- LiteRT GPU refused {len(refused)} file(s) (reasons in the tables).")
+    if not lines:
+        lines.append("- No accuracy collapse; no latency difference beyond the noise; every row ok.")
+    return lines
 
 
 def markdown(results):
     """One table per model of the suite, failed rows with their reason."""
     env = results["environment"]
+    settings = results["settings"]
+    gpu = results.get("gpu") or {}
+    isa = ", ".join(env.get("cpu_isa") or ["not recorded"])
     lines = [
         f"# tfopt bench --suite {results['suite']}",
         "",
-        f"`{results['command']}` on {env['cpu']} ({env['cores']} cores), "
-        f"{results['settings']['num_threads']} thread(s), {env['date']}; TF {env['tensorflow']}, "
+        f"`{results['command']}` on {env['cpu']} ({env['cores']} cores; ISA: {isa}), "
+        f"{settings['num_threads']} thread(s), {env['date']}; TF {env['tensorflow']}, "
         f"Keras {env['keras']}, ai-edge-litert {env['ai_edge_litert']}.",
-        "Latency: LiteRT interpreter (XNNPACK), fresh per row, batch 1, "
-        f">= {results['settings']['runs']} timed invokes and >= {results['settings']['min_seconds']} s "
-        f"after warm-up, in {results['settings'].get('latency_rounds', 1)} rounds interleaved "
-        "across the model's rows. p99 is flagged `*` when fewer than 1000 invokes were timed. "
-        "`slower than float`: p50 more than 5% above the float row's.",
         "",
+        "Latency: LiteRT interpreter (XNNPACK), batch 1, each model's rows timed in one fresh child "
+        f"process, >= {settings['runs']} timed invokes and >= {settings['min_seconds']} s after "
+        f"warm-up, in {settings.get('latency_rounds', 1)} rounds interleaved across the model's rows "
+        "(order reversed every other round). p99 is flagged `*` when fewer than 1000 invokes were "
+        "timed. `p50/float`: geometric mean of the per-round ratios row p50 / float p50, with a "
+        "95% bootstrap interval over the rounds; the verdict says `slower`/`faster` only when that interval "
+        f"excludes 1.0 and the ratio differs from 1 by more than 5%, else `within noise`. "
+        "`collapse`: TFLite accuracy more than 5 points under the float row's.",
     ]
+    if gpu:
+        software = gpu.get("litert_available") and gpu.get("litert_software") is not False
+        lines += [
+            "",
+            f"GPU (LiteRT accelerator, WebGPU/Vulkan): {gpu.get('litert')}. Every file is checked "
+            "against the CPU interpreter (max abs diff; rel = over max |output|) before it is timed"
+            + ("; **software Vulkan: functional check, not a GPU speed** -- its timings are kept "
+               "in results.json only and stay out of every comparison and Pareto front."
+               if software else "."),
+            f"GPU (TensorFlow, CUDA): {gpu.get('tf')}.",
+        ]
+    lines += ["", "## Summary", ""] + summary_lines(results) + [""]
     by_model = {}
     for row in results["rows"]:
         by_model.setdefault(row["model"], []).append(row)
@@ -157,16 +289,32 @@ def markdown(results):
                 reason = row.get("reason", "").splitlines()[0][:300].replace("|", "/") if row.get("reason") else ""
                 lines.append(f"| {row['recipe']} | failed: {reason} |" + " |" * (len(COLUMNS) - 2))
                 continue
-            cells = []
-            for _, key, digits in COLUMNS:
-                value = row.get(key)
-                text = _fmt(value, digits) if digits else _fmt(value)
-                if key == "cpu_p99_ms" and not row.get("cpu_p99_reliable", True):
-                    text += "*"
-                cells.append(text)
-            lines.append("| " + " | ".join(cells) + " |")
+            lines.append("| " + " | ".join(_cell(row, key, digits) for _, key, digits in COLUMNS) + " |")
         lines.append("")
     return "\n".join(lines)
+
+
+def latency_intervals(rows, min_effect=None):
+    """Per row, the noise of its p50 for `pareto_front`.
+
+    The float row spans its p50 x [1 - min_effect, 1 + min_effect] (a
+    difference under 5% is never called); every other row spans float p50 x
+    its paired 95% interval. Rows whose spans overlap tie on latency. Rows
+    without an interval (too few rounds, no float row) are exact.
+    """
+    if min_effect is None:
+        from tfopt.bench.latency import MIN_EFFECT as min_effect
+    reference = next((r for r in rows if r.get("latency_verdict") == "reference"), None)
+    out = []
+    for row in rows:
+        ci = row.get("p50_ratio_ci")
+        if reference is None or not ci:
+            out.append(None)
+            continue
+        base = reference["cpu_p50_ms"]
+        low, high = (1 - min_effect, 1 + min_effect) if row is reference else ci
+        out.append((None, (base * low, base * high)))
+    return out
 
 
 def plot(results, out_dir):
@@ -183,7 +331,8 @@ def plot(results, out_dir):
     paths = []
     by_model = {}
     for row in results["rows"]:
-        if row["status"] == "ok" and row.get("tflite_accuracy") is not None:
+        if (row["status"] == "ok" and row.get("tflite_accuracy") is not None
+                and row.get("cpu_p50_ms") is not None):
             by_model.setdefault(row["model"], []).append(row)
     for model, rows in by_model.items():
         figure, axes = plt.subplots(1, 2, figsize=(12, 4.5))
@@ -192,7 +341,9 @@ def plot(results, out_dir):
             (axes[1], "cpu_p50_ms", "p50 latency, ms (1 example)"),
         ):
             points = [(r["tflite_accuracy"], r[key]) for r in rows]
-            front = set(pareto_front(points))
+            # Latency inside the paired noise of another row neither wins nor loses.
+            noise = latency_intervals(rows) if key == "cpu_p50_ms" else None
+            front = set(pareto_front(points, intervals=noise))
             for i, row in enumerate(rows):
                 axis.scatter(row[key], row["tflite_accuracy"],
                              marker="*" if i in front else "o",

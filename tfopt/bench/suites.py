@@ -117,14 +117,43 @@ def _pruned_model(model, data, target, pattern, epochs):
     return cache[key]
 
 
+_DEPTHWISE = (keras.layers.DepthwiseConv1D, keras.layers.DepthwiseConv2D,
+              keras.layers.SeparableConv1D, keras.layers.SeparableConv2D)
+
+
+def prunable_layer_names(model, include_depthwise=False):
+    """Names of the layers the suites prune: every prunable layer but depthwise ones.
+
+    A depthwise kernel holds a few weights per channel (9 for 3x3) that each
+    carry a whole channel, and is a small share of the weights, so pruning
+    it costs accuracy for little size. Separable convolutions are left whole
+    too (their wrapper would prune the depthwise kernel with the pointwise).
+
+    Args:
+        model: A built Keras model (nested models are entered).
+        include_depthwise: Also prune depthwise/separable layers.
+
+    Returns:
+        Layer names for `tfopt.pruning.prune_low_magnitude(..., layers=...)`.
+    """
+    names = []
+    for layer in pruning.api.iter_layers(model):
+        if not pruning.registry.is_supported(layer) or not pruning.registry.prunable_weights(layer):
+            continue
+        if isinstance(layer, _DEPTHWISE) and not include_depthwise:
+            continue
+        names.append(layer.name)
+    return names
+
+
 def _prune(model, target, pattern, epochs, data):
     x, y = data[0], data[1]
     steps = int(np.ceil(len(x) / BATCH_SIZE))
     keras.utils.set_random_seed(0)
-    kwargs = {}
+    kwargs = {"layers": prunable_layer_names(model)}
     if pattern == "2:4":
         kwargs["sparsity_m_by_n"] = (2, 4)
-        kwargs["layers"] = _m_by_n_layers(model)
+        kwargs["layers"] = [n for n in _m_by_n_layers(model) if n in kwargs["layers"]]
         schedule = pruning.ConstantSparsity(0.5, 0, frequency=1)
     elif y is None:  # one-shot: one masking step at learning rate 0
         schedule = pruning.ConstantSparsity(target, 0, end_step=0, frequency=1)
@@ -448,7 +477,8 @@ def quick():
              _distillation_recipes(16),
              "Teacher CNN (315k params, softmax head) distilled into the 6k-param digits CNN"),
         Case("mobilenetv2-0.35-96", _mobilenet(0.35, 96), mobilenet_recipes,
-             "MobileNetV2 alpha 0.35, 96x96, random weights (size/latency only)"),
+             "MobileNetV2 alpha 0.35, 96x96, random weights (size/latency only)",
+             random_weights=True),
     ]
 
 
@@ -466,7 +496,8 @@ def standard():
         "mobilenetv2-1.0-224", _mobilenet(1.0, 224),
         [float_recipe()] + [ptq_recipe(m) for m in ("dynamic", "float16", "int8")]
         + structured_recipes(),
-        "MobileNetV2 alpha 1.0, 224x224, random weights (size/latency only)"))
+        "MobileNetV2 alpha 1.0, 224x224, random weights (size/latency only)",
+        random_weights=True))
     return cases
 
 
