@@ -7,6 +7,8 @@ compare it with Keras or score it on labelled data.
 """
 
 from tfopt.export.inspect import inspect_tflite
+from tfopt.export.lowbit import LowBitExport
+from tfopt.export.lowbit import quantize_tflite
 from tfopt.export.tflite import TFLiteExport
 from tfopt.export.tflite import gzip_size
 from tfopt.export.tflite import to_tflite
@@ -14,10 +16,12 @@ from tfopt.export.verify import evaluate_tflite
 from tfopt.export.verify import verify
 
 __all__ = [
+    "LowBitExport",
     "TFLiteExport",
     "evaluate_tflite",
     "gzip_size",
     "inspect_tflite",
+    "quantize_tflite",
     "to_tflite",
     "verify",
 ]
