@@ -69,6 +69,7 @@ def test_cluster_train_strip_exact_values(trained, digits, init):
 
 def test_tflite_weights_take_exactly_cluster_values(trained, digits):
     from ai_edge_litert.interpreter import Interpreter
+    from tfopt.export.lowbit import weight_values
 
     (x, y), (x_test, y_test) = digits
     keras.utils.set_random_seed(3)
@@ -77,22 +78,24 @@ def test_tflite_weights_take_exactly_cluster_values(trained, digits):
     final = clustering.strip_clustering(clustered)
     exported = export.to_tflite(final)
     plain = export.to_tflite(trained)
-    interpreter = Interpreter(model_content=exported.content)
-    interpreter.allocate_tensors()
     centroids = {w.layer.name: w.centroids[0].numpy()
                  for w in clustering.cluster_wrappers(clustered)}
-    kernels = [d for d in interpreter.get_tensor_details()
-               if len(d["shape"]) >= 2 and d["dtype"] == np.float32
-               and d["name"].count("/") and ("MatMul" in d["name"] or "convolution" in d["name"])
-               and np.prod(d["shape"]) > 16]
     found = 0
-    for detail in kernels:
+    # Read back through the LiteRT interpreter (get_tensor_details /
+    # get_tensor): every float kernel holds only one wrapper's centroids.
+    interpreter = Interpreter(model_content=exported.content)
+    interpreter.allocate_tensors()
+    stored = weight_values(exported.content)
+    for detail in interpreter.get_tensor_details():
+        if detail["dtype"] != np.float32 or len(detail["shape"]) < 2:
+            continue
         try:
             value = interpreter.get_tensor(detail["index"])
         except ValueError:
-            continue
-        if not np.any(value):
-            continue
+            continue  # an activation without data before invoke
+        if not any(v.shape == value.shape and np.array_equal(v, value)
+                   for _, v in stored.values()):
+            continue  # an activation, not a kernel
         matches = [name for name, c in centroids.items() if np.all(np.isin(value, c))]
         assert matches, (detail["name"], np.unique(value)[:10])
         found += 1
@@ -201,3 +204,30 @@ def test_clustering_bad_inputs(trained):
         clustering.cluster_weights(Sub(), 4)
     with pytest.raises(TypeError, match="takes a keras.Model or a layer"):
         clustering.strip_clustering("model")
+
+
+def test_int8_and_int4_files_keep_at_most_k_values_per_channel(trained, digits):
+    """Per-channel int8 (converter PTQ) and litert-quantizer's int4 keep at
+    most k values in every output channel of a clustered kernel."""
+    from tfopt.export.lowbit import weight_values
+
+    (x, y), (x_test, y_test) = digits
+    keras.utils.set_random_seed(8)
+    clustered = clustering.cluster_weights(trained, 4)
+    compile_model(clustered).fit(x, y, epochs=1, batch_size=64, verbose=0)
+    final = clustering.strip_clustering(clustered)
+    int8 = export.to_tflite(final, quantization="int8", representative_data=x[:100])
+    int4 = export.quantize_tflite(final, mode="int4_dynamic")
+    for exported, dtype in ((int8, "int8"), (int4, "int4")):
+        weights = weight_values(exported.content)
+        assert len(weights) == 3
+        for stored, value in weights.values():
+            assert stored == dtype
+            per_channel = value.reshape(value.shape[0], -1)
+            assert max(np.unique(row).size for row in per_channel) <= 4
+        report = export.verify(exported, final, x_test, y_test)
+        assert report["tflite_accuracy"] >= report["keras_accuracy"] - 0.03
+    # The float file: the whole kernel takes only the 4 centroids.
+    floats = weight_values(export.to_tflite(final).content)
+    for stored, value in floats.values():
+        assert stored == "float32" and np.unique(value).size <= 4

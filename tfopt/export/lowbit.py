@@ -552,3 +552,53 @@ def _export(content, path, label, recipe, ops, assignment):
         recipe=recipe,
         layers=layers,
     )
+
+
+def weight_values(content):
+    """The stored weights of each weight op, read from the flatbuffer.
+
+    Args:
+        content: Bytes of a `.tflite` file.
+
+    Returns:
+        A dict `{op output tensor name: (dtype name, numpy array)}`: the
+        weight as stored (`int8`/`int16` integers, `int4` unpacked to int8
+        values -8..7, `float16`/`float32` values), in the file's shape
+        (output channel first for Conv and FullyConnected).
+    """
+    from ai_edge_litert.tools import flatbuffer_utils
+
+    model = flatbuffer_utils.read_model_from_bytearray(bytearray(content))
+    graph = model.subgraphs[0]
+    producers = {out: op for op in graph.operators for out in op.outputs}
+    numpy_types = {0: "float32", 1: "float16", 7: "int16", 9: "int8"}
+    result = {}
+    for operator in graph.operators:
+        if _op_name(model.operatorCodes[operator.opcodeIndex]) not in WEIGHT_OPS:
+            continue
+        if len(operator.inputs) < 2:
+            continue
+        index = operator.inputs[1]
+        source = producers.get(index)
+        if source is not None and _op_name(
+                model.operatorCodes[source.opcodeIndex]) == "DEQUANTIZE":
+            index = source.inputs[0]
+        tensor = graph.tensors[index]
+        data = model.buffers[tensor.buffer].data
+        if data is None or not len(data):
+            continue
+        raw = np.asarray(data, dtype=np.uint8).tobytes()
+        shape = tuple(int(d) for d in tensor.shape)
+        if tensor.type == 17:  # int4: two values per byte, low nibble first
+            packed = np.frombuffer(raw, np.uint8)
+            nibbles = np.stack([packed & 0x0F, packed >> 4], axis=-1).ravel()
+            values = np.where(nibbles > 7, nibbles.astype(np.int16) - 16, nibbles)
+            array = values.astype(np.int8)[:int(np.prod(shape))].reshape(shape)
+            dtype = "int4"
+        elif tensor.type in numpy_types:
+            dtype = numpy_types[tensor.type]
+            array = np.frombuffer(raw, dtype).reshape(shape)
+        else:
+            continue
+        result[_tensor_name(graph.tensors[operator.outputs[0]])] = (dtype, array)
+    return result
