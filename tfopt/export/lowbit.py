@@ -10,9 +10,12 @@ The per-op building blocks (`quantizable_ops`, `op_recipe`) are shared with
 `tfopt.export.mixed_precision`.
 """
 
+import contextlib
 import dataclasses
+import io
 import os
 import re
+import warnings
 
 import numpy as np
 
@@ -382,8 +385,11 @@ def apply_recipe(float_content, recipe, representative_data=None,
             )
         calibration = _calibrate(engine, float_content, representative_data, name)
     try:
-        result = engine.quantize(calibration_result=calibration,
-                                 enable_progress_report=False)
+        with warnings.catch_warnings():
+            # The quantizer's interpreter keeps every tensor and warns so.
+            warnings.simplefilter("ignore")
+            result = engine.quantize(calibration_result=calibration,
+                                     enable_progress_report=False)
     except Exception as error:
         raise ValueError(
             f"litert-quantizer could not apply {label} to {name}: "
@@ -420,10 +426,6 @@ def _calibrate(engine, float_content, data, name):
         )
     data = np.asarray(data, "float32")
     samples = [{inputs[0]: data[i:i + 1]} for i in range(len(data))]
-    import contextlib
-    import io
-    import warnings
-
     # The calibrator keeps every intermediate tensor (and warns so), and
     # draws a progress bar on stderr.
     with warnings.catch_warnings(), contextlib.redirect_stderr(io.StringIO()):
