@@ -38,11 +38,41 @@ def trained(digits):
     return model
 
 
+@pytest.fixture(scope="module")
+def clustered4(trained, digits):
+    """The trained model clustered to 4 values per kernel, one epoch."""
+    (x, y), _ = digits
+    keras.utils.set_random_seed(3)
+    clustered = clustering.cluster_weights(trained, 4)
+    compile_model(clustered).fit(x, y, epochs=1, batch_size=64, verbose=0)
+    return clustered, clustering.strip_clustering(clustered)
+
+
 def _kernel_values(model):
     return {row["weight"]: row for row in clustering.clustering_report(model)}
 
 
-@pytest.mark.parametrize("init", list(clustering.CentroidInitialization))
+def test_centroid_initializations():
+    from tfopt.clustering.centroids import assign, initial_centroids
+
+    rng = np.random.default_rng(0)
+    values = np.concatenate([rng.normal(-1, 0.05, 900), rng.normal(1, 0.05, 100)])
+    for init in clustering.CentroidInitialization:
+        centroids = initial_centroids(values, 4, init)
+        assert centroids.shape == (4,) and np.all(np.diff(centroids) >= 0)
+        assert values.min() <= centroids[0] and centroids[-1] <= values.max() + 1e-6
+        index = assign(values, centroids)
+        nearest = np.abs(values[:, None] - centroids[None]).argmin(1)
+        assert np.array_equal(centroids[index], centroids[nearest])
+    # Density-based puts 3 of 4 centroids in the dense mode; linear spreads them.
+    assert np.sum(initial_centroids(values, 4, "DENSITY_BASED") < 0) == 3
+    assert np.sum(initial_centroids(values, 4, "LINEAR") < 0) == 2
+    # k-means lands on both modes.
+    kmeans = initial_centroids(values, 2, "KMEANS_PLUS_PLUS")
+    np.testing.assert_allclose(kmeans, [-1, 1], atol=0.05)
+
+
+@pytest.mark.parametrize("init", ["KMEANS_PLUS_PLUS", "DENSITY_BASED"])
 def test_cluster_train_strip_exact_values(trained, digits, init):
     (x, y), (x_test, y_test) = digits
     keras.utils.set_random_seed(2)
@@ -67,15 +97,12 @@ def test_cluster_train_strip_exact_values(trained, digits, init):
     assert accuracy > 0.8
 
 
-def test_tflite_weights_take_exactly_cluster_values(trained, digits):
+def test_tflite_weights_take_exactly_cluster_values(trained, digits, clustered4):
     from ai_edge_litert.interpreter import Interpreter
     from tfopt.export.lowbit import weight_values
 
-    (x, y), (x_test, y_test) = digits
-    keras.utils.set_random_seed(3)
-    clustered = clustering.cluster_weights(trained, 4)
-    compile_model(clustered).fit(x, y, epochs=1, batch_size=64, verbose=0)
-    final = clustering.strip_clustering(clustered)
+    _, (x_test, _) = digits
+    clustered, final = clustered4
     exported = export.to_tflite(final)
     plain = export.to_tflite(trained)
     centroids = {w.layer.name: w.centroids[0].numpy()
@@ -206,16 +233,13 @@ def test_clustering_bad_inputs(trained):
         clustering.strip_clustering("model")
 
 
-def test_int8_and_int4_files_keep_at_most_k_values_per_channel(trained, digits):
+def test_int8_and_int4_files_keep_at_most_k_values_per_channel(digits, clustered4):
     """Per-channel int8 (converter PTQ) and litert-quantizer's int4 keep at
     most k values in every output channel of a clustered kernel."""
     from tfopt.export.lowbit import weight_values
 
-    (x, y), (x_test, y_test) = digits
-    keras.utils.set_random_seed(8)
-    clustered = clustering.cluster_weights(trained, 4)
-    compile_model(clustered).fit(x, y, epochs=1, batch_size=64, verbose=0)
-    final = clustering.strip_clustering(clustered)
+    (x, _), (x_test, y_test) = digits
+    _, final = clustered4
     int8 = export.to_tflite(final, quantization="int8", representative_data=x[:100])
     int4 = export.quantize_tflite(final, mode="int4_dynamic")
     for exported, dtype in ((int8, "int8"), (int4, "int4")):
