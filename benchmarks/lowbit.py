@@ -29,7 +29,6 @@ import tempfile
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-import keras  # noqa: E402
 
 from tfopt import export  # noqa: E402
 from tfopt.bench import harness  # noqa: E402
