@@ -538,7 +538,7 @@ def quick():
     cnn_recipes = _standard_recipes() + [
         tfmot_prune_recipe(0.8), qat_recipe(), qat_recipe(prune_target=0.8), tfmot_qat_recipe()]
     cnn_recipes += structured_recipes()
-    cnn_recipes += lowbit_recipes()
+    cnn_recipes += lowbit_recipes(baselines=False)  # baselines: standard, benchmarks/lowbit.py
     mobilenet_recipes = [float_recipe()] + [ptq_recipe(m) for m in ("dynamic", "float16", "int8")]
     mobilenet_recipes += [prune_recipe(0.8), prune_recipe(0.8, sparsity_format=True)]
     mobilenet_recipes += structured_recipes()
@@ -565,7 +565,8 @@ def standard():
     cases.insert(1, Case(
         "digits-cnn-28", _trained(lambda: digits_cnn(28), 28, epochs=20),
         _standard_recipes() + [tfmot_prune_recipe(0.8), qat_recipe(), qat_recipe(prune_target=0.8),
-                               tfmot_qat_recipe()], "Conv(12)+Dense CNN on 28x28 digits"))
+                               tfmot_qat_recipe()] + lowbit_recipes(),
+        "Conv(12)+Dense CNN on 28x28 digits"))
     cases.insert(cases.index(next(c for c in cases if c.name == "digits-kd-16")) + 1, Case(
         "digits-kd-28", _trained(lambda: digits_teacher(28), 28, epochs=15), _distillation_recipes(28),
         "Teacher CNN (1.2M params, softmax head) distilled into the 20k-param digits CNN"))
