@@ -255,3 +255,34 @@ def test_int8_and_int4_files_keep_at_most_k_values_per_channel(digits, clustered
     floats = weight_values(export.to_tflite(final).content)
     for stored, value in floats.values():
         assert stored == "float32" and np.unique(value).size <= 4
+
+
+def test_cluster_preserving_qat(digits, clustered4):
+    """cluster_weights on the QAT model of a clustered model: QAT fine-tuning
+    keeps 4 values per kernel, and the int8 file <= 4 per output channel;
+    plain QAT fine-tuning of the same model drifts off the centroids."""
+    from tfopt import quantization
+    from tfopt.export.lowbit import weight_values
+
+    (x, y), (x_test, y_test) = digits
+    _, final = clustered4
+
+    def int8_values(model):
+        exported = export.to_tflite(model, quantization="int8")
+        values = weight_values(exported.content)
+        return exported, max(max(np.unique(row).size for row in v.reshape(v.shape[0], -1))
+                             for _, v in values.values())
+
+    keras.utils.set_random_seed(9)
+    cqat = clustering.cluster_weights(quantization.quantize_model(final), 4)
+    compile_model(cqat).fit(x, y, epochs=1, batch_size=64, verbose=0)
+    stripped = clustering.strip_clustering(cqat)
+    assert all(row["distinct_values"] <= 4 for row in clustering.clustering_report(stripped))
+    exported, most = int8_values(stripped)
+    assert most <= 4
+    report = export.verify(exported, stripped, x_test, y_test)
+    assert report["top1_agreement"] >= 0.97 and report["tflite_accuracy"] > 0.8
+    keras.utils.set_random_seed(9)
+    plain = quantization.quantize_model(final)
+    compile_model(plain).fit(x, y, epochs=1, batch_size=64, verbose=0)
+    assert int8_values(plain)[1] > 4
