@@ -21,6 +21,10 @@ def cluster_weights(to_cluster, number_of_clusters,
     `fit` (no callback needed). `strip_clustering` returns the plain model.
     A TFLite file of it holds exactly the centroid values, so gzip
     compresses it well (or `quantize_tflite` stores them in fewer bits).
+    Cluster-preserving QAT: pass the `tfopt.quantization.quantize_model`
+    of a clustered, stripped model; the QAT layers then fake-quantize the
+    clustered kernels, and the int8 file keeps at most
+    `number_of_clusters` values per output channel.
 
     Args:
         to_cluster: A built Sequential or Functional model (nested models
