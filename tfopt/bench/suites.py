@@ -440,6 +440,112 @@ def structured_recipes():
     return [structured_recipe(0.3), structured_recipe(0.5), structured_recipe(0.5, int8=True)]
 
 
+# -- below int8: clustering, int4/blockwise, int16x8, mixed precision -------
+# Files from litert-quantizer (tfopt.export.quantize_tflite) start from the
+# case's float batch-1 file; mixed-precision budgets are fractions of the
+# converter's int8 file (ptq-int8) of the same model.
+
+CLUSTER_FINETUNE_EPOCHS = 2
+MIXED_CANDIDATES = ("float16", "int8", "int16x8", "int4", "int2")
+
+
+def _float_file(model):
+    return export.to_tflite(model, batch_size=EXPORT_BATCH)
+
+
+def lowbit_recipe(mode, block_size=32):
+    """`quantize_tflite(float file, mode)`: int4 weight-only/dynamic/blockwise, int16x8."""
+    name = f"lowbit-{mode}" + (f"-b{block_size}" if mode == "int4_blockwise" else "")
+
+    def make(model, data, workdir):
+        exported = export.quantize_tflite(
+            _float_file(model), _path(workdir, model, name), mode=mode, block_size=block_size,
+            representative_data=data[0][:REPRESENTATIVE_EXAMPLES])
+        return Artifact(exported, model, extra={
+            "precisions": sorted({row["precision"] for row in exported.layers})})
+
+    return Recipe(name, make, group="lowbit")
+
+
+def mixed_recipe(fraction_of_int8):
+    """`mixed_precision` with a budget of `fraction_of_int8` x the int8 file's bytes."""
+    name = f"mixed-{fraction_of_int8:g}x-int8"
+
+    def make(model, data, workdir):
+        representative = data[0][:REPRESENTATIVE_EXAMPLES]
+        int8 = export.to_tflite(model, quantization="int8", representative_data=representative,
+                                batch_size=EXPORT_BATCH)
+        budget = int(fraction_of_int8 * int8.size_bytes)
+        exported = export.mixed_precision(_float_file(model), budget, representative,
+                                          path=_path(workdir, model, name),
+                                          candidates=MIXED_CANDIDATES)
+        return Artifact(exported, model, extra={
+            "budget_bytes": budget,
+            "precisions": [row["precision"] for row in exported.layers]})
+
+    return Recipe(name, make, group="lowbit")
+
+
+def cluster_recipe(number_of_clusters, epochs=CLUSTER_FINETUNE_EPOCHS):
+    """`cluster_weights(model, k)` fine-tuned, stripped, float file (see gzip)."""
+    from tfopt import clustering
+
+    def make(model, data, workdir):
+        x, y = data[0], data[1]
+        keras.utils.set_random_seed(0)
+        clustered = clustering.cluster_weights(model, number_of_clusters)
+        if y is not None:
+            compile_classifier(clustered, QAT_LEARNING_RATE * 10)
+            clustered.fit(x, y, batch_size=BATCH_SIZE, epochs=epochs, verbose=0)
+        final = clustering.strip_clustering(clustered)
+        exported = export.to_tflite(final, _path(workdir, model, f"cluster-{number_of_clusters}"),
+                                    batch_size=EXPORT_BATCH)
+        distinct = max(row["distinct_values"] for row in clustering.clustering_report(final))
+        return Artifact(exported, final, extra={"max_distinct_values": distinct})
+
+    return Recipe(f"cluster-{number_of_clusters}", make, group="clustering")
+
+
+def tfmot_cluster_recipe(number_of_clusters, epochs=CLUSTER_FINETUNE_EPOCHS):
+    """tfmot's `cluster_weights` on tf_keras, in a subprocess, same data and epochs."""
+
+    def make(model, data, workdir):
+        run = _run_baseline("tfmot_cluster_baseline.py", model, data, workdir, [
+            "--clusters", str(number_of_clusters), "--epochs", str(epochs),
+            "--batch-size", str(BATCH_SIZE), "--lr", str(QAT_LEARNING_RATE * 10),
+            "--architecture", model.name,
+            "--tflite-path", os.path.join(workdir, f"{model.name}-tfmot-cluster.tflite")])
+        return Artifact(run["tflite_path"], keras_accuracy=run["accuracy"],
+                        extra={"max_distinct_values": run["max_distinct_values"]})
+
+    return Recipe(f"tfmot-cluster-{number_of_clusters}", make, group="baseline")
+
+
+def keras_quantize_int4_recipe():
+    """Keras's built-in `model.quantize("int4")`, exported like any model."""
+
+    def make(model, data, workdir):
+        clone = keras.models.clone_model(model)
+        clone.set_weights(model.get_weights())
+        clone.quantize("int4")
+        exported = export.to_tflite(clone, _path(workdir, model, "keras-quantize-int4"),
+                                    batch_size=EXPORT_BATCH)
+        return Artifact(exported, clone)
+
+    return Recipe("keras-quantize-int4", make, group="baseline")
+
+
+def lowbit_recipes(baselines=True):
+    """The below-int8 rows: clustering 16/32, int4 weight-only and blockwise,
+    int16x8, mixed precision at 0.5x and 0.25x of int8 (+ baselines)."""
+    recipes = [cluster_recipe(16), cluster_recipe(32), lowbit_recipe("int4_weight_only"),
+               lowbit_recipe("int4_blockwise"), lowbit_recipe("int16x8"),
+               mixed_recipe(0.5), mixed_recipe(0.25)]
+    if baselines:
+        recipes += [keras_quantize_int4_recipe(), tfmot_cluster_recipe(16)]
+    return recipes
+
+
 # -- suites -----------------------------------------------------------------
 
 
@@ -461,6 +567,7 @@ def quick():
     cnn_recipes = _standard_recipes() + [
         tfmot_prune_recipe(0.8), qat_recipe(), qat_recipe(prune_target=0.8), tfmot_qat_recipe()]
     cnn_recipes += structured_recipes()
+    cnn_recipes += lowbit_recipes(baselines=False)  # baselines: standard, benchmarks/lowbit.py
     mobilenet_recipes = [float_recipe()] + [ptq_recipe(m) for m in ("dynamic", "float16", "int8")]
     mobilenet_recipes += [prune_recipe(0.8), prune_recipe(0.8, sparsity_format=True)]
     mobilenet_recipes += structured_recipes()
@@ -488,14 +595,15 @@ def standard():
     cases.insert(1, Case(
         "digits-cnn-28", _trained(lambda: digits_cnn(28), 28, epochs=20),
         _standard_recipes() + [tfmot_prune_recipe(0.8), qat_recipe(), qat_recipe(prune_target=0.8),
-                               tfmot_qat_recipe()], "Conv(12)+Dense CNN on 28x28 digits"))
+                               tfmot_qat_recipe()] + lowbit_recipes(),
+        "Conv(12)+Dense CNN on 28x28 digits"))
     cases.insert(cases.index(next(c for c in cases if c.name == "digits-kd-16")) + 1, Case(
         "digits-kd-28", _trained(lambda: digits_teacher(28), 28, epochs=15), _distillation_recipes(28),
         "Teacher CNN (1.2M params, softmax head) distilled into the 20k-param digits CNN"))
     cases.append(Case(
         "mobilenetv2-1.0-224", _mobilenet(1.0, 224),
         [float_recipe()] + [ptq_recipe(m) for m in ("dynamic", "float16", "int8")]
-        + structured_recipes(),
+        + structured_recipes() + [lowbit_recipe("int4_blockwise")],
         "MobileNetV2 alpha 1.0, 224x224, random weights (size/latency only)",
         random_weights=True))
     return cases

@@ -81,7 +81,10 @@ class CompressionHyperModel(keras_tuner.HyperModel):
     searches those values (the first is the default). Quantization `"none"`
     exports a float file, `"ptq"` an int8 file calibrated on 200 training
     examples, `"qat"` an int8 file after `qat_epochs` of quantization-aware
-    training at `learning_rate * qat_learning_rate_scale`.
+    training at `learning_rate * qat_learning_rate_scale`. Opt-in values
+    (not searched unless listed): `"int4"` (int4 weights, blockwise 32 on
+    Dense, litert-quantizer) and `"int16x8"` (int16 activations), e.g.
+    `space={"quantization": ["ptq", "int4"]}`.
 
     Args:
         build_model: A function `build_model(width)` returning an uncompiled
@@ -329,12 +332,12 @@ class CompressionHyperModel(keras_tuner.HyperModel):
         Returns:
             The lower bound, an int.
         """
-        per_element = 4 if cfg.quantization == "none" else 1
+        per_element = {"none": 4, "int4": 0.5}.get(cfg.quantization, 1)
         elements = 0
         for layer in pruning.api.iter_layers(model):
             for weight in pruning.registry.prunable_weights(layer) or []:
                 elements += int(np.prod(weight.shape))
-        return elements * per_element
+        return int(elements * per_element)
 
     # -- training, export, measurement -----------------------------------
 
@@ -418,12 +421,18 @@ class CompressionHyperModel(keras_tuner.HyperModel):
                                 batch_size, callbacks, verbose)
             epochs_trained += self.qat_epochs
         train_seconds = time.perf_counter() - start
-        exported = export.to_tflite(
-            model, export_path,
-            quantization=None if cfg.quantization == "none" else "int8",
-            representative_data=x[:REPRESENTATIVE_EXAMPLES] if cfg.quantization == "ptq" else None,
-            batch_size=EXPORT_BATCH,
-        )
+        if cfg.quantization in space_lib.LOWBIT_QUANTIZATION_MODES:
+            exported = export.quantize_tflite(
+                export.to_tflite(model, batch_size=EXPORT_BATCH), export_path,
+                mode="int4_blockwise" if cfg.quantization == "int4" else "int16x8",
+                representative_data=x[:REPRESENTATIVE_EXAMPLES])
+        else:
+            exported = export.to_tflite(
+                model, export_path,
+                quantization=None if cfg.quantization == "none" else "int8",
+                representative_data=x[:REPRESENTATIVE_EXAMPLES] if cfg.quantization == "ptq" else None,
+                batch_size=EXPORT_BATCH,
+            )
         metrics = measure.measure(model, exported, x_val, y_val, self.latency)
         metrics.update(
             params=float(params),

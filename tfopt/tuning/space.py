@@ -10,6 +10,10 @@ import dataclasses
 PRUNING_PATTERNS = ("none", "unstructured", "block", "2:4")
 SCHEDULES = ("polynomial", "constant")
 QUANTIZATION_MODES = ("none", "ptq", "qat")
+# Opt-in precisions below int8 (not in the default space): "int4" is
+# litert-quantizer's int4 blockwise-32 file, "int16x8" its int16-activation
+# file (tfopt.export.quantize_tflite), both from the trained float model.
+LOWBIT_QUANTIZATION_MODES = ("int4", "int16x8")
 # Patterns whose target sparsity and schedule shape are searched; 2:4 has a
 # fixed 50% by construction.
 _SPARSITY_PATTERNS = ("unstructured", "block")
@@ -65,7 +69,7 @@ _CHECKS = {
     "sparsity": _number(0.0, 1.0, low_open=True, high_open=True),
     "schedule": _one_of(SCHEDULES),
     "structured_ratio": _number(0.0, 1.0, high_open=True),
-    "quantization": _one_of(QUANTIZATION_MODES),
+    "quantization": _one_of(QUANTIZATION_MODES + LOWBIT_QUANTIZATION_MODES),
     "distillation": _boolean,
     "temperature": _number(0.0, low_open=True),
     "alpha": _number(0.0, 1.0),
