@@ -50,8 +50,9 @@ def prune_low_magnitude(
         scope: `"layer"` (every weight reaches the target sparsity) or
             `"global"` (one magnitude threshold across all pruned weights, so
             the model's total sparsity hits the target while layers differ).
-        layers: For a model, the names of the layers to prune; default all
-            prunable layers.
+        layers: For a model, the names of the layers to prune (layers inside
+            nested models included; a nested model's name selects all its
+            layers); default all prunable layers.
         skip_unsupported: For a model, leave weighted layers that tfopt cannot
             prune unwrapped (with a warning) instead of raising.
 
@@ -149,6 +150,8 @@ def strip_pruning(model):
             masked = dict(zip(map(id, layer.prunable_weights), _masked_values(layer)))
             values = [masked.get(id(w), w.numpy()) for w in inner.weights]
             return new, values
+        if not isinstance(layer, keras.layers.Layer):
+            return layer, None  # a raw keras.ops node: stateless, reused as is
         return layer.__class__.from_config(layer.get_config()), layer.get_weights()
 
     stripped = _clone(model, clone)
@@ -265,11 +268,20 @@ def _wrap_model(model, options, layer_names, skip_unsupported):
                 f"layers={missing} not found in model {model.name!r}; its "
                 f"layers are {sorted(known)}."
             )
+    chosen = None
+    if layer_names is not None:
+        # A nested model's name selects every layer inside it.
+        chosen = set()
+        for layer in all_layers:
+            if layer.name in layer_names:
+                chosen.add(id(layer))
+                if isinstance(layer, keras.Model):
+                    chosen.update(id(inner) for inner in iter_layers(layer))
     selected = set()
     for layer in all_layers:
         if isinstance(layer, keras.Model):
             continue
-        if layer_names is not None and layer.name not in layer_names:
+        if chosen is not None and id(layer) not in chosen:
             continue
         weights = prunable_weights(layer)
         if weights is None:
@@ -305,6 +317,8 @@ def _wrap_model(model, options, layer_names, skip_unsupported):
         )
 
     def clone(layer):
+        if not isinstance(layer, keras.layers.Layer):
+            return layer, None  # a raw keras.ops node: stateless, reused as is
         new = layer.__class__.from_config(layer.get_config())
         if id(layer) in selected:
             build_config = layer.get_build_config()
