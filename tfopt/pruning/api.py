@@ -188,7 +188,10 @@ def sparsity_report(model):
             name = layer.layer.name  # the same row before and after stripping
             pairs = zip(layer.prunable_weights, _masked_values(layer))
         else:
-            weights = prunable_weights(layer) if layer.built else None
+            try:
+                weights = prunable_weights(layer) if layer.built else None
+            except ValueError:  # e.g. a LoRA-enabled layer: nothing tfopt prunes
+                weights = None
             pairs = [(w, w.numpy()) for w in weights or []]
         for weight, value in pairs:
             zeros = int(np.count_nonzero(value == 0))
@@ -283,7 +286,16 @@ def _wrap_model(model, options, layer_names, skip_unsupported):
             continue
         if chosen is not None and id(layer) not in chosen:
             continue
-        weights = prunable_weights(layer)
+        try:
+            weights = prunable_weights(layer)
+            problem = (
+                f"Layer {layer.name!r} ({type(layer).__name__}) holds weights "
+                "tfopt cannot prune. Pass skip_unsupported=True to leave it "
+                "unpruned, restrict pruning with layers=[...], or implement "
+                "get_prunable_weights() on it (tfopt.pruning.PrunableLayer)."
+            )
+        except ValueError as error:  # a table entry that does not fit this layer
+            weights, problem = None, str(error)
         if weights is None:
             if skip_unsupported:
                 warnings.warn(
@@ -292,12 +304,7 @@ def _wrap_model(model, options, layer_names, skip_unsupported):
                     stacklevel=3,
                 )
                 continue
-            raise ValueError(
-                f"Layer {layer.name!r} ({type(layer).__name__}) holds weights "
-                "tfopt cannot prune. Pass skip_unsupported=True to leave it "
-                "unpruned, restrict pruning with layers=[...], or implement "
-                "get_prunable_weights() on it (tfopt.pruning.PrunableLayer)."
-            )
+            raise ValueError(problem)
         if not weights:
             continue
         # Validate patterns now, before any cloning or training.

@@ -97,7 +97,7 @@ PRUNE_TABLE = {
     layers.RMSNormalization: _rule(),
     layers.UnitNormalization: _rule(),
     layers.Normalization: _rule(),
-    layers.Rescaling: _rule(tfmot="unsupported (its registry entry is broken)"),
+    layers.Rescaling: _rule(tfmot="unsupported (ValueError; its registry entry is broken)"),
     layers.PReLU: _rule(),
 }
 _LAYER_SCALE = _compat.keras_layer_scale_class()
@@ -179,14 +179,17 @@ def prunable_weights(layer):
     custom = getattr(layer, "get_prunable_weights", None)
     if callable(custom):
         weights = list(custom())
-        _check_own(layer, weights, f"{layer.name}.get_prunable_weights() returned")
+        _check_own(layer, weights, f"{layer.name}.get_prunable_weights() returned a weight")
         return weights
     rule = rule_for(layer)
     if rule is not None:
         weights = []
         for path in rule.weights:
-            weights.append(_resolve(layer, path))
-        _check_own(layer, weights, f"Layer {layer.name!r} ({type(layer).__name__}): its")
+            weight = _resolve(layer, path)
+            _check_own(layer, [weight], f"Layer {layer.name!r} ({type(layer).__name__}): "
+                                        f"its {path!r} is",
+                       " (a LoRA-enabled or quantized layer computes it)")
+            weights.append(weight)
         for name in rule.inner:
             sub = getattr(layer, name, None)
             if sub is None:
@@ -215,14 +218,14 @@ def _resolve(layer, path):
     return value
 
 
-def _check_own(layer, weights, what):
+def _check_own(layer, weights, what, why=""):
     own = {id(v) for v in layer.weights}
     for weight in weights:
         if id(weight) not in own:
+            label = getattr(weight, "path", None)
             raise ValueError(
-                f"{what} {getattr(weight, 'path', type(weight).__name__)!r}, which is "
-                f"not one of the layer's own variables (a LoRA-enabled or quantized "
-                "layer computes it). Define get_prunable_weights() returning variables "
+                f"{what}{' ' + repr(label) + ',' if label else ''} not one of the "
+                f"layer's own variables{why}. Define get_prunable_weights() returning variables "
                 "of the layer, or leave it out with layers=[...] / skip_unsupported=True."
             )
 
@@ -286,7 +289,7 @@ def describe_table():
          "`skip_unsupported=True`, `layers=[...]` or `get_prunable_weights()`)",
          _TFMOT_ERROR),
         ("raw `keras.ops` node (`x + 3`, `ops.mean`, ...)", _PASS,
-         "TensorFlowOpLayer passes through (tf_keras only)"),
+         "unsupported: tf_keras makes it a TFOpLambda layer, not in its registry (ValueError)"),
         ("nested Sequential/Functional model", "entered: its layers are pruned by this table",
          "entered (cloned recursively)"),
     ]
