@@ -218,7 +218,8 @@ def test_lora_dense_is_a_clear_error_not_an_attribute_error():
 
 def _nested_with_custom_layers():
     inner_in = keras.Input((8,))
-    inner = keras.Model(inner_in, _Mixer(name="mixer")(_Gain(name="gain")(inner_in)), name="inner")
+    inner_out = _Mixer(name="mixer")(_Gain(name="gain")(inner_in)) * 2.0  # an ops node inside
+    inner = keras.Model(inner_in, inner_out, name="inner")
     inputs = keras.Input((8,))
     x = keras.layers.Dense(8, name="first")(inputs)
     x = inner(x) + 1.0  # a raw ops node after a nested model
@@ -288,3 +289,16 @@ def test_convnext_tiny_wraps_with_layer_scale_unpruned_and_strips():
     stripped = pruning.strip_pruning(pruned)
     assert len(_layers(stripped)) == len(all_layers) and not pruning_wrappers(stripped)
     np.testing.assert_allclose(stripped(x), model(x), atol=1e-5)
+
+
+def test_pruned_model_with_ops_nodes_saves_and_loads(tmp_path):
+    model = patterns.ops_nodes()
+    x, y = patterns.sample_task("ops_nodes", 16)
+    pruned = _fit(pruning.prune_low_magnitude(
+        model, pruning_schedule=pruning.ConstantSparsity(0.5, 0, frequency=1)), x, y)
+    path = tmp_path / "pruned.keras"
+    pruned.save(path)
+    loaded = keras.models.load_model(path)
+    assert len(pruning_wrappers(loaded)) == 3
+    np.testing.assert_allclose(loaded(x), pruned(x), atol=1e-6)
+    np.testing.assert_allclose(pruning.strip_pruning(loaded)(x), pruned(x), atol=1e-6)
