@@ -70,8 +70,11 @@ def _check_prune_strip_export(model, x, y, sparsity, run_eagerly=True):
     # Exactly the table's layers are wrapped; scale/shift layers are not.
     assert {w.layer.name for w in pruning_wrappers(pruned)} == {name for name, _ in expected}
     by_name = {l.name: l for l in _layers(pruned)}
-    for name in pass_through:
+    originals = {l.name: l for l in _layers(model)}
+    for name in pass_through:  # not wrapped, and still trained
         assert not isinstance(by_name[name], PruneLowMagnitude), name
+        assert any(not np.array_equal(w.numpy(), o.numpy()) for w, o in
+                   zip(by_name[name].trainable_weights, originals[name].trainable_weights)), name
 
     stripped = pruning.strip_pruning(pruned)
     assert not pruning_wrappers(stripped)
