@@ -69,3 +69,8 @@ def keras_layer_scale_class():
     except ImportError:  # moved in a future Keras: the rank <= 1 rule still applies
         return None
     return LayerScale
+
+
+def sublayers(layer):
+    """The layers `layer` holds directly (attributes, lists), not itself."""
+    return list(layer._flatten_layers(include_self=False, recursive=False))

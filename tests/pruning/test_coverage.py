@@ -305,3 +305,33 @@ def test_pruned_model_with_ops_nodes_saves_and_loads(tmp_path):
     assert len(pruning_wrappers(loaded)) == 3
     np.testing.assert_allclose(loaded(x), pruned(x), atol=1e-6)
     np.testing.assert_allclose(pruning.strip_pruning(loaded)(x), pruned(x), atol=1e-6)
+
+
+class _Block(keras.layers.Layer):
+    """A custom transformer-style MLP block built from known layers."""
+
+    def __init__(self, width=16, **kwargs):
+        super().__init__(**kwargs)
+        self.width = width
+        self.norm = keras.layers.LayerNormalization(name="norm")
+        self.up = keras.layers.Dense(2 * width, activation="gelu", name="up")
+        self.down = keras.layers.Dense(width, name="down")
+
+    def call(self, x):
+        return x + self.down(self.up(self.norm(x)))
+
+    def get_config(self):
+        return {**super().get_config(), "width": self.width}
+
+
+def test_custom_block_of_known_layers_prunes_their_weights():
+    inputs = keras.Input((8, 16))
+    x = _Block(16, name="block")(inputs)
+    x = keras.layers.GlobalAveragePooling1D()(x)
+    model = keras.Model(inputs, keras.layers.Dense(10)(x))
+    block = model.get_layer("block")
+    assert prunable_weights(block) == [block.up.kernel, block.down.kernel]
+    assert prunable_weights(_built(_Block(8), (2, 8)).norm) == []
+    x = np.random.default_rng(0).random((32, 8, 16)).astype("float32")
+    y = np.arange(32) % 10
+    _check_prune_strip_export(model, x, y, 0.5)

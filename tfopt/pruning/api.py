@@ -5,6 +5,7 @@ import warnings
 import keras
 import numpy as np
 
+from tfopt import _compat
 from tfopt.graph import check_graph_model
 from tfopt.graph import clone_with
 from tfopt.pruning import schedules as schedules_lib
@@ -280,7 +281,7 @@ def _wrap_model(model, options, layer_names, skip_unsupported):
                 chosen.add(id(layer))
                 if isinstance(layer, keras.Model):
                     chosen.update(id(inner) for inner in iter_layers(layer))
-    selected = set()
+    selected = {}  # id(layer) -> number of prunable weights
     for layer in all_layers:
         if isinstance(layer, keras.Model):
             continue
@@ -316,7 +317,7 @@ def _wrap_model(model, options, layer_names, skip_unsupported):
                 mask_math.check_m_by_n(weight.shape, options["sparsity_m_by_n"], label)
             if options["block_size"] != (1, 1):
                 mask_math.check_block_size(weight.shape, options["block_size"], label)
-        selected.add(id(layer))
+        selected[id(layer)] = len(weights)
     if not selected:
         raise ValueError(
             f"Model {model.name!r} has no layer to prune (selected: "
@@ -331,10 +332,31 @@ def _wrap_model(model, options, layer_names, skip_unsupported):
             build_config = layer.get_build_config()
             if build_config:
                 new.build_from_config(build_config)
+            _check_rebuilt(layer, new, selected[id(layer)])
             return PruneLowMagnitude(new, **options), layer.get_weights()
         return new, layer.get_weights()
 
     return _clone(model, clone)
+
+
+def _check_rebuilt(layer, new, count):
+    # A custom layer without a build() that creates its sub-layers' weights
+    # comes back from build_from_config with none: build it by a call on
+    # zeros shaped like its input, or say so (never wrap it weightless).
+    if len(new.weights) != len(layer.weights):
+        nodes = _compat.inbound_nodes(layer)
+        tensors = nodes[0].input_tensors if nodes else []
+        if len(tensors) == 1:
+            shape = tuple(1 if d is None else d for d in tensors[0].shape)
+            new(keras.ops.zeros(shape, dtype=tensors[0].dtype))
+    rebuilt = prunable_weights(new) if len(new.weights) == len(layer.weights) else None
+    if rebuilt is None or len(rebuilt) != count:
+        raise ValueError(
+            f"Layer {layer.name!r} ({type(layer).__name__}) cannot be rebuilt from its "
+            "config with the same weights, so it cannot be wrapped for pruning. Give it a "
+            "build() that builds its sub-layers, or leave it out with layers=[...] / "
+            "skip_unsupported=True."
+        )
 
 
 def _clone(model, clone_layer):

@@ -10,8 +10,10 @@ Supporting a new layer type is one entry here (plus one test).
 Layers without an entry are resolved by rule: a layer defining
 `get_prunable_weights()` (the `PrunableLayer` protocol) always wins; a
 layer without weights, or whose weights are all scale/shift vectors (rank
-0 or 1, e.g. a custom LayerScale), passes through unpruned; anything else
-is unknown (`prunable_weights` returns None and `prune_low_magnitude`
+0 or 1, e.g. a custom LayerScale), passes through unpruned; a custom layer
+whose matrix weights all belong to layers it holds (a block of Dense,
+LayerNormalization, ...) prunes those layers' weights by the table; anything
+else is unknown (`prunable_weights` returns None and `prune_low_magnitude`
 raises a clear error naming the layer and the way out).
 """
 
@@ -155,7 +157,8 @@ def prunable_weights(layer):
     Order of decision: the layer's `get_prunable_weights()` (the
     `PrunableLayer` protocol), then `PRUNE_TABLE` (by MRO), then: no
     weights or only rank-0/1 weights (scale/shift vectors) -> nothing to
-    prune; anything else -> None (unknown).
+    prune; a custom layer whose matrix weights all belong to the layers it
+    holds -> their prunable weights; anything else -> None (unknown).
 
     Args:
         layer: A built Keras layer.
@@ -201,7 +204,30 @@ def prunable_weights(layer):
         return weights
     if all(len(w.shape) <= 1 for w in layer.weights):
         return []  # weightless, or scale/shift vectors only
-    return None
+    return _from_sublayers(layer)
+
+
+def _from_sublayers(layer):
+    # A custom layer built from known layers (e.g. a transformer block that
+    # holds Dense and LayerNormalization layers): their prunable weights.
+    if isinstance(layer, keras.Model):
+        return None  # nested models are entered by the API, not wrapped whole
+    subs = _compat.sublayers(layer)
+    if not subs:
+        return None
+    held = {id(w) for sub in subs for w in sub.weights}
+    if any(len(w.shape) > 1 and id(w) not in held for w in layer.weights):
+        return None  # a matrix of its own: unknown
+    weights = []
+    for sub in subs:
+        try:
+            found = prunable_weights(sub)
+        except ValueError:
+            return None
+        if found is None:
+            return None
+        weights.extend(found)
+    return weights
 
 
 def _resolve(layer, path):
@@ -285,6 +311,9 @@ def describe_table():
          _PASS, _TFMOT_ERROR),
         ("other layer without weights (activations, pooling, reshapes, merges, ...)",
          _PASS, "pass through if listed in its registry, else unsupported"),
+        ("other layer built from layers of this table (a custom block holding Dense, "
+         "LayerNormalization, ... as attributes)", "prunes its sub-layers' weights by this table",
+         _TFMOT_ERROR),
         ("other layer with matrix weights", "clear ValueError naming the layer (way out: "
          "`skip_unsupported=True`, `layers=[...]` or `get_prunable_weights()`)",
          _TFMOT_ERROR),
