@@ -60,3 +60,17 @@ def get_input_signature(model):
 
 def is_keras_tensor(value):
     return isinstance(value, keras.KerasTensor)
+
+
+def keras_layer_scale_class():
+    """The `LayerScale` layer of Keras's ConvNeXt application, or None."""
+    try:
+        from keras.src.applications.convnext import LayerScale
+    except ImportError:  # moved in a future Keras: the rank <= 1 rule still applies
+        return None
+    return LayerScale
+
+
+def sublayers(layer):
+    """The layers `layer` holds directly (attributes, lists), not itself."""
+    return list(layer._flatten_layers(include_self=False, recursive=False))

@@ -196,9 +196,19 @@ class PrunableScale(Scale, pruning.PrunableLayer):
         return [self.scale]
 
 
+class Mix(keras.layers.Layer):
+    def build(self, input_shape):
+        self.mix = self.add_weight(shape=(input_shape[-1], input_shape[-1]))
+
+    def call(self, x):
+        return x @ self.mix
+
+
 def test_unsupported_layer_raises_unless_skipped_and_protocol_opts_in():
-    model = keras.Sequential([keras.Input((4,)), Scale(name="scale"), keras.layers.Dense(2)])
-    with pytest.raises(ValueError, match=r"'scale' \(Scale\) holds weights tfopt cannot prune"):
+    # A layer with an unknown matrix weight (vector-only layers such as Scale
+    # pass through unpruned: see tests/pruning/test_coverage.py).
+    model = keras.Sequential([keras.Input((4,)), Mix(name="mix"), keras.layers.Dense(2)])
+    with pytest.raises(ValueError, match=r"'mix' \(Mix\) holds weights tfopt cannot prune"):
         pruning.prune_low_magnitude(model)
     with pytest.warns(UserWarning, match="left unwrapped"):
         pruned = pruning.prune_low_magnitude(model, skip_unsupported=True)

@@ -5,7 +5,9 @@ from tfopt.pruning.api import sparsity_report
 from tfopt.pruning.api import strip_pruning
 from tfopt.pruning.callbacks import PruningSummaries
 from tfopt.pruning.callbacks import UpdatePruningStep
+from tfopt.pruning.registry import PRUNE_TABLE
 from tfopt.pruning.registry import PrunableLayer
+from tfopt.pruning.registry import PruneRule
 from tfopt.pruning.schedules import ConstantSparsity
 from tfopt.pruning.schedules import PolynomialDecay
 from tfopt.pruning.schedules import PruningSchedule
@@ -23,7 +25,9 @@ __all__ = [
     "ChannelMask",
     "ConstantSparsity",
     "PolynomialDecay",
+    "PRUNE_TABLE",
     "PrunableLayer",
+    "PruneRule",
     "PruneLowMagnitude",
     "PruningSchedule",
     "PruningSummaries",

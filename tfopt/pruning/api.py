@@ -5,6 +5,7 @@ import warnings
 import keras
 import numpy as np
 
+from tfopt import _compat
 from tfopt.graph import check_graph_model
 from tfopt.graph import clone_with
 from tfopt.pruning import schedules as schedules_lib
@@ -50,8 +51,9 @@ def prune_low_magnitude(
         scope: `"layer"` (every weight reaches the target sparsity) or
             `"global"` (one magnitude threshold across all pruned weights, so
             the model's total sparsity hits the target while layers differ).
-        layers: For a model, the names of the layers to prune; default all
-            prunable layers.
+        layers: For a model, the names of the layers to prune (layers inside
+            nested models included; a nested model's name selects all its
+            layers); default all prunable layers.
         skip_unsupported: For a model, leave weighted layers that tfopt cannot
             prune unwrapped (with a warning) instead of raising.
 
@@ -149,6 +151,8 @@ def strip_pruning(model):
             masked = dict(zip(map(id, layer.prunable_weights), _masked_values(layer)))
             values = [masked.get(id(w), w.numpy()) for w in inner.weights]
             return new, values
+        if not isinstance(layer, keras.layers.Layer):
+            return layer, None  # a raw keras.ops node: stateless, reused as is
         return layer.__class__.from_config(layer.get_config()), layer.get_weights()
 
     stripped = _clone(model, clone)
@@ -185,7 +189,10 @@ def sparsity_report(model):
             name = layer.layer.name  # the same row before and after stripping
             pairs = zip(layer.prunable_weights, _masked_values(layer))
         else:
-            weights = prunable_weights(layer) if layer.built else None
+            try:
+                weights = prunable_weights(layer) if layer.built else None
+            except ValueError:  # e.g. a LoRA-enabled layer: nothing tfopt prunes
+                weights = None
             pairs = [(w, w.numpy()) for w in weights or []]
         for weight, value in pairs:
             zeros = int(np.count_nonzero(value == 0))
@@ -265,13 +272,31 @@ def _wrap_model(model, options, layer_names, skip_unsupported):
                 f"layers={missing} not found in model {model.name!r}; its "
                 f"layers are {sorted(known)}."
             )
-    selected = set()
+    chosen = None
+    if layer_names is not None:
+        # A nested model's name selects every layer inside it.
+        chosen = set()
+        for layer in all_layers:
+            if layer.name in layer_names:
+                chosen.add(id(layer))
+                if isinstance(layer, keras.Model):
+                    chosen.update(id(inner) for inner in iter_layers(layer))
+    selected = {}  # id(layer) -> number of prunable weights
     for layer in all_layers:
         if isinstance(layer, keras.Model):
             continue
-        if layer_names is not None and layer.name not in layer_names:
+        if chosen is not None and id(layer) not in chosen:
             continue
-        weights = prunable_weights(layer)
+        try:
+            weights = prunable_weights(layer)
+            problem = (
+                f"Layer {layer.name!r} ({type(layer).__name__}) holds weights "
+                "tfopt cannot prune. Pass skip_unsupported=True to leave it "
+                "unpruned, restrict pruning with layers=[...], or implement "
+                "get_prunable_weights() on it (tfopt.pruning.PrunableLayer)."
+            )
+        except ValueError as error:  # a table entry that does not fit this layer
+            weights, problem = None, str(error)
         if weights is None:
             if skip_unsupported:
                 warnings.warn(
@@ -280,12 +305,7 @@ def _wrap_model(model, options, layer_names, skip_unsupported):
                     stacklevel=3,
                 )
                 continue
-            raise ValueError(
-                f"Layer {layer.name!r} ({type(layer).__name__}) holds weights "
-                "tfopt cannot prune. Pass skip_unsupported=True to leave it "
-                "unpruned, restrict pruning with layers=[...], or implement "
-                "get_prunable_weights() on it (tfopt.pruning.PrunableLayer)."
-            )
+            raise ValueError(problem)
         if not weights:
             continue
         # Validate patterns now, before any cloning or training.
@@ -297,7 +317,7 @@ def _wrap_model(model, options, layer_names, skip_unsupported):
                 mask_math.check_m_by_n(weight.shape, options["sparsity_m_by_n"], label)
             if options["block_size"] != (1, 1):
                 mask_math.check_block_size(weight.shape, options["block_size"], label)
-        selected.add(id(layer))
+        selected[id(layer)] = len(weights)
     if not selected:
         raise ValueError(
             f"Model {model.name!r} has no layer to prune (selected: "
@@ -305,15 +325,38 @@ def _wrap_model(model, options, layer_names, skip_unsupported):
         )
 
     def clone(layer):
+        if not isinstance(layer, keras.layers.Layer):
+            return layer, None  # a raw keras.ops node: stateless, reused as is
         new = layer.__class__.from_config(layer.get_config())
         if id(layer) in selected:
             build_config = layer.get_build_config()
             if build_config:
                 new.build_from_config(build_config)
+            _check_rebuilt(layer, new, selected[id(layer)])
             return PruneLowMagnitude(new, **options), layer.get_weights()
         return new, layer.get_weights()
 
     return _clone(model, clone)
+
+
+def _check_rebuilt(layer, new, count):
+    # A custom layer without a build() that creates its sub-layers' weights
+    # comes back from build_from_config with none: build it by a call on
+    # zeros shaped like its input, or say so (never wrap it weightless).
+    if len(new.weights) != len(layer.weights):
+        nodes = _compat.inbound_nodes(layer)
+        tensors = nodes[0].input_tensors if nodes else []
+        if len(tensors) == 1:
+            shape = tuple(1 if d is None else d for d in tensors[0].shape)
+            new(keras.ops.zeros(shape, dtype=tensors[0].dtype))
+    rebuilt = prunable_weights(new) if len(new.weights) == len(layer.weights) else None
+    if rebuilt is None or len(rebuilt) != count:
+        raise ValueError(
+            f"Layer {layer.name!r} ({type(layer).__name__}) cannot be rebuilt from its "
+            "config with the same weights, so it cannot be wrapped for pruning. Give it a "
+            "build() that builds its sub-layers, or leave it out with layers=[...] / "
+            "skip_unsupported=True."
+        )
 
 
 def _clone(model, clone_layer):

@@ -228,6 +228,16 @@ class PruneLowMagnitude(SubstitutingWrapper):
             self.add_loss(loss)
         return outputs
 
+    def compute_output_spec(self, *args, **kwargs):
+        # The inner layer's own spec (e.g. Conv2D's output shape). Tracing our
+        # call instead breaks after `x * 0.5`: Keras marks that KerasTensor
+        # sparse (ops.multiply with a Python scalar) and the traced inner call
+        # then meets a SparseTensor placeholder.
+        try:
+            return self.layer.compute_output_spec(*args, **kwargs)
+        except Exception:  # noqa: BLE001 - the inner layer cannot say: trace our call
+            return super().compute_output_spec(*args, **kwargs)
+
     def get_config(self):
         config = super().get_config()
         config.update(
