@@ -291,6 +291,11 @@ class CompressionHyperModel(keras_tuner.HyperModel):
         if not cfg.pruned:
             return model
         end = max(1, int(RAMP_FRACTION * total_steps))
+        if cfg.schedule == "polynomial":
+            # A ramp of fewer than MIN_RAMP_UPDATES mask updates jumps in big
+            # steps (and PolynomialDecay warns): stretch it over the phase.
+            end = max(end, min(max(1, total_steps),
+                               pruning.schedules.MIN_RAMP_UPDATES - 1))
         frequency = MASK_FREQUENCY
         kwargs = {}
         if cfg.pruning == "2:4":
