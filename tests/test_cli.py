@@ -28,7 +28,7 @@ def test_export_and_sparsity_commands_on_a_wrapped_model(tmp_path, capsys):
 
 
 def test_missing_model_file_is_a_clear_error(tmp_path):
-    with pytest.raises(SystemExit, match="no such model file"):
+    with pytest.raises(SystemExit, match="No such model file"):
         cli.main(["sparsity", str(tmp_path / "nope.keras")])
 
 

@@ -49,6 +49,48 @@ class CompressResult:
     report: dict
 
 
+def check_output_path(path):
+    """Fails before any work if the file `path` cannot be written.
+
+    Args:
+        path: The output file (None: nothing to check).
+
+    Raises:
+        ValueError: If `path` is a directory, its directory is missing or
+            not writable, or the existing file is read-only.
+        TypeError: If `path` is not a path.
+
+    Example:
+
+    >>> check_output_path("/no/such/dir/model.tflite")
+    Traceback (most recent call last):
+    ...
+    ValueError: Cannot write '/no/such/dir/model.tflite': directory '/no/such/dir' does not exist (create it first).
+    """
+    if path is None:
+        return
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(
+            f"The output path must be a file path or None, got {type(path).__name__}."
+        )
+    path = os.fspath(path)
+    if os.path.isdir(path):
+        raise ValueError(
+            f"Output path {path!r} is a directory; give a file name such as "
+            f"{os.path.join(path, 'model.tflite')!r}."
+        )
+    directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory):
+        raise ValueError(
+            f"Cannot write {path!r}: directory {directory!r} does not exist "
+            "(create it first)."
+        )
+    if not os.access(directory, os.W_OK | os.X_OK):
+        raise ValueError(f"Cannot write {path!r}: directory {directory!r} is not writable.")
+    if os.path.exists(path) and not os.access(path, os.W_OK):
+        raise ValueError(f"Cannot write {path!r}: the existing file is read-only.")
+
+
 def file_kind(path):
     """What a file is, from its first bytes: "keras", "tflite", "npy", "npz", ...
 
@@ -422,12 +464,11 @@ def compress(model, data, recipe, out, epochs=DEFAULT_EPOCHS, verify_examples=51
 
     from tfopt import export
     from tfopt import pruning
-    from tfopt.export.tflite import _check_output_path
 
     _check_recipe(recipe)
     if not isinstance(epochs, int) or isinstance(epochs, bool) or epochs < 1:
         raise ValueError(f"epochs={epochs!r} must be a positive int.")
-    _check_output_path(out)
+    check_output_path(out)
     if isinstance(model, (str, os.PathLike)):
         model = load_model(model)
     if not isinstance(model, keras.Model):

@@ -16,6 +16,8 @@ import warnings
 import keras
 import numpy as np
 
+from tfopt.compress import check_output_path
+
 QUANTIZATION_MODES = ("auto", None, "float", "dynamic", "float16", "int8", "int16x8")
 # Modes whose converter calibrates activations on a representative dataset.
 _CALIBRATED = ("int8", "int16x8")
@@ -176,7 +178,7 @@ def to_tflite(
 
     from tfopt.export.inspect import inspect_tflite
 
-    _check_output_path(path)
+    check_output_path(path)
     model = _strip_if_wrapped(model)
     quantization = _resolve_quantization(model, quantization)
     signature, input_specs, calibration = _validate(
@@ -219,32 +221,6 @@ def to_tflite(
         weights=facts["weights"],
         quantization=quantization,
     )
-
-
-def _check_output_path(path):
-    """Fails before conversion if `path` cannot be written."""
-    if path is None:
-        return
-    if not isinstance(path, (str, os.PathLike)):
-        raise TypeError(
-            f"to_tflite path must be a file path or None, got {type(path).__name__}."
-        )
-    path = os.fspath(path)
-    if os.path.isdir(path):
-        raise ValueError(
-            f"Output path {path!r} is a directory; give a file name such as "
-            f"{os.path.join(path, 'model.tflite')!r}."
-        )
-    directory = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(directory):
-        raise ValueError(
-            f"Cannot write {path!r}: directory {directory!r} does not exist "
-            "(create it first)."
-        )
-    if not os.access(directory, os.W_OK | os.X_OK):
-        raise ValueError(f"Cannot write {path!r}: directory {directory!r} is not writable.")
-    if os.path.exists(path) and not os.access(path, os.W_OK):
-        raise ValueError(f"Cannot write {path!r}: the existing file is read-only.")
 
 
 def _strip_if_wrapped(model):

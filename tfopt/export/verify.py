@@ -231,8 +231,9 @@ def _content(export_or_path):
         return "<in-memory TFLite bytes>", bytes(export_or_path)
     if isinstance(export_or_path, (str, os.PathLike)):
         path = os.fspath(export_or_path)
-        if not os.path.isfile(path):
-            raise ValueError(f"No such TFLite file: {path}")
+        from tfopt.export.inspect import check_tflite_file
+
+        check_tflite_file(path)
         with open(path, "rb") as handle:
             return path, handle.read()
     raise TypeError(
