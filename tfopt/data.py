@@ -163,6 +163,16 @@ def _split_element(element, name):
     return _to_numpy(element), None
 
 
+REBATCH_SIZE = 256
+
+
+def _join(xs, ys):
+    x = xs[0] if len(xs) == 1 else np.concatenate(xs)
+    if any(y is None for y in ys):
+        return x, None
+    return x, ys[0] if len(ys) == 1 else np.concatenate([np.asarray(y) for y in ys])
+
+
 def input_batches(data, example_shape=None, max_examples=None, name="data"):
     """Yields `(x, y)` numpy batches from any input form tfopt accepts.
 
@@ -221,17 +231,28 @@ def input_batches(data, example_shape=None, max_examples=None, name="data"):
         return x, y
 
     def limited(batches, single_ok=True):
-        seen = 0
+        # Single examples (an unbatched dataset) and small batches are
+        # grouped into batches of up to REBATCH_SIZE: one model call each.
+        # Reading stops as soon as max_examples are in hand.
+        seen, xs, ys, count = 0, [], [], 0
         for x, y in batches:
             x, y = fit(x, y, single_ok)
-            if max_examples is not None and seen + len(x) > max_examples:
-                keep = max_examples - seen
-                x, y = x[:keep], None if y is None else y[:keep]
+            if max_examples is not None:
+                keep = max_examples - seen - count
+                if len(x) > keep:
+                    x, y = x[:keep], None if y is None else y[:keep]
             if len(x):
-                yield x, y
-            seen += len(x)
-            if max_examples is not None and seen >= max_examples:
+                xs.append(x)
+                ys.append(y)
+                count += len(x)
+            done = max_examples is not None and seen + count >= max_examples
+            if xs and (count >= REBATCH_SIZE or done):
+                yield _join(xs, ys)
+                seen, xs, ys, count = seen + count, [], [], 0
+            if done:
                 return
+        if xs:
+            yield _join(xs, ys)
 
     if isinstance(data, (str, bytes)) or data is None:
         raise TypeError(f"{name} must be {INPUT_FORMS}; got {type(data).__name__}.")
@@ -243,10 +264,6 @@ def input_batches(data, example_shape=None, max_examples=None, name="data"):
         if not data:
             raise ValueError(f"{name} is empty.")
         arrays = [_to_numpy(item) for item in data]
-        if expected is not None and all(a.ndim == len(expected) for a in arrays):
-            # Single examples: stack them into batches of at most 256.
-            return limited((np.stack(arrays[i:i + 256]), None)
-                           for i in range(0, len(arrays), 256))
         return limited((a, None) for a in arrays)
     if callable(data):
         def generated():
@@ -262,8 +279,8 @@ def input_batches(data, example_shape=None, max_examples=None, name="data"):
     if hasattr(data, "__next__"):
         raise TypeError(
             f"{name} is a one-shot {type(data).__name__} (it can be read only "
-            "once); pass the function that creates it instead, as the TFLite "
-            "converter's representative_dataset does.")
+            "once); pass an array, a tf.data.Dataset, or the function that "
+            "creates the iterator (the TFLite converter's representative_dataset form).")
     raise TypeError(f"{name} must be {INPUT_FORMS}; got {type(data).__name__}.")
 
 
