@@ -68,7 +68,7 @@ def user_files(tmp_path_factory):
     x, y = digits(300)
     keras.utils.set_random_seed(0)
     model = compile_model(cnn())
-    model.fit(x, y, epochs=2, batch_size=32, verbose=0)
+    model.fit(x, y, epochs=8, batch_size=32, verbose=0)
     files = {"keras": str(root / "model.keras"), "npz": str(root / "data.npz"),
              "rep": str(root / "rep.npy"), "tflite": str(root / "model.tflite"),
              "corrupt": str(root / "corrupt.keras"), "text": str(root / "notes.txt"),
@@ -194,14 +194,14 @@ def test_bench_a_tflite_file(user_files, tmp_path, capsys):
 def test_bench_a_keras_model_on_user_data(user_files, tmp_path, capsys):
     out = tmp_path / "bench"
     assert cli.main(["bench", user_files["keras"], "--data", user_files["npz"], "--out", str(out),
-                     "--recipes", "ptq-dynamic,prune-50", "--epochs", "1",
+                     "--recipes", "ptq-int8,prune-50", "--epochs", "1",
                      "--runs", "50", "--min-seconds", "0.05"]) == 0
     results = json.load(open(out / "results.json"))
     rows = {row["recipe"]: row for row in results["rows"]}
-    assert list(rows) == ["float", "ptq-dynamic", "prune-50"]
+    assert list(rows) == ["float", "ptq-int8", "prune-50"]
     assert all(row["status"] == "ok" for row in rows.values()), rows
     assert abs(rows["prune-50"]["sparsity"] - 0.5) < 0.01
-    assert rows["ptq-dynamic"]["size_bytes"] < rows["float"]["size_bytes"]
+    assert rows["ptq-int8"]["size_bytes"] < rows["float"]["size_bytes"]
     assert rows["float"]["top1_agreement"] == 1.0 and rows["float"]["tflite_accuracy"] > 0.5
     assert (out / "results.md").read_text().count("| prune-50 |") == 1
     assert "rows ok, 0 failed" in capsys.readouterr().out
