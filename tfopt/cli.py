@@ -235,8 +235,10 @@ def _inspect(args):
             scale, zero_point = row["quantization"]
             quant = f"scale={scale:.6g} zero_point={zero_point}" if scale else "not quantized"
             print(f"{kind[:-1]}: {row['name']} {row['dtype']} {row['shape']} {quant}")
+    # Largest first: kernels, then biases, then small shape/axis constants.
+    weights = sorted(facts["weights"], key=lambda w: (-w["size"], w["name"]))
     print(f"{'weight':50} {'dtype':8} {'elements':>9} {'zeros':>7}")
-    for row in facts["weights"]:
+    for row in weights:
         name = row["name"] if len(row["name"]) <= 50 else "..." + row["name"][-47:]
         sparse = " sparse" if row["sparse"] else ""
         print(f"{name:50} {row['dtype']:8} {row['size']:>9} {row['zero_fraction']:>7.4f}{sparse}")
