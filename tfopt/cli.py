@@ -91,8 +91,9 @@ def quiet_native_stderr(enabled=True):
         yield
     finally:
         try:
+            # Flushed, not closed: a logging handler created meanwhile may
+            # still hold it (it is closed when no longer referenced).
             sys.stderr.flush()
-            sys.stderr.close()
         finally:
             sys.stderr = python_stderr
             os.dup2(saved, 2)
