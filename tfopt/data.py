@@ -216,6 +216,10 @@ def input_batches(data, example_shape=None, max_examples=None, name="data"):
             raise TypeError(
                 f"{name} holds Python objects (dtype=object), not numbers; "
                 f"give {INPUT_FORMS}.")
+        if single_ok and y is not None and np.ndim(y) == 0:
+            # A scalar label: one example of an unbatched (x, y) dataset.
+            if expected is None or x.ndim == len(expected):
+                x, y = x[None], np.asarray(y)[None]
         if expected is not None:
             if single_ok and x.ndim == len(expected):  # a single example
                 x = x[None]

@@ -212,3 +212,28 @@ def test_search_pruning_phase_does_not_trigger_the_ramp_warning():
         warnings.simplefilter("error")
         wrapped = hypermodel.apply_pruning(model, cfg, total_steps=6)
     assert pruning.api.pruning_wrappers(wrapped)
+
+
+def test_search_takes_datasets_of_pairs(tmp_path, digits8):
+    from tfopt import tuning
+
+    (x, y), (x_val, y_val) = digits8
+    train = tf.data.Dataset.from_tensor_slices((x[:128], y[:128])).batch(32)
+    validation = tf.data.Dataset.from_tensor_slices((x_val[:64], y_val[:64]))  # unbatched
+
+    def mlp(width=1.0):
+        return keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Flatten(),
+                                 keras.layers.Dense(int(16 * width), activation="relu"),
+                                 keras.layers.Dense(10)])
+
+    hypermodel = tuning.CompressionHyperModel(
+        mlp, space={"epochs": 1, "pruning": "none", "quantization": "ptq"},
+        latency={"warmup": 1, "runs": 5, "min_seconds": 0.0})
+    tuner = tuning.RandomSearch(hypermodel, max_trials=1, baseline=False, seed=0,
+                                directory=str(tmp_path), project_name="p")
+    tuner.search(train, validation_data=validation, verbose=0)
+    (record,) = tuner.trials()
+    assert record.status == "COMPLETED" and record.measured
+    assert 0.0 <= record.metrics["tflite_accuracy"] <= 1.0
+    with pytest.raises(ValueError, match="yields no labels"):
+        tuner.search(tf.data.Dataset.from_tensor_slices(x[:8]), validation_data=validation)
