@@ -257,3 +257,14 @@ def test_tune_resumes_unless_overwrite(tmp_path, capsys):
     # --overwrite and --resume (the old flag, now the default) exclude each other.
     with pytest.raises(SystemExit):
         cli.main(base + ["--overwrite", "--resume"])
+
+
+def test_bench_options_another_form_would_ignore_are_errors(user_files, tmp_path, capsys):
+    err = _fails(["bench", user_files["tflite"], "--suite", "standard"], capsys)
+    assert "--suite is only read by `tfopt bench --suite`" in err
+    err = _fails(["bench", user_files["tflite"], "--data", user_files["npz"]], capsys)
+    assert "--data is only read by `tfopt bench MODEL.keras`" in err
+    err = _fails(["bench", "--suite", "quick", "--runs", "10"], capsys)
+    assert "--runs" in err and "would ignore it" in err
+    err = _fails(["bench", user_files["keras"]], capsys)
+    assert "needs --data" in err

@@ -257,21 +257,48 @@ def _sparsity(args):
     print(f"{'total':51} {total['size']:>10} {total['sparsity']:>9.4f}")
 
 
+# Options that only one form of `tfopt bench` reads: given to another, an error.
+_BENCH_ONLY = {
+    "suite": ("--suite", ("suite",)), "device": ("--device", ("suite",)),
+    "json": ("--json", ("tflite",)), "data": ("--data", ("keras",)),
+    "recipes": ("--recipes", ("keras",)), "epochs": ("--epochs", ("keras",)),
+    "runs": ("--runs", ("tflite", "keras")), "min_seconds": ("--min-seconds", ("tflite", "keras")),
+}
+_BENCH_FORMS = {"suite": "tfopt bench --suite", "tflite": "tfopt bench MODEL.tflite",
+                "keras": "tfopt bench MODEL.keras"}
+
+
+def _check_bench_options(args, form):
+    for key, (flag, owners) in _BENCH_ONLY.items():
+        if getattr(args, key) is not None and form not in owners:
+            readers = " and ".join(f"`{_BENCH_FORMS[o]}`" for o in owners)
+            raise CommandError(
+                f"{flag} is only read by {readers}; `{_BENCH_FORMS[form]}` would ignore it.")
+    if form != "suite":
+        args.runs = 300 if args.runs is None else args.runs
+        args.min_seconds = 1.0 if args.min_seconds is None else args.min_seconds
+
+
 def _bench(args):
     if args.file is not None:
         from tfopt import compress
 
         kind = compress.file_kind(args.file)
         if kind == "tflite":
+            _check_bench_options(args, "tflite")
             return _bench_tflite(args)
         if kind in ("keras", "h5"):
+            _check_bench_options(args, "keras")
+            args.recipes = args.recipes or ",".join(DEFAULT_BENCH_RECIPES)
+            args.epochs = args.epochs or 3
             return _bench_keras(args)
         if kind == "missing":
             raise CommandError(f"no such file: {args.file}")
         raise CommandError(
             f"bench takes a .tflite or .keras file; {args.file} is {compress.describe(args.file)}.")
-    if args.data is not None:
-        raise CommandError("--data is for `tfopt bench MODEL.keras`; a suite brings its own data.")
+    _check_bench_options(args, "suite")
+    args.suite = args.suite or "quick"
+    args.device = args.device or "auto"
     from tfopt import bench
     from tfopt.bench import suites
 
@@ -308,8 +335,6 @@ def _bench_tflite(args):
     from tfopt import bench
     from tfopt import export
 
-    if args.data is not None:
-        raise CommandError("--data is for a .keras model; a .tflite file is timed on random inputs.")
     facts = export.inspect_tflite(args.file)
     result = bench.measure_latency(args.file, num_threads=args.threads, runs=args.runs,
                                    min_seconds=args.min_seconds)
@@ -480,24 +505,26 @@ def _parser():
         help="run a benchmark suite, time a .tflite file, or run recipes on a .keras model")
     bench.add_argument("file", nargs="?", default=None,
                        help="a .tflite file to time, or a .keras model to compress (with --data)")
-    bench.add_argument("--suite", default="quick", help="quick (default) or standard")
+    bench.add_argument("--suite", default=None, help="quick (default) or standard")
     bench.add_argument("--out", default=None,
                        help="output directory (default results/bench, or results/bench-model)")
-    bench.add_argument("--device", default="auto", choices=["auto", "cpu", "gpu"],
-                       help="suites: GPU columns where a GPU exists, 'no GPU' otherwise")
+    bench.add_argument("--device", default=None, choices=["auto", "cpu", "gpu"],
+                       help="suites (default auto): GPU columns where a GPU exists, "
+                            "'no GPU' otherwise")
     bench.add_argument("--threads", type=int, default=1, help="LiteRT CPU threads")
-    bench.add_argument("--runs", type=int, default=300,
+    bench.add_argument("--runs", type=int, default=None,
                        help="FILE: minimum timed invokes (default 300)")
-    bench.add_argument("--min-seconds", type=float, default=1.0,
+    bench.add_argument("--min-seconds", type=float, default=None,
                        help="FILE: keep timing at least this long (default 1 s)")
     bench.add_argument("--json", default=None, help="FILE.tflite: also write the facts as JSON")
     bench.add_argument("--data", default=None,
                        help="FILE.keras: a .npz with x/y (or x_train/y_train/x_test/y_test) "
                             "or an image folder")
-    bench.add_argument("--recipes", default=",".join(DEFAULT_BENCH_RECIPES),
-                       help=f"FILE.keras: comma-separated, of {', '.join(RECIPES)}")
-    bench.add_argument("--epochs", type=int, default=3,
-                       help="FILE.keras: epochs of the recipes that train")
+    bench.add_argument("--recipes", default=None,
+                       help=f"FILE.keras: comma-separated, of {', '.join(RECIPES)} "
+                            f"(default {','.join(DEFAULT_BENCH_RECIPES)})")
+    bench.add_argument("--epochs", type=int, default=None,
+                       help="FILE.keras: epochs of the recipes that train (default 3)")
     bench.set_defaults(run=_bench)
     compress = commands.add_parser(
         "compress", parents=[common],
