@@ -5,21 +5,71 @@ Subpackages: `tfopt.pruning` (magnitude and structured pruning),
 `tfopt.quantization` (quantization-aware training), `tfopt.distillation`
 (knowledge distillation), `tfopt.export` (TFLite export, inspection,
 verification), `tfopt.bench` (latency and benchmark suites), `tfopt.tuning`
-(compression search with KerasTuner), `tfopt.data` (the embedded datasets),
-`tfopt.models` (small reference models).
+(compression search with KerasTuner), `tfopt.compress` (one-call recipes on a
+user's model and data), `tfopt.data` (the embedded datasets and input
+handling), `tfopt.models` (small reference models).
+
+Subpackages are imported on first use (`tfopt.pruning` works after
+`import tfopt`), so `import tfopt` and `tfopt --help` do not load TensorFlow.
+tfopt's layers are still registered for `keras.models.load_model` after
+`import tfopt`: as soon as Keras is imported (before or after tfopt).
 """
 
-from tfopt import bench
-from tfopt import clustering
-from tfopt import data
-from tfopt import distillation
-from tfopt import export
-from tfopt import models
-from tfopt import pruning
-from tfopt import quantization
-from tfopt import tuning
+import importlib
+import importlib.abc
+import importlib.util
+import sys
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "bench", "clustering", "data", "distillation", "export", "models", "pruning", "quantization",
-           "tuning"]
+_SUBMODULES = ("bench", "clustering", "compress", "data", "distillation", "export", "graph", "models",
+               "pruning", "quantization", "tuning")
+
+__all__ = ["__version__", *_SUBMODULES]
+
+
+# The subpackages that register Keras serializables (layers, schedules...).
+_REGISTERING = ("pruning", "quantization", "distillation", "clustering")
+
+
+def _register():
+    for name in _REGISTERING:
+        importlib.import_module(f"tfopt.{name}")
+
+
+class _RegisterWhenKerasLoads(importlib.abc.MetaPathFinder):
+    """Registers tfopt's layers right after `import keras` completes."""
+
+    def find_spec(self, fullname, path=None, target=None):
+        if fullname != "keras":
+            return None
+        sys.meta_path.remove(self)
+        spec = importlib.util.find_spec("keras")
+        if spec is None or spec.loader is None or not hasattr(spec.loader, "exec_module"):
+            return spec
+        execute = spec.loader.exec_module
+
+        def exec_module(module):
+            execute(module)
+            _register()
+
+        spec.loader.exec_module = exec_module
+        return spec
+
+
+if "keras" in sys.modules:
+    _register()
+elif not any(isinstance(f, _RegisterWhenKerasLoads) for f in sys.meta_path):
+    sys.meta_path.insert(0, _RegisterWhenKerasLoads())
+
+
+def __getattr__(name):
+    if name in _SUBMODULES:
+        module = importlib.import_module(f"tfopt.{name}")
+        globals()[name] = module
+        return module
+    raise AttributeError(f"module 'tfopt' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_SUBMODULES))

@@ -122,3 +122,201 @@ def synthetic_classification(
     noise = 0.5 * rng.normal(size=(num_samples, *input_shape))
     x = (centres[y] + noise).astype("float32")
     return x, y
+
+
+# -- inputs in every form the entry points take -------------------------------
+
+INPUT_FORMS = (
+    "a numpy array of shape (n, *input_shape), a list of such arrays or of "
+    "single examples, a tf.data.Dataset (batched or not, with or without "
+    "labels as (x, y) tuples), or a function returning an iterator of lists "
+    "of arrays (the TFLite converter's representative_dataset form)"
+)
+
+
+def _is_dataset(data):
+    return hasattr(data, "element_spec") and hasattr(data, "as_numpy_iterator")
+
+
+def _to_numpy(value):
+    if hasattr(value, "numpy") and not isinstance(value, np.ndarray):
+        value = value.numpy()
+    return np.asarray(value)
+
+
+def _split_element(element, name):
+    """`(x, y)` of one element: a tensor, `(x,)`, `(x, y)`, `(x, y, w)` or `[x]`."""
+    if isinstance(element, dict):
+        raise TypeError(
+            f"{name} yields dicts (keys {sorted(element)}); tfopt takes "
+            "single-input data: map the dataset to `x` or `(x, y)`."
+        )
+    if isinstance(element, (tuple, list)):
+        if not element or len(element) > 3:
+            raise ValueError(
+                f"{name} yields {type(element).__name__}s of {len(element)} "
+                "items; expected x, (x,), (x, y) or (x, y, sample_weight)."
+            )
+        x = element[0]
+        y = element[1] if len(element) >= 2 else None
+        return _to_numpy(x), None if y is None else _to_numpy(y)
+    return _to_numpy(element), None
+
+
+REBATCH_SIZE = 256
+
+
+def _join(xs, ys):
+    x = xs[0] if len(xs) == 1 else np.concatenate(xs)
+    if any(y is None for y in ys):
+        return x, None
+    return x, ys[0] if len(ys) == 1 else np.concatenate([np.asarray(y) for y in ys])
+
+
+def input_batches(data, example_shape=None, max_examples=None, name="data"):
+    """Yields `(x, y)` numpy batches from any input form tfopt accepts.
+
+    One helper behind `to_tflite(representative_data=...)`, `verify`,
+    `evaluate_tflite` and `Distiller.cache_teacher`: arrays are sliced,
+    datasets and generator functions are streamed and stopped after
+    `max_examples`, so a large pipeline is never materialised.
+
+    Args:
+        data: A numpy array `(n, *example_shape)`; a list of arrays (whole
+            batches, or single examples of `example_shape`); a
+            `tf.data.Dataset` yielding `x`, `(x, y)` or `(x, y, w)`, batched
+            or not; or a callable returning an iterator of such elements or
+            of lists of arrays (the TFLite converter's
+            `representative_dataset`, whose lists hold the model's inputs).
+        example_shape: The shape of one example (without batch). Needed to
+            tell single examples from batches; checked against every batch.
+        max_examples: Stop after this many examples (None: all).
+        name: How to call `data` in error messages.
+
+    Yields:
+        `(x, y)`: `x` a numpy batch of shape `(b, *example_shape)`, `y` its
+        labels or None.
+
+    Raises:
+        TypeError: If `data` is none of the accepted forms (e.g. a
+            one-shot generator object, which cannot be read twice).
+        ValueError: If an example does not have `example_shape`.
+
+    Example:
+
+    >>> x = np.zeros((10, 4), "float32")
+    >>> [b.shape for b, _ in input_batches(x, (4,), max_examples=6)]
+    [(6, 4)]
+    """
+    expected = None if example_shape is None else tuple(
+        None if d is None else int(d) for d in example_shape)
+
+    def fit(x, y, single_ok):
+        if x.dtype == object:
+            raise TypeError(
+                f"{name} holds Python objects (dtype=object), not numbers; "
+                f"give {INPUT_FORMS}.")
+        if single_ok and y is not None and np.ndim(y) == 0:
+            # A scalar label: one example of an unbatched (x, y) dataset.
+            if expected is None or x.ndim == len(expected):
+                x, y = x[None], np.asarray(y)[None]
+        if expected is not None:
+            if single_ok and x.ndim == len(expected):  # a single example
+                x = x[None]
+                y = None if y is None else np.asarray(y)[None]
+            if x.ndim != len(expected) + 1 or any(
+                    e is not None and e != s for e, s in zip(expected, x.shape[1:])):
+                raise ValueError(
+                    f"{name} has examples of shape {tuple(x.shape[1:])} "
+                    f"(batch shape {tuple(x.shape)}); the model takes "
+                    f"{tuple(expected)}.")
+        elif x.ndim == 0:
+            raise ValueError(f"{name} yields scalars; expected arrays of examples.")
+        return x, y
+
+    def limited(batches, single_ok=True):
+        # Single examples (an unbatched dataset) and small batches are
+        # grouped into batches of up to REBATCH_SIZE: one model call each.
+        # Reading stops as soon as max_examples are in hand.
+        seen, xs, ys, count = 0, [], [], 0
+        for x, y in batches:
+            x, y = fit(x, y, single_ok)
+            if max_examples is not None:
+                keep = max_examples - seen - count
+                if len(x) > keep:
+                    x, y = x[:keep], None if y is None else y[:keep]
+            if len(x):
+                xs.append(x)
+                ys.append(y)
+                count += len(x)
+            done = max_examples is not None and seen + count >= max_examples
+            if xs and (count >= REBATCH_SIZE or done):
+                yield _join(xs, ys)
+                seen, xs, ys, count = seen + count, [], [], 0
+            if done:
+                return
+        if xs:
+            yield _join(xs, ys)
+
+    if isinstance(data, (str, bytes)) or data is None:
+        raise TypeError(f"{name} must be {INPUT_FORMS}; got {type(data).__name__}.")
+    if _is_dataset(data):
+        return limited(_split_element(e, name) for e in data.as_numpy_iterator())
+    if hasattr(data, "shape") and hasattr(data, "dtype"):
+        return limited(iter([(_to_numpy(data), None)]), single_ok=False)
+    if isinstance(data, (list, tuple)):
+        if not data:
+            raise ValueError(f"{name} is empty.")
+        arrays = [_to_numpy(item) for item in data]
+        return limited((a, None) for a in arrays)
+    if callable(data):
+        def generated():
+            iterator = data()
+            if not hasattr(iterator, "__next__") and not hasattr(iterator, "__iter__"):
+                raise TypeError(
+                    f"{name} is a function, but it returned "
+                    f"{type(iterator).__name__}, not an iterator of input lists.")
+            for element in iterator:
+                yield _split_element(element, name)
+
+        return limited(generated())
+    if hasattr(data, "__next__"):
+        raise TypeError(
+            f"{name} is a one-shot {type(data).__name__} (it can be read only "
+            "once); pass an array, a tf.data.Dataset, or the function that "
+            "creates the iterator (the TFLite converter's representative_dataset form).")
+    raise TypeError(f"{name} must be {INPUT_FORMS}; got {type(data).__name__}.")
+
+
+def collect_inputs(data, example_shape=None, max_examples=None, name="data"):
+    """`(x, y)` numpy arrays from any input form (see `input_batches`).
+
+    Args:
+        data: As `input_batches`.
+        example_shape: As `input_batches`.
+        max_examples: Read at most this many examples (None: all).
+        name: How to call `data` in error messages.
+
+    Returns:
+        `(x, y)`: the inputs, and the labels (None if `data` has none, or
+        if only some of its elements had labels).
+
+    Raises:
+        TypeError: As `input_batches`.
+        ValueError: As `input_batches`, or if `data` holds no example.
+
+    Example:
+
+    >>> x, y = collect_inputs([np.zeros(3), np.ones(3)], example_shape=(3,))
+    >>> x.shape, y is None
+    ((2, 3), True)
+    """
+    xs, ys = [], []
+    for x, y in input_batches(data, example_shape, max_examples, name):
+        xs.append(x)
+        ys.append(y)
+    if not xs:
+        raise ValueError(f"{name} holds no example.")
+    labels = None if any(y is None for y in ys) else np.concatenate(
+        [np.asarray(y) for y in ys])
+    return np.concatenate(xs), labels

@@ -53,7 +53,7 @@ def test_cli_errors_are_messages(saved_model, tmp_path):
     out = str(tmp_path / "x.tflite")
     with pytest.raises(SystemExit, match="needs representative_data"):
         cli.main(["export", saved_model, "--out", out, "--quantization", "int8"])
-    with pytest.raises(SystemExit, match="no such representative data file"):
+    with pytest.raises(SystemExit, match="No such --representative-data file"):
         cli.main(["export", saved_model, "--out", out, "--quantization", "int8",
                   "--representative-data", str(tmp_path / "none.npy")])
     with pytest.raises(SystemExit, match="digits8, digits16"):
@@ -66,5 +66,5 @@ def test_cli_errors_are_messages(saved_model, tmp_path):
         cli.main(["inspect", str(tmp_path / "missing.tflite")])
     bad = tmp_path / "bad.tflite"
     bad.write_bytes(b"garbage")
-    with pytest.raises(SystemExit, match="bad.tflite is not a valid TFLite"):
+    with pytest.raises(SystemExit, match="bad.tflite is not a TFLite file"):
         cli.main(["inspect", str(bad)])

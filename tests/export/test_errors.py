@@ -25,9 +25,12 @@ def test_representative_data_of_the_wrong_shape(trained_cnn):
     with pytest.raises(ValueError, match=r"examples of shape \(8, 8\)"):
         export.to_tflite(trained_cnn, quantization="int8",
                          representative_data=np.zeros((10, 8, 8), "float32"))
-    with pytest.raises(TypeError, match="numpy array"):
+    # Lists are accepted (of batches or of examples), but checked the same way.
+    with pytest.raises(ValueError, match=r"examples of shape \(\)"):
         export.to_tflite(trained_cnn, quantization="int8",
                          representative_data=[[0.0] * 64])
+    with pytest.raises(TypeError, match="tf.data.Dataset"):
+        export.to_tflite(trained_cnn, quantization="int8", representative_data="x.npy")
 
 
 def test_int8_io_needs_int8(trained_cnn):

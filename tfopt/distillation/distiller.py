@@ -292,29 +292,46 @@ class Distiller(keras.Model):
         random augmentation in the pipeline.
 
         Args:
-            x: A NumPy array (or array-like) of inputs.
+            x: Inputs: a NumPy array, a list of arrays, a `tf.data.Dataset`
+                (batched or not; `(x, y)` elements are split and the labels
+                returned) or a function returning an iterator of batches
+                (see `tfopt.data.input_batches`). A dataset is read once, in
+                order: it must be finite and unshuffled (or shuffled with a
+                seed and `reshuffle_each_iteration=False`).
             batch_size: Batch size of the teacher's single pass.
 
         Returns:
             A dict `{"inputs": x, "teacher_logits": ..., "teacher_feature_i": ...}`
-            that `fit`, `evaluate` and `predict` accept as `x`.
+            that `fit`, `evaluate` and `predict` accept as `x`. For data that
+            carries labels the result is `(cached, y)`, ready for
+            `fit(*distiller.cache_teacher(dataset))`.
 
         Raises:
-            TypeError: If `x` is a dataset or generator (cache needs a finite
-                array that `fit` can shuffle together with the outputs).
+            TypeError: If `x` is a dict or none of the accepted forms (a
+                one-shot generator object cannot be cached: pass the
+                function that creates it).
+            ValueError: If the examples do not fit the teacher's input.
 
         Example:
 
         ```python
         distiller.fit(distiller.cache_teacher(x), y, epochs=10)
+        cached, y = distiller.cache_teacher(
+            tf.data.Dataset.from_tensor_slices((x, y)).batch(64))
         ```
         """
-        if not hasattr(x, "shape") or isinstance(x, dict):
+        if isinstance(x, dict):
             raise TypeError(
-                "cache_teacher takes an array of inputs, got "
-                f"{type(x).__name__}; for a tf.data pipeline, train without the cache."
-            )
-        x = np.asarray(x)
+                "cache_teacher takes inputs (an array, list, tf.data.Dataset or "
+                "generator function), got a dict.")
+        from tfopt.data import collect_inputs
+
+        inputs = getattr(self.teacher, "inputs", None)
+        shape = tuple(inputs[0].shape[1:]) if inputs and len(inputs) == 1 else None
+        is_array = hasattr(x, "shape") and hasattr(x, "dtype")
+        x, labels = collect_inputs(x, shape, name="cache_teacher's x")
+        if is_array:
+            labels = None
         if self._teacher_extractor is not None:
             outputs = self._teacher_extractor.predict(x, batch_size=batch_size, verbose=0)
             out, features = outputs[0], outputs[1:]
@@ -324,7 +341,7 @@ class Distiller(keras.Model):
         cached = {INPUTS: x, TEACHER_LOGITS: logits.astype("float32")}
         for i, feature in enumerate(features):
             cached[TEACHER_FEATURE.format(i)] = np.asarray(feature, dtype="float32")
-        return cached
+        return cached if labels is None else (cached, labels)
 
     # -- serialization -------------------------------------------------------
 

@@ -85,10 +85,22 @@ def _read(path_or_bytes):
             f"{type(path_or_bytes).__name__}."
         )
     path = os.fspath(path_or_bytes)
-    if not os.path.isfile(path):
-        raise ValueError(f"No such TFLite file: {path}")
+    check_tflite_file(path)
     with open(path, "rb") as handle:
         return path, handle.read()
+
+
+def check_tflite_file(path):
+    """Raises a one-line ValueError unless `path` is an existing `.tflite` file."""
+    from tfopt.compress import describe
+    from tfopt.compress import file_kind
+
+    kind = file_kind(path)
+    if kind == "missing":
+        raise ValueError(f"No such TFLite file: {path}")
+    if kind != "tflite":
+        hint = " (export it first with tfopt.export.to_tflite)" if kind == "keras" else ""
+        raise ValueError(f"{path} is not a TFLite file: it is {describe(path)}{hint}.")
 
 
 def _io(detail):

@@ -11,13 +11,19 @@ import gzip
 import os
 import re
 import tempfile
+import warnings
 
 import keras
 import numpy as np
 
-QUANTIZATION_MODES = (None, "dynamic", "float16", "int8", "int16x8")
+from tfopt.compress import check_output_path
+
+QUANTIZATION_MODES = ("auto", None, "float", "dynamic", "float16", "int8", "int16x8")
 # Modes whose converter calibrates activations on a representative dataset.
 _CALIBRATED = ("int8", "int16x8")
+# Calibration reads at most this many examples of `representative_data`
+# (a dataset or generator is streamed and stopped there).
+CALIBRATION_EXAMPLES = 1000
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,7 +83,7 @@ def gzip_size(content):
 def to_tflite(
     model,
     path=None,
-    quantization=None,
+    quantization="auto",
     representative_data=None,
     int8_io=False,
     sparsity=False,
@@ -92,7 +98,12 @@ def to_tflite(
 
     Quantization modes (post-training, all by the TFLite converter):
 
-    - `None`: float32 weights and activations.
+    - `"auto"` (the default): `"int8"` for a QAT model (one from
+      `tfopt.quantization.quantize_model`, whose fake-quant ranges are its
+      calibration), float otherwise.
+    - `None` or `"float"`: float32 weights and activations. Asked for
+      explicitly on a QAT model it warns: the file then keeps the
+      fake-quant ops and is larger than the float model.
     - `"dynamic"`: int8 weights, float activations (`Optimize.DEFAULT`).
       The converter leaves tensors under 1,024 elements in float32, so a
       tiny model may come out unchanged.
@@ -108,14 +119,23 @@ def to_tflite(
       more accurate than int8, with fewer and slower kernels.
 
     Args:
-        model: A built Keras model with defined input shapes (a pruned model
-            should be passed through `tfopt.pruning.strip_pruning` first).
+        model: A built Keras model with defined input shapes. A model still
+            wrapped for pruning (`prune_low_magnitude`) is passed through
+            `tfopt.pruning.strip_pruning` first, with a warning (strip it
+            yourself to silence it).
         path: Where to write the `.tflite` file; None keeps it in memory.
-        quantization: One of `None`, `"dynamic"`, `"float16"`, `"int8"`,
-            `"int16x8"`.
-        representative_data: Inputs to calibrate activation ranges, for
-            `"int8"` and `"int16x8"`: a numpy array of shape
-            `(n, *input_shape)` (a few hundred training examples suffice).
+            Its directory must exist and be writable: this is checked before
+            the (slow) conversion.
+        quantization: One of `"auto"`, `None`/`"float"`, `"dynamic"`,
+            `"float16"`, `"int8"`, `"int16x8"`.
+        representative_data: Inputs to calibrate activation ranges, only for
+            `"int8"` and `"int16x8"` of a non-QAT model (given otherwise it
+            would be ignored, so it is an error): a numpy array of shape
+            `(n, *input_shape)`, a list of arrays, a `tf.data.Dataset`
+            (batched or not, `(x, y)` elements allowed: labels are dropped)
+            or a function returning an iterator of `[x_batch]` lists (the
+            converter's own form). At most `CALIBRATION_EXAMPLES` (1,000)
+            examples are read; a few hundred training examples suffice.
         int8_io: Make the file's input and output int8 too (only with
             `"int8"`); feed it with the input's own scale and zero point.
         sparsity: Also store sparse weights in TFLite's sparse format
@@ -135,13 +155,15 @@ def to_tflite(
 
     Raises:
         TypeError: If `model` is not a Keras model, or
-            `representative_data` is not array-like.
+            `representative_data` is none of the accepted forms.
         ValueError: If the model is not built or has undefined input
             dimensions; if `quantization` is unknown; if `"int8"` or
             `"int16x8"` lacks `representative_data` or its example shape
-            does not match the model's input; if `int8_io` is used without
-            `"int8"`; if conversion fails (ops TFLite lacks are named); or
-            if `sparsity=True` gives a file the interpreter cannot run.
+            does not match the model's input; if `representative_data` is
+            given where it would be ignored; if `int8_io` is used without
+            `"int8"`; if `path`'s directory is missing or not writable; if
+            conversion fails (ops TFLite lacks are named); or if
+            `sparsity=True` gives a file the interpreter cannot run.
 
     Example:
 
@@ -156,7 +178,10 @@ def to_tflite(
 
     from tfopt.export.inspect import inspect_tflite
 
-    signature, input_specs = _validate(
+    check_output_path(path)
+    model = _strip_if_wrapped(model)
+    quantization = _resolve_quantization(model, quantization)
+    signature, input_specs, calibration = _validate(
         model, quantization, representative_data, int8_io, batch_size
     )
     with tempfile.TemporaryDirectory() as tmp:
@@ -172,7 +197,7 @@ def to_tflite(
                    allow_select_tf_ops, qat=_is_qat(model))
         if quantization in _CALIBRATED and not _is_qat(model):
             converter.representative_dataset = _representative_dataset(
-                representative_data, input_specs[0], batch_size
+                calibration, input_specs[0], batch_size
             )
         try:
             content = converter.convert()
@@ -198,6 +223,53 @@ def to_tflite(
     )
 
 
+def _strip_if_wrapped(model):
+    """A model still wrapped for pruning is stripped (with a warning)."""
+    if not isinstance(model, keras.Model):
+        raise TypeError(f"to_tflite takes a keras.Model, got {type(model).__name__}.")
+    from tfopt import pruning
+
+    if not pruning.api.pruning_wrappers(model):
+        return model
+    try:
+        stripped = pruning.strip_pruning(model)
+    except TypeError:
+        # A subclassed model cannot be cloned; in inference its wrappers are
+        # constant masks that the converter folds, so the file is right.
+        return model
+    warnings.warn(
+        f"to_tflite: model {model.name!r} still has pruning wrappers; it was "
+        "exported through tfopt.pruning.strip_pruning (the file holds the "
+        "masked weights, without mask variables). Call strip_pruning "
+        "yourself before export to silence this warning.",
+        stacklevel=3,
+    )
+    return stripped
+
+
+def _resolve_quantization(model, quantization):
+    """Maps `"auto"` to int8 for QAT models, float otherwise."""
+    if quantization not in QUANTIZATION_MODES:
+        raise ValueError(
+            f"Unknown quantization={quantization!r}; use one of "
+            f"{', '.join(repr(m) for m in QUANTIZATION_MODES)}."
+        )
+    qat = _is_qat(model)
+    if quantization == "auto":
+        return "int8" if qat else None
+    if quantization == "float":
+        quantization = None
+    if quantization is None and qat:
+        warnings.warn(
+            f"to_tflite: {model.name!r} is a QAT model, exported as float as "
+            "asked: the file keeps the fake-quant ops and is larger than the "
+            "float model. Its natural export is quantization='int8' (the "
+            "default 'auto' does that).",
+            stacklevel=3,
+        )
+    return quantization
+
+
 def _validate(model, quantization, representative_data, int8_io, batch_size):
     """Checks the arguments; returns the export signature and its specs."""
     if not isinstance(model, keras.Model):
@@ -205,11 +277,6 @@ def _validate(model, quantization, representative_data, int8_io, batch_size):
     if not model.built:
         raise ValueError(
             f"Model {model.name!r} is not built; give it an Input shape first."
-        )
-    if quantization not in QUANTIZATION_MODES:
-        raise ValueError(
-            f"Unknown quantization={quantization!r}; use one of "
-            f"{', '.join(repr(m) for m in QUANTIZATION_MODES)}."
         )
     if int8_io and quantization != "int8":
         raise ValueError(
@@ -232,21 +299,31 @@ def _validate(model, quantization, representative_data, int8_io, batch_size):
             )
     # A QAT model carries its own ranges (fake-quant ops): no calibration.
     qat = quantization == "int8" and _is_qat(model)
+    if representative_data is not None and (quantization not in _CALIBRATED or qat):
+        why = ("a QAT model takes its int8 ranges from its fake-quant ops"
+               if qat else f"quantization={quantization!r} does not calibrate")
+        raise ValueError(
+            f"representative_data would be ignored: {why}. Drop it, or use "
+            "quantization='int8' or 'int16x8' (post-training calibration of "
+            "a non-QAT model)."
+        )
     if quantization in _CALIBRATED and not qat:
         if representative_data is None:
             raise ValueError(
                 f"quantization={quantization!r} calibrates activation ranges "
-                "and needs representative_data: a numpy array of inputs "
-                "(e.g. x_train[:200])."
+                "and needs representative_data: inputs such as x_train[:200] "
+                "or a tf.data.Dataset."
             )
         if len(leaves) != 1:
             raise ValueError(
                 f"quantization={quantization!r} supports single-input models "
                 f"only; {model.name!r} has {len(leaves)} inputs."
             )
-        _check_representative(representative_data, tuple(leaves[0].shape),
-                              batch_size)
-    return signature, leaves
+        calibration = _check_representative(
+            representative_data, tuple(leaves[0].shape), batch_size)
+    else:
+        calibration = None
+    return signature, leaves, calibration
 
 
 def _is_qat(model):
@@ -285,23 +362,17 @@ def _input_signature(model, batch_size):
 
 
 def _check_representative(data, input_shape, batch_size):
-    if not hasattr(data, "shape") or not hasattr(data, "dtype"):
-        raise TypeError(
-            "representative_data must be a numpy array of inputs, got "
-            f"{type(data).__name__}."
-        )
-    expected = tuple(input_shape[1:])
-    if data.ndim != len(input_shape) or tuple(data.shape[1:]) != expected:
+    """Reads the calibration examples once, checking their shape up front."""
+    from tfopt.data import collect_inputs
+
+    x, _ = collect_inputs(data, tuple(input_shape[1:]), CALIBRATION_EXAMPLES,
+                          name="representative_data")
+    if len(x) < (batch_size or 1):
         raise ValueError(
-            f"representative_data has examples of shape {tuple(data.shape[1:])}"
-            f" (array shape {tuple(data.shape)}); the model input takes "
-            f"{expected}."
-        )
-    if len(data) < (batch_size or 1):
-        raise ValueError(
-            f"representative_data has {len(data)} examples; at least "
+            f"representative_data has {len(x)} examples; at least "
             f"{batch_size or 1} needed."
         )
+    return x
 
 
 def _representative_dataset(data, input_spec, batch_size):

@@ -141,6 +141,8 @@ def strip_pruning(model):
     _check_graph_model(model, "strip_pruning")
     from tfopt.pruning import structured
 
+    _warn_if_never_pruned(model)
+
     if structured.has_channel_masks(model) and not pruning_wrappers(model):
         return structured.strip_structured(model)
 
@@ -160,6 +162,23 @@ def strip_pruning(model):
         # Structured masks too: remove the masked channels for real.
         return structured.strip_structured(stripped)
     return stripped
+
+
+def _warn_if_never_pruned(model):
+    """Warns when every mask is still all ones (the wrapper never pruned)."""
+    wrappers = [w for w in pruning_wrappers(model) if w.prunable_weights]
+    if not wrappers or any(
+            np.any(m.numpy() == 0) for w in wrappers for m in w.masks):
+        return
+    steps = sorted({int(w.pruning_step.numpy()) for w in wrappers})
+    warnings.warn(
+        f"strip_pruning: no weight of {model.name!r} is pruned (every mask is "
+        f"all ones, pruning step {steps[-1]}), so the result has 0% sparsity. "
+        "Train the wrapped model with `fit(..., callbacks="
+        "[tfopt.pruning.UpdatePruningStep()])` past the schedule's begin_step "
+        "before stripping.",
+        stacklevel=3,
+    )
 
 
 def sparsity_report(model):

@@ -198,12 +198,20 @@ class PolynomialDecay(PruningSchedule):
         self.frequency = frequency
         updates = (end_step - begin_step) // frequency + 1
         if updates < MIN_RAMP_UPDATES:
+            ramp = end_step - begin_step
+            if ramp // MIN_RAMP_UPDATES >= 1:
+                fix = (f"Use frequency <= {ramp // MIN_RAMP_UPDATES} (tfopt's "
+                       "mask update is cheap enough for frequency=1).")
+            else:
+                # frequency=1 cannot help: only a longer ramp can.
+                fix = (f"Use a longer ramp: end_step - begin_step >= "
+                       f"{MIN_RAMP_UPDATES - 1} steps (e.g. more epochs, "
+                       "or a smaller batch).")
             warnings.warn(
                 f"PolynomialDecay ramps from step {begin_step} to {end_step} "
                 f"with frequency={frequency}: only {updates} mask update(s), "
                 "so sparsity rises in a few large jumps and accuracy "
-                f"suffers. Use frequency <= {max(1, (end_step - begin_step) // MIN_RAMP_UPDATES)} "
-                "(tfopt's mask update is cheap enough for frequency=1).",
+                f"suffers. {fix}",
                 stacklevel=2,
             )
 

@@ -11,6 +11,7 @@ import dataclasses
 import inspect
 import math
 import time
+import warnings
 
 import keras
 import keras_tuner
@@ -295,6 +296,11 @@ class CompressionHyperModel(keras_tuner.HyperModel):
         if not cfg.pruned:
             return model
         end = max(1, int(RAMP_FRACTION * total_steps))
+        if cfg.schedule == "polynomial":
+            # A ramp of fewer than MIN_RAMP_UPDATES mask updates jumps in big
+            # steps (and PolynomialDecay warns): stretch it over the phase.
+            end = max(end, min(max(1, total_steps),
+                               pruning.schedules.MIN_RAMP_UPDATES - 1))
         frequency = MASK_FREQUENCY
         kwargs = {}
         if cfg.pruning == "2:4":
@@ -302,7 +308,12 @@ class CompressionHyperModel(keras_tuner.HyperModel):
             schedule = pruning.ConstantSparsity(0.5, 0, end_step=end, frequency=frequency)
             kwargs["sparsity_m_by_n"] = (2, 4)
         elif cfg.schedule == "polynomial":
-            schedule = pruning.PolynomialDecay(0.0, cfg.sparsity, 0, end, frequency=frequency)
+            with warnings.catch_warnings():
+                # A phase too short for a smooth ramp is the search's own
+                # setting (its measured sparsity and accuracy are reported),
+                # not a schedule the user wrote: no advice to print.
+                warnings.filterwarnings("ignore", message="PolynomialDecay ramps")
+                schedule = pruning.PolynomialDecay(0.0, cfg.sparsity, 0, end, frequency=frequency)
         else:
             schedule = pruning.ConstantSparsity(cfg.sparsity, 0, end_step=end, frequency=frequency)
         if cfg.pruning == "block":

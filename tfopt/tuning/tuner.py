@@ -183,17 +183,24 @@ class CompressionTuner:
         """Runs the search (see KerasTuner's `search`).
 
         Args:
-            x, y: Training inputs and integer labels (numpy arrays).
-            validation_data: `(x_val, y_val)`: every trial's accuracies are
-                measured on it. Required (except on a distributed chief).
+            x, y: Training inputs and integer labels (numpy arrays), or `x`
+                a `tf.data.Dataset` (or generator function) of `(x, y)`
+                pairs, batched or not, with `y` None.
+            validation_data: `(x_val, y_val)`, or a dataset of `(x, y)`
+                pairs: every trial's accuracies are measured on it.
+                Required (except on a distributed chief). Datasets are read
+                once into memory: every trial trains and measures on the
+                same examples.
             **kwargs: `batch_size` (default 32), `callbacks`, `verbose`.
 
         Raises:
-            ValueError: If `x`, `y` or `validation_data` is missing.
+            ValueError: If `x`, `y` or `validation_data` is missing, or a
+                dataset yields no labels.
         """
         if _is_chief():
             # The chief only serves the oracle: no data, no baseline.
             return super().search(**kwargs)
+        x, y, validation_data = _as_arrays(x, y, validation_data)
         if x is None or y is None:
             raise ValueError("search() needs training data x and y.")
         if validation_data is None:
@@ -428,6 +435,23 @@ class CompressionTuner:
         return report.write_report(self.trials(), out_dir, baseline=self.baseline,
                                    constraints=self.constraints, command=command,
                                    scalarization=self.scalarization)
+
+
+def _as_arrays(x, y, validation_data):
+    """Datasets of `(x, y)` pairs (or generator functions) -> numpy arrays."""
+    from tfopt.data import collect_inputs
+
+    def read(data, name):
+        inputs, labels = collect_inputs(data, name=name)
+        if labels is None:
+            raise ValueError(f"{name} yields no labels: give a dataset of (x, y) pairs.")
+        return inputs, labels
+
+    if x is not None and y is None and not hasattr(x, "shape"):
+        x, y = read(x, "search's x")
+    if validation_data is not None and not isinstance(validation_data, (tuple, list)):
+        validation_data = read(validation_data, "validation_data")
+    return x, y, validation_data
 
 
 @contextlib.contextmanager

@@ -1,0 +1,494 @@
+"""One-call compression of a user's model: train, strip, export, verify.
+
+`compress(model, data, recipe, out)` is the one recipe pipeline behind
+`tfopt compress FILE.keras` and `tfopt bench FILE.keras`: it applies a recipe
+(post-training quantization, pruning inside `fit`, QAT, channel pruning),
+strips the training wrappers, exports a `.tflite` file and verifies it
+against the Keras model it came from on held-out data.
+
+`load_model` and `load_data` read the user's files with one-line errors for
+files that are missing, corrupt or of the wrong kind.
+"""
+
+import dataclasses
+import os
+import zipfile
+
+import numpy as np
+
+RECIPES = ("float", "ptq-dynamic", "ptq-float16", "ptq-int8", "prune-50", "prune-80",
+           "qat-int8", "channels-50")
+BATCH_SIZE = 32
+REPRESENTATIVE_EXAMPLES = 200
+# QAT fine-tunes a trained model: a tenth of Adam's default rate.
+QAT_LEARNING_RATE = 1e-4
+DEFAULT_EPOCHS = 3
+TEST_FRACTION = 0.2
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
+
+
+@dataclasses.dataclass
+class CompressResult:
+    """What `compress` produced.
+
+    Attributes:
+        recipe: The recipe name.
+        path: The `.tflite` file written.
+        export: The `TFLiteExport` (bytes, sizes, ops, weights).
+        keras_model: The Keras model the file was converted from (stripped).
+        report: `tfopt.export.verify`'s dict on the held-out data
+            (`keras_accuracy`, `tflite_accuracy`, `top1_agreement`...), plus
+            `sparsity` (of the prunable weights), `params` and the file's
+            `size_bytes`/`gzip_bytes`.
+    """
+
+    recipe: str
+    path: str
+    export: object
+    keras_model: object
+    report: dict
+
+
+def check_output_path(path):
+    """Fails before any work if the file `path` cannot be written.
+
+    Args:
+        path: The output file (None: nothing to check).
+
+    Raises:
+        ValueError: If `path` is a directory, its directory is missing or
+            not writable, or the existing file is read-only.
+        TypeError: If `path` is not a path.
+
+    Example:
+
+    >>> check_output_path("/no/such/dir/model.tflite")
+    Traceback (most recent call last):
+    ...
+    ValueError: Cannot write '/no/such/dir/model.tflite': directory '/no/such/dir' does not exist (create it first).
+    """
+    if path is None:
+        return
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(
+            f"The output path must be a file path or None, got {type(path).__name__}."
+        )
+    path = os.fspath(path)
+    if os.path.isdir(path):
+        raise ValueError(
+            f"Output path {path!r} is a directory; give a file name such as "
+            f"{os.path.join(path, 'model.tflite')!r}."
+        )
+    directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory):
+        raise ValueError(
+            f"Cannot write {path!r}: directory {directory!r} does not exist "
+            "(create it first)."
+        )
+    if not os.access(directory, os.W_OK | os.X_OK):
+        raise ValueError(f"Cannot write {path!r}: directory {directory!r} is not writable.")
+    if os.path.exists(path) and not os.access(path, os.W_OK):
+        raise ValueError(f"Cannot write {path!r}: the existing file is read-only.")
+
+
+def file_kind(path):
+    """What a file is, from its first bytes: "keras", "tflite", "npy", "npz", ...
+
+    Args:
+        path: A file path.
+
+    Returns:
+        `"tflite"` (a TFLite flatbuffer), `"keras"` (a zip archive holding
+        `config.json`), `"npz"` (a zip of `.npy` members), `"zip"` (another
+        zip), `"npy"`, `"h5"` (HDF5), `"directory"`, `"missing"`, or
+        `"unknown"`.
+
+    Example:
+
+    >>> file_kind("/no/such/file")
+    'missing'
+    """
+    path = os.fspath(path)
+    if os.path.isdir(path):
+        return "directory"
+    if not os.path.isfile(path):
+        return "missing"
+    with open(path, "rb") as handle:
+        head = handle.read(8)
+    if head[4:8] == b"TFL3":
+        return "tflite"
+    if head.startswith(b"\x93NUMPY"):
+        return "npy"
+    if head.startswith(b"\x89HDF"):
+        return "h5"
+    if head.startswith(b"PK"):
+        try:
+            with zipfile.ZipFile(path) as archive:
+                names = archive.namelist()
+        except zipfile.BadZipFile:
+            return "unknown"
+        if "config.json" in names:
+            return "keras"
+        if names and all(n.endswith(".npy") for n in names):
+            return "npz"
+        return "zip"
+    return "unknown"
+
+
+_KIND_NAMES = {
+    "tflite": "a TFLite flatbuffer",
+    "keras": "a Keras .keras model",
+    "npy": "a NumPy .npy array",
+    "npz": "a NumPy .npz archive",
+    "zip": "a zip archive without a Keras config.json (corrupt or not a .keras model)",
+    "h5": "an HDF5 file",
+    "directory": "a directory",
+    "unknown": "not a file tfopt reads (neither .keras, .tflite, .npy nor .npz: corrupt or another format)",
+}
+
+
+def describe(path):
+    """One phrase saying what kind of file `path` is (for error messages)."""
+    return _KIND_NAMES.get(file_kind(path), "missing")
+
+
+def load_model(path):
+    """Loads a `.keras` (or legacy `.h5`) model, with tfopt's layers registered.
+
+    Args:
+        path: Path to the model file.
+
+    Returns:
+        The `keras.Model`.
+
+    Raises:
+        ValueError: If the file is missing, is a `.tflite` or data file, is
+            not a valid archive (corrupt), or Keras cannot rebuild it; the
+            message names the file and says what it is.
+
+    Example:
+
+    ```python
+    model = tfopt.compress.load_model("my.keras")
+    ```
+    """
+    path = os.fspath(path)
+    kind = file_kind(path)
+    if kind == "missing":
+        raise ValueError(f"No such model file: {path}")
+    if kind == "tflite":
+        raise ValueError(
+            f"{path} is a TFLite file, not a Keras model: it is already exported "
+            "(use `tfopt inspect` or `tfopt bench` on it).")
+    if kind not in ("keras", "h5"):
+        raise ValueError(f"{path} is not a Keras model: it is {_KIND_NAMES[kind]}.")
+    import warnings
+
+    import keras
+
+    import tfopt
+
+    tfopt._register()
+    try:
+        with warnings.catch_warnings():
+            # A compiled model's optimizer variables are not restored (tfopt
+            # recompiles for training): Keras's warning about it is noise.
+            warnings.filterwarnings("ignore", message=".*optimizer.*")
+            return keras.models.load_model(path)
+    except Exception as error:  # Keras raises several types for bad archives
+        first = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        raise ValueError(f"Cannot load {path} as a Keras model: {first[:300]}") from None
+
+
+def load_array_file(path, what="data"):
+    """Loads a `.npy` array or a `.npz` archive (dict of arrays), no pickles.
+
+    Args:
+        path: The file.
+        what: How to call the file in error messages.
+
+    Returns:
+        A numpy array (`.npy`) or a dict of arrays (`.npz`).
+
+    Raises:
+        ValueError: If the file is missing or not a `.npy`/`.npz` file
+            (e.g. a text file), or holds pickled objects.
+
+    Example:
+
+    ```python
+    x = tfopt.compress.load_array_file("rep.npy")
+    ```
+    """
+    path = os.fspath(path)
+    kind = file_kind(path)
+    if kind == "missing":
+        raise ValueError(f"No such {what} file: {path}")
+    if kind not in ("npy", "npz"):
+        raise ValueError(
+            f"{what} file {path} is not a .npy/.npz file: it is {_KIND_NAMES[kind]}. "
+            "Save arrays with numpy.save or numpy.savez.")
+    try:
+        loaded = np.load(path, allow_pickle=False)
+        if kind == "npz":
+            with loaded:
+                return {name: loaded[name] for name in loaded.files}
+        return loaded
+    except ValueError as error:
+        raise ValueError(
+            f"{what} file {path} holds pickled Python objects, not numeric "
+            f"arrays ({error}).") from None
+
+
+def load_data(spec, image_size=None, test_fraction=TEST_FRACTION, seed=0):
+    """The user's labelled data as `(x_train, y_train, x_test, y_test)`.
+
+    Args:
+        spec: A `.npz` file with `x` and `y` (split here, stratified by
+            nothing, seeded) or with `x_train`, `y_train`, `x_test`,
+            `y_test`; an image folder with one sub-folder per class (read by
+            `keras.utils.image_dataset_from_directory`, pixel values 0-255,
+            so the model should rescale); or a 4-tuple of arrays (returned
+            as is).
+        image_size: `(height, width)` for an image folder (the model's).
+        test_fraction: Held-out fraction when the data is not split.
+        seed: Seed of the split.
+
+    Returns:
+        `(x_train, y_train, x_test, y_test)` numpy arrays.
+
+    Raises:
+        ValueError: If the file is missing or of the wrong kind, lacks the
+            keys, or the folder has no images.
+
+    Example:
+
+    ```python
+    x, y, x_test, y_test = tfopt.compress.load_data("data.npz")
+    ```
+    """
+    if isinstance(spec, (tuple, list)) and len(spec) == 4:
+        return tuple(spec)
+    if not isinstance(spec, (str, os.PathLike)):
+        raise TypeError(
+            "data must be a path (.npz or image folder) or (x_train, y_train, "
+            f"x_test, y_test); got {type(spec).__name__}.")
+    path = os.fspath(spec)
+    if os.path.isdir(path):
+        return _image_folder(path, image_size, test_fraction, seed)
+    arrays = load_array_file(path, "--data")
+    if not isinstance(arrays, dict):
+        raise ValueError(
+            f"--data {path} is a single .npy array; give a .npz with x and y "
+            "(numpy.savez(path, x=x, y=y)) so there are labels to train on.")
+    if all(k in arrays for k in ("x_train", "y_train", "x_test", "y_test")):
+        data = tuple(arrays[k] for k in ("x_train", "y_train", "x_test", "y_test"))
+    elif "x" in arrays and "y" in arrays:
+        x, y = arrays["x"], arrays["y"]
+        if len(x) != len(y):
+            raise ValueError(f"--data {path}: x has {len(x)} examples, y {len(y)}.")
+        order = np.random.default_rng(seed).permutation(len(x))
+        cut = len(x) - max(1, int(round(test_fraction * len(x))))
+        data = (x[order[:cut]], y[order[:cut]], x[order[cut:]], y[order[cut:]])
+    else:
+        raise ValueError(
+            f"--data {path} has arrays {sorted(arrays)}; expected x and y, or "
+            "x_train, y_train, x_test and y_test.")
+    x, y, x_test, y_test = data
+    return (np.asarray(x, "float32"), np.asarray(y), np.asarray(x_test, "float32"),
+            np.asarray(y_test))
+
+
+def _image_folder(path, image_size, test_fraction, seed):
+    import keras
+
+    classes = [d for d in sorted(os.listdir(path)) if os.path.isdir(os.path.join(path, d))]
+    images = [f for c in classes for f in os.listdir(os.path.join(path, c))
+              if f.lower().endswith(IMAGE_EXTENSIONS)]
+    if not classes or not images:
+        raise ValueError(
+            f"--data {path}: expected one sub-folder of images per class "
+            f"({', '.join(IMAGE_EXTENSIONS)}); found {len(classes)} folder(s) and "
+            f"{len(images)} image(s).")
+    if image_size is None:
+        raise ValueError("An image folder needs image_size=(height, width).")
+    train, test = keras.utils.image_dataset_from_directory(
+        path, validation_split=test_fraction, subset="both", seed=seed,
+        image_size=tuple(image_size), batch_size=64, verbose=False)
+
+    def arrays(dataset):
+        xs, ys = zip(*((x.numpy(), y.numpy()) for x, y in dataset))
+        return np.concatenate(xs).astype("float32"), np.concatenate(ys)
+
+    (x, y), (x_test, y_test) = arrays(train), arrays(test)
+    return x, y, x_test, y_test
+
+
+def _check_recipe(recipe):
+    if recipe not in RECIPES:
+        raise ValueError(f"Unknown recipe {recipe!r}; use one of {', '.join(RECIPES)}.")
+
+
+def _model_input_shape(model):
+    inputs = getattr(model, "inputs", None)
+    if not inputs or len(inputs) != 1:
+        raise ValueError(
+            f"compress takes single-input models; {model.name!r} has "
+            f"{len(inputs or [])} inputs.")
+    return tuple(inputs[0].shape[1:])
+
+
+def _check_data(model, data):
+    x, y, x_test, y_test = data
+    expected = _model_input_shape(model)
+    for name, array in (("x_train", x), ("x_test", x_test)):
+        if tuple(array.shape[1:]) != expected:
+            raise ValueError(
+                f"{name} has examples of shape {tuple(array.shape[1:])}; model "
+                f"{model.name!r} takes {expected}.")
+    for name, array, labels in (("train", x, y), ("test", x_test, y_test)):
+        if labels is None or len(labels) != len(array):
+            raise ValueError(
+                f"The {name} data needs one label per example "
+                f"({len(array)} examples, {0 if labels is None else len(labels)} labels).")
+
+
+def _clone(model):
+    import keras
+
+    copy = keras.models.clone_model(model)
+    copy.set_weights(model.get_weights())
+    return copy
+
+
+def _train(model, data, epochs, learning_rate=1e-3, callbacks=()):
+    import keras
+
+    from tfopt.models import compile_classifier
+
+    x, y = data[0], data[1]
+    keras.utils.set_random_seed(0)
+    compile_classifier(model, learning_rate)
+    model.fit(x, y, batch_size=BATCH_SIZE, epochs=epochs, verbose=0, callbacks=list(callbacks))
+    return model
+
+
+def _prune(model, data, target, epochs):
+    from tfopt import pruning
+
+    steps = int(np.ceil(len(data[0]) / BATCH_SIZE))
+    # Ramp over all but the last epoch (at least MIN_RAMP_UPDATES steps),
+    # then fine-tune at the final sparsity.
+    ramp = max(pruning.schedules.MIN_RAMP_UPDATES - 1, max(1, epochs - 1) * steps)
+    schedule = pruning.PolynomialDecay(0.0, target, 0, ramp, frequency=1)
+    wrapped = pruning.prune_low_magnitude(_clone(model), pruning_schedule=schedule)
+    epochs_needed = max(epochs, int(np.ceil((ramp + 1) / steps)))
+    _train(wrapped, data, epochs_needed, callbacks=[pruning.UpdatePruningStep()])
+    return pruning.strip_pruning(wrapped)
+
+
+def _make_model(model, data, recipe, epochs):
+    """The Keras model to export for `recipe`, and its export mode."""
+    from tfopt import pruning
+    from tfopt import quantization
+
+    if recipe == "float":
+        return model, None
+    if recipe.startswith("ptq-"):
+        return model, recipe[len("ptq-"):]
+    if recipe.startswith("prune-"):
+        return _prune(model, data, int(recipe[len("prune-"):]) / 100, epochs), None
+    if recipe == "qat-int8":
+        qat = quantization.quantize_model(_clone(model))
+        return _train(qat, data, epochs, learning_rate=QAT_LEARNING_RATE), "int8"
+    if recipe == "channels-50":
+        small = pruning.prune_channels(model, 0.5)
+        return _train(small, data, epochs), None
+    raise AssertionError(recipe)  # unreachable: checked by _check_recipe
+
+
+def compress(model, data, recipe, out, epochs=DEFAULT_EPOCHS, verify_examples=512,
+             batch_size=1):
+    """Applies a compression recipe to a model, exports and verifies it.
+
+    The one recipe pipeline of the `tfopt compress` and `tfopt bench
+    FILE.keras` commands: train (when the recipe trains), strip the
+    wrappers, export to TFLite, verify against the Keras model on the held
+    out data. The model passed in is not modified (recipes that train work
+    on a copy).
+
+    Recipes:
+
+    - `"float"`: the model as is, float32.
+    - `"ptq-dynamic"`, `"ptq-float16"`, `"ptq-int8"`: post-training
+      quantization (int8 calibrated on 200 training examples).
+    - `"prune-50"`, `"prune-80"`: magnitude pruning to 50% / 80% inside
+      `fit` (a polynomial ramp over all epochs but the last), stripped.
+    - `"qat-int8"`: quantization-aware fine-tuning (learning rate 1e-4),
+      exported int8.
+    - `"channels-50"`: half of the prunable channels removed
+      (`tfopt.pruning.prune_channels`), then fine-tuned.
+
+    Training recipes compile with Adam and a sparse cross-entropy matching
+    the model's head (softmax or logits): a classifier with integer labels.
+
+    Args:
+        model: A `keras.Model` (single input), or a path to a `.keras` file.
+        data: `(x_train, y_train, x_test, y_test)`, or a path: a `.npz`
+            (`x`/`y` or the four arrays) or an image folder (see
+            `load_data`).
+        recipe: One of `RECIPES`.
+        out: The `.tflite` path to write (its directory must exist).
+        epochs: Training epochs of the recipes that train.
+        verify_examples: Held-out examples used for verification.
+        batch_size: Fixed batch of the exported file (1: the deployment
+            shape); None keeps it dynamic.
+
+    Returns:
+        A `CompressResult`.
+
+    Raises:
+        ValueError: For an unknown recipe, a bad output path, files that
+            are missing or of the wrong kind, data that does not fit the
+            model, or a failed conversion.
+        TypeError: If `model` or `data` is of an unsupported type.
+
+    Example:
+
+    ```python
+    result = tfopt.compress.compress("my.keras", "data.npz", "prune-80", "my-80.tflite")
+    print(result.report["tflite_accuracy"], result.export.size_bytes)
+    ```
+    """
+    import keras
+
+    from tfopt import export
+    from tfopt import pruning
+
+    _check_recipe(recipe)
+    if not isinstance(epochs, int) or isinstance(epochs, bool) or epochs < 1:
+        raise ValueError(f"epochs={epochs!r} must be a positive int.")
+    check_output_path(out)
+    if isinstance(model, (str, os.PathLike)):
+        model = load_model(model)
+    if not isinstance(model, keras.Model):
+        raise TypeError(f"compress takes a keras.Model or a .keras path, got {type(model).__name__}.")
+    if isinstance(data, (str, os.PathLike)):
+        data = load_data(data, image_size=_model_input_shape(model)[:2])
+    data = load_data(data)
+    _check_data(model, data)
+    final, mode = _make_model(model, data, recipe, epochs)
+    calibrated = mode == "int8" and recipe != "qat-int8"  # QAT carries its ranges
+    exported = export.to_tflite(
+        final, out, quantization=mode,
+        representative_data=data[0][:REPRESENTATIVE_EXAMPLES] if calibrated else None,
+        batch_size=batch_size)
+    x_test, y_test = data[2][:verify_examples], data[3][:verify_examples]
+    report = export.verify(exported, final, x_test, y_test)
+    report.update(
+        sparsity=pruning.sparsity_report(final)["total"]["sparsity"],
+        params=int(final.count_params()),
+        size_bytes=exported.size_bytes,
+        gzip_bytes=exported.gzip_bytes,
+    )
+    return CompressResult(recipe, os.fspath(out), exported, final, report)
