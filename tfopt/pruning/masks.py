@@ -110,12 +110,14 @@ def check_block_size(shape, block_size, name="weight"):
         )
 
 
-def block_mask(magnitudes, sparsity, block_size, pooling="AVG"):
+def block_mask(magnitudes, sparsity, block_size, pooling="AVG", previous_threshold=None):
     """Mask that zeros whole `block_size` blocks of the 2-D weight view.
 
     Blocks are ranked by their pooled magnitude (`"AVG"` or `"MAX"`); the
     weakest `sparsity` fraction of blocks is zeroed: exact in whole blocks,
     so element sparsity is rounded to a block. Call `check_block_size` first.
+    With `previous_threshold` the blocks are selected by
+    `magnitude_mask_near` (same result, faster during gradual pruning).
 
     Returns:
         `(mask, threshold)` as in `magnitude_mask`, the threshold being a
@@ -127,7 +129,10 @@ def block_mask(magnitudes, sparsity, block_size, pooling="AVG"):
     blocks = ops.reshape(matrix, (rows // rows_b, rows_b, cols // cols_b, cols_b))
     pool = ops.max if pooling == "MAX" else ops.mean
     pooled = pool(blocks, axis=(1, 3))
-    block_keep, threshold = magnitude_mask(pooled, sparsity)
+    if previous_threshold is None:
+        block_keep, threshold = magnitude_mask(pooled, sparsity)
+    else:
+        block_keep, threshold = magnitude_mask_near(pooled, sparsity, previous_threshold)
     mask = ops.repeat(ops.repeat(block_keep, rows_b, axis=0), cols_b, axis=1)
     return ops.reshape(mask, ops.shape(magnitudes)), threshold
 
@@ -177,21 +182,186 @@ def m_by_n_mask(magnitudes, m_by_n):
     return mask, ops.zeros((), "float32")
 
 
-def global_threshold_masks(magnitudes_list, sparsity):
+def global_threshold_masks(magnitudes_list, sparsity, previous_threshold=None):
     """Masks for several tensors sharing one magnitude threshold.
 
     The smallest `sparsity` fraction of all elements together is zeroed, so
-    the total sparsity is exact while each tensor's differs.
+    the total sparsity is exact while each tensor's differs. With
+    `previous_threshold` the selection is `magnitude_mask_near` (same
+    result, faster during gradual pruning).
 
     Returns:
         `(masks, threshold)`: a list of masks and the shared threshold.
     """
     flats = [ops.reshape(ops.cast(m, "float32"), (-1,)) for m in magnitudes_list]
     joined = ops.concatenate(flats, axis=0)
-    mask, threshold = magnitude_mask(joined, sparsity)
+    if previous_threshold is None:
+        mask, threshold = magnitude_mask(joined, sparsity)
+    else:
+        mask, threshold = magnitude_mask_near(joined, sparsity, previous_threshold)
     masks, start = [], 0
     for flat, original in zip(flats, magnitudes_list):
         size = flat.shape[0]
         masks.append(ops.reshape(mask[start : start + size], ops.shape(original)))
         start += size
     return masks, threshold
+
+
+# -- warm-started selection -------------------------------------------------
+#
+# During gradual pruning the threshold moves by a hair between two updates,
+# so instead of a three-pass radix select from scratch, the k-th smallest
+# magnitude is located with one histogram around the previous threshold's
+# bit pattern: 1-ulp buckets next to it (exact at once), coarser buckets
+# further out (one more 1-ulp pass inside the bucket that holds the k-th),
+# and two open-ended buckets at the ends (full radix select).
+
+_FINE = 2048  # 1-ulp buckets on each side of the previous threshold
+_COARSE = 2048  # coarse buckets on each side, beyond the fine ones
+_COARSE_SHIFT = 11  # a coarse bucket spans 2**11 ulps (one fine-pass histogram)
+_BUCKETS = 2 * (_FINE + _COARSE)
+
+
+def _band_ids(d):
+    """Monotone bucket id in [0, _BUCKETS) of a bit distance `d` (int32)."""
+    high = _FINE + ops.minimum(
+        ops.right_shift(ops.maximum(d - _FINE, 0), _COARSE_SHIFT), _COARSE - 1
+    )
+    low = -_FINE - 1 - ops.minimum(
+        ops.right_shift(ops.maximum(-_FINE - 1 - d, 0), _COARSE_SHIFT), _COARSE - 1
+    )
+    ids = ops.where(d >= _FINE, high, ops.where(d < -_FINE, low, d))
+    return ids + (_FINE + _COARSE)
+
+
+def _first_reaching(counts, k, rows):
+    """`(i, before, through)`: first bucket whose cumulative count >= k.
+
+    `before`/`through` are the cumulative counts before and through bucket
+    `i`. A two-level scan (rows, then one row), so no long cumsum is needed.
+    Assumes `sum(counts) >= k >= 1`.
+    """
+    table = ops.reshape(counts, (rows, -1))
+    row_cum = ops.cumsum(ops.sum(table, axis=1))
+    row = ops.cast(ops.argmax(ops.cast(row_cum >= k, "int32")), "int32")
+    row_before = ops.where(row > 0, ops.take(row_cum, ops.maximum(row - 1, 0)), 0)
+    cum = ops.cumsum(ops.take(table, row, axis=0)) + row_before
+    col = ops.cast(ops.argmax(ops.cast(cum >= k, "int32")), "int32")
+    before = ops.where(col > 0, ops.take(cum, ops.maximum(col - 1, 0)), row_before)
+    index = row * table.shape[1] + col
+    return index, before, ops.take(cum, col)
+
+
+def _kth_bits_near(bits, k, center):
+    """`(kth, count_le)` of non-negative float32 bit patterns (k >= 1).
+
+    `kth` is the bit pattern of the k-th smallest element, `count_le` the
+    number of elements <= it. Exact for any `center`; fast when the answer
+    is near `center`.
+    """
+    counts = ops.segment_sum(
+        ops.ones_like(bits), _band_ids(bits - center), num_segments=_BUCKETS
+    )
+    bucket, _, through = _first_reaching(counts, k, 64)
+    offset = bucket - (_FINE + _COARSE)  # signed bucket index around center
+    fine = ops.logical_and(offset >= -_FINE, offset < _FINE)
+    overflow = ops.logical_or(bucket == 0, bucket == _BUCKETS - 1)
+
+    def exact_here():
+        return center + offset, through
+
+    def refine():
+        # A coarse bucket: histogram its 2**_COARSE_SHIFT ulps one by one,
+        # with one bucket for all below and one for all above.
+        start = ops.where(
+            offset >= _FINE,
+            center + _FINE + ops.left_shift(offset - _FINE, _COARSE_SHIFT),
+            center - _FINE - ops.left_shift(-_FINE - offset, _COARSE_SHIFT),
+        )
+        width = 1 << _COARSE_SHIFT
+        ids = ops.clip(bits - start, -1, width) + 1
+        fine_counts = ops.segment_sum(ops.ones_like(bits), ids, num_segments=width + 2)
+        index, _, fine_through = _first_reaching(fine_counts, k, 2)
+        return start + index - 1, fine_through
+
+    def from_scratch():
+        kth = ops.view(kth_smallest(ops.view(bits, "float32"), k), "int32")
+        return kth, ops.sum(ops.cast(bits <= kth, "int32"))
+
+    return ops.cond(
+        fine, exact_here, lambda: ops.cond(overflow, from_scratch, refine)
+    )
+
+
+def magnitude_mask_near(magnitudes, sparsity, previous_threshold):
+    """`magnitude_mask`, warm-started from the previous threshold.
+
+    Gives exactly the mask and threshold of `magnitude_mask` (the same
+    `n - round(n * (1 - sparsity))` elements pruned, ties broken by
+    position) for any `previous_threshold`; it is only faster when the
+    new threshold is close to it, as between two steps of gradual pruning:
+    then one histogram pass over the magnitudes finds it (two when it
+    moved by more than ~2000 float32 ulps, the full radix select when it
+    moved by more than ~2**22 ulps, about a factor of 1.5).
+
+    Args:
+        magnitudes: Non-negative tensor of any shape.
+        sparsity: Scalar in [0, 1).
+        previous_threshold: Scalar, e.g. the threshold of the last update.
+
+    Returns:
+        `(mask, threshold)` as in `magnitude_mask`.
+    """
+    flat = ops.reshape(ops.cast(magnitudes, "float32"), (-1,))
+    k = num_to_prune(flat.shape[0], sparsity)
+    bits = ops.view(flat, "int32")
+    center = ops.view(ops.cast(previous_threshold, "float32"), "int32")
+    center = ops.clip(center, 0, 0x7F800000)  # a finite non-negative value
+    kth, count_le = ops.cond(
+        k > 0,
+        lambda: _kth_bits_near(bits, k, center),
+        lambda: (ops.convert_to_tensor(-1, "int32"), ops.convert_to_tensor(0, "int32")),
+    )
+
+    def without_ties():
+        return bits <= kth
+
+    def with_ties():
+        # More elements equal the k-th than there is room for: prune the
+        # first ones by position, as magnitude_mask does.
+        tied = ops.cast(ops.equal(bits, kth), "int32")
+        room = k - ops.sum(ops.cast(bits < kth, "int32"))
+        return ops.logical_or(
+            bits < kth, ops.logical_and(tied > 0, ops.cumsum(tied) <= room)
+        )
+
+    pruned = ops.cond(count_le == k, without_ties, with_ties)
+    mask = ops.reshape(1.0 - ops.cast(pruned, "float32"), ops.shape(magnitudes))
+    threshold = ops.where(k > 0, ops.view(ops.maximum(kth, 0), "float32"), 0.0)
+    return mask, threshold
+
+
+def update_mask(weight, mask, sparsity, previous_threshold, block_size=(1, 1), pooling="AVG"):
+    """One warm-started magnitude-mask update of a weight (no N:M).
+
+    The magnitudes are those of the masked weight, so pruned weights stay
+    pruned while sparsity grows. Same result as `magnitude_mask` (or
+    `block_mask`) of `abs(weight * mask)`; written as one function so that
+    the caller can compile it whole (XLA fuses the passes over the weight).
+
+    Args:
+        weight: The raw weight tensor.
+        mask: Its current mask (0 or 1, same shape).
+        sparsity: Scalar in [0, 1).
+        previous_threshold: The threshold of the last update (any value is
+            correct; a close one is fast).
+        block_size: `(rows, cols)`; `(1, 1)` prunes single weights.
+        pooling: `"AVG"` or `"MAX"`, for blocks.
+
+    Returns:
+        `(mask, threshold)`.
+    """
+    magnitudes = ops.abs(ops.cast(weight, "float32") * ops.cast(mask, "float32"))
+    if tuple(block_size) != (1, 1):
+        return block_mask(magnitudes, sparsity, block_size, pooling, previous_threshold)
+    return magnitude_mask_near(magnitudes, sparsity, previous_threshold)
