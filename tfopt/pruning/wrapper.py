@@ -189,10 +189,10 @@ class PruneLowMagnitude(SubstitutingWrapper):
                 )
             elif _size(weight.shape) // _size(self.block_size) >= WARM_START_MIN_SIZE:
                 new_mask, new_threshold = _compiled_update()(
-                    ops.convert_to_tensor(weight),
-                    ops.convert_to_tensor(mask),
+                    weight,
+                    mask,
                     sparsity,
-                    ops.convert_to_tensor(threshold),
+                    threshold,
                     self.block_size,
                     self.block_pooling_type,
                 )
@@ -283,7 +283,18 @@ def _compiled(name, function):
         if keras.backend.backend() == "tensorflow":
             import tensorflow as tf
 
-            function = tf.function(function, jit_compile=True)
+            compiled = tf.function(function, jit_compile=True)
+
+            def function(*args, _compiled=compiled):
+                # Read variables (and numpy input) as tensors: the values
+                # of this replica under tf.distribute.
+                args = [
+                    tf.nest.map_structure(tf.convert_to_tensor, a)
+                    if not isinstance(a, (str, tuple)) else a
+                    for a in args
+                ]
+                return _compiled(*args)
+
         _COMPILED[name] = function
     return _COMPILED[name]
 
