@@ -166,13 +166,19 @@ def test_magnitude_mask_near_is_exact_for_any_previous_threshold(n, sparsity, ki
         _assert_same(masks.magnitude_mask_near(values, sparsity, previous), expected)
 
 
-@pytest.mark.parametrize("distance", [0, 1, -1, 2047, -2048, 2048, -2049, 5000, -5000,
-                                      2**21, -(2**21), 2**25, -(2**25)])
-def test_kth_bits_near_each_band(distance):
-    # The k-th is found whether it falls in a 1-ulp bucket (|distance| <
-    # 2048), a coarse bucket (one refining pass) or an open end (radix).
+@pytest.mark.parametrize("data", ["spread", "clustered"])
+@pytest.mark.parametrize("distance", [0, 1, -1, 1023, -1024, 5000, -5000, 2**21, -(2**21),
+                                      2**25, -(2**25), 2**30])
+def test_kth_bits_near_for_any_distance_to_the_answer(distance, data):
+    # The first pass's buckets widen with the distance from `center`; the
+    # k-th is exact whether it is alone in its bucket or needs refining
+    # passes (clustered: many values a few ulps apart, and repeated ones).
     rng = np.random.default_rng(abs(distance))
-    values = np.abs(rng.normal(size=4096)).astype("float32")
+    if data == "spread":
+        values = np.abs(rng.normal(size=4096)).astype("float32")
+    else:
+        base = np.float32(0.37).view("int32")
+        values = (base + rng.integers(0, 600, size=4096)).astype("int32").view("float32")
     bits = values.view("int32")
     for k in (1, 17, 2048, 4096):
         kth = np.sort(bits)[k - 1]

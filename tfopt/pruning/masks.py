@@ -209,29 +209,56 @@ def global_threshold_masks(magnitudes_list, sparsity, previous_threshold=None):
 
 # -- warm-started selection -------------------------------------------------
 #
-# During gradual pruning the threshold moves by a hair between two updates,
-# so instead of a three-pass radix select from scratch, the k-th smallest
-# magnitude is located with one histogram around the previous threshold's
-# bit pattern: 1-ulp buckets next to it (exact at once), coarser buckets
-# further out (one more 1-ulp pass inside the bucket that holds the k-th),
-# and two open-ended buckets at the ends (full radix select).
+# During gradual pruning the threshold moves little between two updates, so
+# instead of a three-pass radix select from scratch, the k-th smallest
+# magnitude is located by one histogram pass around the previous threshold's
+# bit pattern. The buckets are 1 ulp wide next to it and widen with the
+# distance (2**_FINE_BITS buckets per octave of distance, like a float), so
+# they cover every float32. Each bucket holds the count and the sum of its
+# elements' bit patterns: when the k-th is alone in its bucket (the usual
+# case, since buckets near the threshold are narrower than the gaps between
+# neighbouring weights) the sum is its exact bit pattern. Otherwise each
+# further pass splits its bucket into 2**_REFINE_BITS sub-buckets (at most
+# two passes, more only for a bucket of equal values, which is exact once a
+# bucket is 1 ulp wide).
 
-_FINE = 2048  # 1-ulp buckets on each side of the previous threshold
-_COARSE = 2048  # coarse buckets on each side, beyond the fine ones
-_COARSE_SHIFT = 11  # a coarse bucket spans 2**11 ulps (one fine-pass histogram)
-_BUCKETS = 2 * (_FINE + _COARSE)
+_FINE_BITS = 10
+_REFINE_BITS = 12
+_HALF = (32 - _FINE_BITS) << _FINE_BITS  # bucket ids of one side
+_BUCKETS = 2 * _HALF  # 45056 = 704 * 64
+_REFINE_BUCKETS = (1 << _REFINE_BITS) + 64  # + below, above; a multiple of 64
 
 
-def _band_ids(d):
-    """Monotone bucket id in [0, _BUCKETS) of a bit distance `d` (int32)."""
-    high = _FINE + ops.minimum(
-        ops.right_shift(ops.maximum(d - _FINE, 0), _COARSE_SHIFT), _COARSE - 1
+def _log_bucket(distance):
+    """Monotone bucket of a non-negative int32 distance, in [0, _HALF)."""
+    # The floor of log2(distance) from the float32 exponent, corrected where
+    # int -> float rounding went up to the next power of two.
+    e = ops.right_shift(ops.view(ops.cast(distance, "float32"), "int32"), 23) - 127
+    e = ops.minimum(e, 30)
+    e = ops.where(ops.left_shift(1, ops.maximum(e, 0)) > distance, e - 1, e)
+    shift = ops.maximum(e - _FINE_BITS, 0)
+    return shift * (1 << _FINE_BITS) + ops.right_shift(distance, shift)
+
+
+def _bucket_range(bucket, center):
+    """`(lowest bit pattern, log2 width)` of a bucket of `_log_bucket` ids."""
+    signed = bucket - _HALF
+    p = ops.abs(signed)
+    shift = ops.maximum(ops.right_shift(p, _FINE_BITS) - 1, 0)
+    top = p - shift * (1 << _FINE_BITS)
+    low = ops.where(
+        signed >= 0,
+        center + ops.left_shift(top, shift),
+        center - ops.left_shift(top + 1, shift) + 1,
     )
-    low = -_FINE - 1 - ops.minimum(
-        ops.right_shift(ops.maximum(-_FINE - 1 - d, 0), _COARSE_SHIFT), _COARSE - 1
-    )
-    ids = ops.where(d >= _FINE, high, ops.where(d < -_FINE, low, d))
-    return ids + (_FINE + _COARSE)
+    return low, shift
+
+
+def _histogram(bits, ids, num_segments):
+    """Per-bucket `(counts, sums of bit patterns)`, one scatter pass."""
+    data = ops.stack([ops.ones_like(bits), bits], axis=1)
+    table = ops.segment_sum(data, ids, num_segments=num_segments)
+    return table[:, 0], table[:, 1]
 
 
 def _first_reaching(counts, k, rows):
@@ -256,41 +283,39 @@ def _kth_bits_near(bits, k, center):
     """`(kth, count_le)` of non-negative float32 bit patterns (k >= 1).
 
     `kth` is the bit pattern of the k-th smallest element, `count_le` the
-    number of elements <= it. Exact for any `center`; fast when the answer
-    is near `center`.
+    number of elements <= it. Exact for any `center` in [0, 0x7F800000];
+    one pass over `bits` when the answer is near `center`.
     """
-    counts = ops.segment_sum(
-        ops.ones_like(bits), _band_ids(bits - center), num_segments=_BUCKETS
-    )
+    d = bits - center
+    ids = ops.where(d >= 0, _log_bucket(d), -_log_bucket(-d)) + _HALF
+    counts, sums = _histogram(bits, ids, _BUCKETS)
     bucket, _, through = _first_reaching(counts, k, 64)
-    offset = bucket - (_FINE + _COARSE)  # signed bucket index around center
-    fine = ops.logical_and(offset >= -_FINE, offset < _FINE)
-    overflow = ops.logical_or(bucket == 0, bucket == _BUCKETS - 1)
+    low, shift = _bucket_range(bucket, center)
+    alone = ops.take(counts, bucket) == 1
+    done = ops.logical_or(alone, shift == 0)
+    kth = ops.where(alone, ops.take(sums, bucket), low)
 
-    def exact_here():
-        return center + offset, through
+    def refine(done, kth, count_le, low, shift):
+        # Split [low, low + 2**shift) into 2**step sub-buckets, plus one
+        # for everything below (id 0) and one for everything above.
+        low = ops.maximum(low, 0)  # no bit pattern is negative
+        step = ops.minimum(shift, _REFINE_BITS)
+        sub = shift - step
+        ids = ops.clip(ops.right_shift(bits - low, sub), -1, ops.left_shift(1, step)) + 1
+        counts, sums = _histogram(bits, ids, _REFINE_BUCKETS)
+        bucket, _, through = _first_reaching(counts, k, 64)
+        start = low + ops.left_shift(bucket - 1, sub)
+        alone = ops.take(counts, bucket) == 1
+        done = ops.logical_or(alone, sub == 0)
+        kth = ops.where(alone, ops.take(sums, bucket), start)
+        return done, kth, through, start, sub
 
-    def refine():
-        # A coarse bucket: histogram its 2**_COARSE_SHIFT ulps one by one,
-        # with one bucket for all below and one for all above.
-        start = ops.where(
-            offset >= _FINE,
-            center + _FINE + ops.left_shift(offset - _FINE, _COARSE_SHIFT),
-            center - _FINE - ops.left_shift(-_FINE - offset, _COARSE_SHIFT),
-        )
-        width = 1 << _COARSE_SHIFT
-        ids = ops.clip(bits - start, -1, width) + 1
-        fine_counts = ops.segment_sum(ops.ones_like(bits), ids, num_segments=width + 2)
-        index, _, fine_through = _first_reaching(fine_counts, k, 2)
-        return start + index - 1, fine_through
-
-    def from_scratch():
-        kth = ops.view(kth_smallest(ops.view(bits, "float32"), k), "int32")
-        return kth, ops.sum(ops.cast(bits <= kth, "int32"))
-
-    return ops.cond(
-        fine, exact_here, lambda: ops.cond(overflow, from_scratch, refine)
+    _, kth, count_le, _, _ = ops.while_loop(
+        lambda done, *_: ops.logical_not(done),
+        refine,
+        (done, kth, through, low, shift),
     )
+    return kth, count_le
 
 
 def magnitude_mask_near(magnitudes, sparsity, previous_threshold):
@@ -298,11 +323,11 @@ def magnitude_mask_near(magnitudes, sparsity, previous_threshold):
 
     Gives exactly the mask and threshold of `magnitude_mask` (the same
     `n - round(n * (1 - sparsity))` elements pruned, ties broken by
-    position) for any `previous_threshold`; it is only faster when the
-    new threshold is close to it, as between two steps of gradual pruning:
-    then one histogram pass over the magnitudes finds it (two when it
-    moved by more than ~2000 float32 ulps, the full radix select when it
-    moved by more than ~2**22 ulps, about a factor of 1.5).
+    position) for any `previous_threshold`; it is faster when the new
+    threshold is close to it, as between two steps of gradual pruning:
+    then one histogram pass over the magnitudes usually finds it (up to
+    three when the weights near the threshold are dense), and one more
+    pass builds the mask.
 
     Args:
         magnitudes: Non-negative tensor of any shape.
