@@ -169,7 +169,7 @@ def test_magnitude_mask_near_is_exact_for_any_previous_threshold(n, sparsity, ki
 @pytest.mark.parametrize("data", ["spread", "clustered"])
 @pytest.mark.parametrize("distance", [0, 1, -1, 1023, -1024, 5000, -5000, 2**21, -(2**21),
                                       2**25, -(2**25), 2**30])
-def test_kth_bits_near_for_any_distance_to_the_answer(distance, data):
+def test_locate_kth_for_any_distance_to_the_answer(distance, data):
     # The first pass's buckets widen with the distance from `center`; the
     # k-th is exact whether it is alone in its bucket or needs refining
     # passes (clustered: many values a few ulps apart, and repeated ones).
@@ -183,9 +183,11 @@ def test_kth_bits_near_for_any_distance_to_the_answer(distance, data):
     for k in (1, 17, 2048, 4096):
         kth = np.sort(bits)[k - 1]
         center = np.int32(min(max(int(kth) - distance, 0), 0x7F800000))
-        found, count_le = masks._kth_bits_near(bits, k, center)
-        assert int(found) == kth
-        assert int(count_le) == int((bits <= kth).sum())
+        low, high, before, count = (int(v) for v in masks._locate_kth(bits, k, center))
+        assert low <= kth <= high
+        assert before == int((bits < low).sum()) < k <= before + count
+        assert count == int(((bits >= low) & (bits <= high)).sum())
+        assert count == 1 or low == high
 
 
 def _pruning_steps(shape, seed, steps=30):

@@ -254,13 +254,6 @@ def _bucket_range(bucket, center):
     return low, shift
 
 
-def _histogram(bits, ids, num_segments):
-    """Per-bucket `(counts, sums of bit patterns)`, one scatter pass."""
-    data = ops.stack([ops.ones_like(bits), bits], axis=1)
-    table = ops.segment_sum(data, ids, num_segments=num_segments)
-    return table[:, 0], table[:, 1]
-
-
 def _first_reaching(counts, k, rows):
     """`(i, before, through)`: first bucket whose cumulative count >= k.
 
@@ -279,43 +272,41 @@ def _first_reaching(counts, k, rows):
     return index, before, ops.take(cum, col)
 
 
-def _kth_bits_near(bits, k, center):
-    """`(kth, count_le)` of non-negative float32 bit patterns (k >= 1).
+def _locate_kth(bits, k, center):
+    """A bit-pattern range `[low, high]` that pins the k-th smallest (k >= 1).
 
-    `kth` is the bit pattern of the k-th smallest element, `count_le` the
-    number of elements <= it. Exact for any `center` in [0, 0x7F800000];
-    one pass over `bits` when the answer is near `center`.
+    Returns `(low, high, before, count)`: the k-th smallest of the
+    non-negative float32 bit patterns `bits` lies in `[low, high]`, which
+    holds `count` elements (`before` are below it), and either `count == 1`
+    or `low == high`. Exact for any `center` in [0, 0x7F800000]; one pass
+    over `bits` when the answer is near `center`.
     """
     d = bits - center
-    ids = ops.where(d >= 0, _log_bucket(d), -_log_bucket(-d)) + _HALF
-    counts, sums = _histogram(bits, ids, _BUCKETS)
-    bucket, _, through = _first_reaching(counts, k, 64)
+    distance = _log_bucket(ops.abs(d))
+    ids = ops.where(d >= 0, distance, -distance) + _HALF
+    counts = ops.segment_sum(ops.ones_like(bits), ids, num_segments=_BUCKETS)
+    bucket, before, _ = _first_reaching(counts, k, 64)
     low, shift = _bucket_range(bucket, center)
-    alone = ops.take(counts, bucket) == 1
-    done = ops.logical_or(alone, shift == 0)
-    kth = ops.where(alone, ops.take(sums, bucket), low)
+    count = ops.take(counts, bucket)
 
-    def refine(done, kth, count_le, low, shift):
+    def refine(low, shift, before, count):
         # Split [low, low + 2**shift) into 2**step sub-buckets, plus one
         # for everything below (id 0) and one for everything above.
         low = ops.maximum(low, 0)  # no bit pattern is negative
         step = ops.minimum(shift, _REFINE_BITS)
         sub = shift - step
         ids = ops.clip(ops.right_shift(bits - low, sub), -1, ops.left_shift(1, step)) + 1
-        counts, sums = _histogram(bits, ids, _REFINE_BUCKETS)
-        bucket, _, through = _first_reaching(counts, k, 64)
-        start = low + ops.left_shift(bucket - 1, sub)
-        alone = ops.take(counts, bucket) == 1
-        done = ops.logical_or(alone, sub == 0)
-        kth = ops.where(alone, ops.take(sums, bucket), start)
-        return done, kth, through, start, sub
+        counts = ops.segment_sum(ops.ones_like(bits), ids, num_segments=_REFINE_BUCKETS)
+        bucket, before, _ = _first_reaching(counts, k, 64)
+        return low + ops.left_shift(bucket - 1, sub), sub, before, ops.take(counts, bucket)
 
-    _, kth, count_le, _, _ = ops.while_loop(
-        lambda done, *_: ops.logical_not(done),
+    low, shift, before, count = ops.while_loop(
+        lambda low, shift, before, count: ops.logical_and(count > 1, shift > 0),
         refine,
-        (done, kth, through, low, shift),
+        (low, shift, before, count),
     )
-    return kth, count_le
+    high = low + (ops.left_shift(1, shift) - 1)
+    return low, high, before, count
 
 
 def magnitude_mask_near(magnitudes, sparsity, previous_threshold):
@@ -338,30 +329,33 @@ def magnitude_mask_near(magnitudes, sparsity, previous_threshold):
         `(mask, threshold)` as in `magnitude_mask`.
     """
     flat = ops.reshape(ops.cast(magnitudes, "float32"), (-1,))
-    k = num_to_prune(flat.shape[0], sparsity)
+    size = flat.shape[0]
+    k = num_to_prune(size, sparsity)
     bits = ops.view(flat, "int32")
     center = ops.view(ops.cast(previous_threshold, "float32"), "int32")
     center = ops.clip(center, 0, 0x7F800000)  # a finite non-negative value
-    kth, count_le = ops.cond(
+    none = ops.convert_to_tensor(-1, "int32")
+    low, high, before, count = ops.cond(
         k > 0,
-        lambda: _kth_bits_near(bits, k, center),
-        lambda: (ops.convert_to_tensor(-1, "int32"), ops.convert_to_tensor(0, "int32")),
+        lambda: _locate_kth(bits, k, center),
+        lambda: (none, none, ops.zeros((), "int32"), ops.zeros((), "int32")),
     )
+    # Prune everything below `low`, and in [low, high] the first `k - before`
+    # by position: all of it, except for ties (`low == high`, more equal
+    # values than room), where `last` is the position of the last pruned one.
+    cut = k - before
+    positions = ops.arange(size, dtype="int32")
 
-    def without_ties():
-        return bits <= kth
+    def last_tied():
+        tied = ops.cast(ops.equal(bits, low), "int32")
+        return ops.cast(ops.argmax(ops.cast(ops.cumsum(tied) >= cut, "int32")), "int32")
 
-    def with_ties():
-        # More elements equal the k-th than there is room for: prune the
-        # first ones by position, as magnitude_mask does.
-        tied = ops.cast(ops.equal(bits, kth), "int32")
-        room = k - ops.sum(ops.cast(bits < kth, "int32"))
-        return ops.logical_or(
-            bits < kth, ops.logical_and(tied > 0, ops.cumsum(tied) <= room)
-        )
-
-    pruned = ops.cond(count_le == k, without_ties, with_ties)
+    last = ops.cond(cut < count, last_tied, lambda: ops.convert_to_tensor(size, "int32"))
+    inside = ops.logical_and(bits >= low, bits <= high)
+    pruned = ops.logical_or(bits < low, ops.logical_and(inside, positions <= last))
     mask = ops.reshape(1.0 - ops.cast(pruned, "float32"), ops.shape(magnitudes))
+    # The k-th itself: the largest pruned value, in [low, high].
+    kth = ops.max(ops.where(inside, bits, -1))
     threshold = ops.where(k > 0, ops.view(ops.maximum(kth, 0), "float32"), 0.0)
     return mask, threshold
 
