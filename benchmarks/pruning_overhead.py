@@ -24,7 +24,7 @@ tf_keras dense vs tfmot's `prune_low_magnitude` (its UpdatePruningStep hook
 timed as part of the step).
 
     python benchmarks/pruning_overhead.py --out benchmarks/results/pruning_overhead
-        [--sizes 0.1M,1M,2.1M,10M] [--rounds 7] [--no-tfmot]
+        [--sizes 0.1M,1M,2.1M,10M] [--rounds 15] [--no-tfmot] [--no-old]
 """
 
 import sys
@@ -52,8 +52,9 @@ SIZES = {
     "2.1M": (1024, 1024, 1024, 10),
     "10M": (1024, 2048, 2048, 2048, 10),
 }
-# Steps per timed block: about the same wall time per block at every size.
-STEPS = {"0.1M": 40, "1M": 12, "2.1M": 8, "10M": 3}
+# Steps per timed block: short blocks (a fraction of a second) so that both
+# sides of a pair see the same load on a shared machine.
+STEPS = {"0.1M": 20, "1M": 4, "2.1M": 3, "10M": 1}
 BATCH = 128
 SCHEDULE = dict(initial_sparsity=0.0, final_sparsity=0.8, begin_step=0,
                 end_step=100000, frequency=1)
@@ -121,6 +122,7 @@ def summarize(times, baseline="dense"):
             continue
         ratios = [p / d for p, d in zip(values, times[baseline])]
         out["ratio"][name] = {"median": float(np.median(ratios)),
+                              "of_medians": float(np.median(values) / np.median(times[baseline])),
                               "min": float(min(ratios)), "max": float(max(ratios)),
                               "rounds": ratios}
     return out
@@ -275,7 +277,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="benchmarks/results/pruning_overhead")
     parser.add_argument("--sizes", default=",".join(SIZES))
-    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--no-tfmot", action="store_true")
     parser.add_argument("--no-old", action="store_true", help="skip the old radix path")
     parser.add_argument("--tfmot-worker", action="store_true", help=argparse.SUPPRESS)
