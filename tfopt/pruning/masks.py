@@ -9,7 +9,9 @@ Selection is exact: `magnitude_mask` zeros exactly
 position. The k-th smallest magnitude is found by a radix select on the
 float32 bit pattern (three histogram passes) instead of a full sort, because
 TensorFlow's CPU sort costs ~10 ms for 80k weights and would dominate a
-small model's train step.
+small model's train step. `magnitude_mask_near` gives the same masks starting
+from the previous threshold (one histogram pass in the usual case); the
+wrapper uses it, XLA-compiled, for large weights.
 """
 
 from keras import ops
