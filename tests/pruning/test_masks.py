@@ -121,3 +121,137 @@ def test_bad_block_sizes(shape, block, message):
 def test_m_by_n_needs_divisible_input_channels():
     with pytest.raises(ValueError, match=r"axis -2 has 3\) to be divisible by 4"):
         masks.check_m_by_n((3, 3, 3, 8), (2, 4), "conv/kernel")
+
+
+# -- warm-started selection (magnitude_mask_near / update_mask) ------------
+
+
+def _reference(magnitudes, sparsity):
+    """Exact numpy reference: the k smallest by (value, position) pruned."""
+    flat = np.asarray(magnitudes, "float32").reshape(-1)
+    k = flat.size - _kept_count(flat.size, sparsity)
+    pruned = np.argsort(flat, kind="stable")[:k]
+    mask = np.ones(flat.size, "float32")
+    mask[pruned] = 0.0
+    threshold = np.sort(flat)[k - 1] if k else np.float32(0.0)
+    return mask.reshape(np.shape(magnitudes)), np.float32(threshold)
+
+
+def _assert_same(result, expected):
+    mask, threshold = result
+    np.testing.assert_array_equal(np.asarray(mask), expected[0])
+    assert np.float32(threshold) == expected[1]
+
+
+@settings(max_examples=20, deadline=None)
+@given(
+    n=st.integers(1, 3000),
+    sparsity=st.sampled_from([0.0, 0.3, 0.5, 0.9, 0.999]) | st.floats(0.0, 0.999),
+    kind=st.sampled_from(["normal", "zeros", "ties", "equal"]),
+    seed=st.integers(0, 2**16),
+)
+def test_magnitude_mask_near_is_exact_for_any_previous_threshold(n, sparsity, kind, seed):
+    rng = np.random.default_rng(seed)
+    values = (np.abs(rng.normal(size=n)) * 10.0 ** rng.integers(-6, 3)).astype("float32")
+    if kind == "zeros":
+        values[: rng.integers(0, n + 1)] = 0.0
+    elif kind == "ties":
+        values = np.round(values / values.max() * 4).astype("float32")
+    elif kind == "equal":
+        values[:] = 0.25
+    expected = _reference(values, sparsity)
+    t = float(expected[1])
+    for previous in (0.0, t, np.nextafter(t, 1, dtype="float32"), t * 1.001, t * 0.9,
+                     t * 3.0, 1e30, float(rng.choice(values))):
+        _assert_same(masks.magnitude_mask_near(values, sparsity, previous), expected)
+
+
+@pytest.mark.parametrize("data", ["spread", "clustered"])
+@pytest.mark.parametrize("distance", [0, 1, -1, 1023, -1024, 5000, -5000, 2**21, -(2**21),
+                                      2**25, -(2**25), 2**30])
+def test_locate_kth_for_any_distance_to_the_answer(distance, data):
+    # The first pass's buckets widen with the distance from `center`; the
+    # k-th is exact whether it is alone in its bucket or needs refining
+    # passes (clustered: many values a few ulps apart, and repeated ones).
+    rng = np.random.default_rng(abs(distance))
+    if data == "spread":
+        values = np.abs(rng.normal(size=4096)).astype("float32")
+    else:
+        base = np.float32(0.37).view("int32")
+        values = (base + rng.integers(0, 600, size=4096)).astype("int32").view("float32")
+    bits = values.view("int32")
+    for k in (1, 17, 2048, 4096):
+        kth = np.sort(bits)[k - 1]
+        center = np.int32(min(max(int(kth) - distance, 0), 0x7F800000))
+        low, high, before, count = (int(v) for v in masks._locate_kth(bits, k, center))
+        assert low <= kth <= high
+        assert before == int((bits < low).sum()) < k <= before + count
+        assert count == int(((bits >= low) & (bits <= high)).sum())
+        assert count == 1 or low == high
+
+
+def _pruning_steps(shape, seed, steps=30):
+    """Weights drifting step by step (small moves, jumps, ties, all equal)
+    with a target sparsity that mostly grows, sometimes falls."""
+    rng = np.random.default_rng(seed)
+    weights = rng.normal(size=shape).astype("float32") * 0.05
+    for step in range(steps):
+        if step == 10:
+            weights = np.round(weights * 40) / 40  # many ties
+        elif step == 20:
+            weights = np.full(shape, 0.01, "float32")  # all equal
+        elif step % 7 == 6:
+            weights = weights * 1.7  # a large jump: radix fallback
+        else:
+            weights = weights + rng.normal(size=shape).astype("float32") * 1e-4
+        sparsity = min(0.99, 0.04 * step) if step != 15 else 0.2  # falls once
+        yield weights.astype("float32"), np.float32(sparsity if step != 25 else 0.0)
+
+
+def test_compiled_update_matches_reference_over_consecutive_steps():
+    from tfopt.pruning import wrapper
+
+    update = wrapper._compiled_update()  # XLA-compiled, as in training
+    mask = np.ones((40, 24), "float32")
+    threshold = np.float32(0.0)
+    for weights, sparsity in _pruning_steps((40, 24), seed=0):
+        expected = _reference(np.abs(weights * mask), sparsity)
+        result = update(weights, mask, sparsity, threshold, (1, 1), "AVG")
+        _assert_same(result, expected)
+        mask, threshold = np.asarray(result[0]), np.float32(result[1])
+
+
+def test_compiled_block_update_matches_reference_over_consecutive_steps():
+    from tfopt.pruning import wrapper
+
+    update = wrapper._compiled_update()
+    mask = np.ones((40, 24), "float32")
+    threshold = np.float32(0.0)
+    for weights, sparsity in _pruning_steps((40, 24), seed=1):
+        pooled = np.abs(weights * mask).reshape(20, 2, 6, 4).max(axis=(1, 3))
+        block_keep, block_threshold = _reference(pooled, sparsity)
+        expected = (np.repeat(np.repeat(block_keep, 2, 0), 4, 1), block_threshold)
+        result = update(weights, mask, sparsity, threshold, (2, 4), "MAX")
+        _assert_same(result, expected)
+        mask, threshold = np.asarray(result[0]), np.float32(result[1])
+
+
+def test_compiled_global_masks_match_reference_over_consecutive_steps():
+    from tfopt.pruning import wrapper
+
+    select = wrapper.compiled_global_masks()
+    masks_now = [np.ones((16, 12), "float32"), np.ones((50,), "float32")]
+    threshold = np.float32(0.0)
+    drift = zip(_pruning_steps((16, 12), seed=2), _pruning_steps((50,), seed=3))
+    for (a, sparsity), (b, _) in drift:
+        b = b * 3.0  # the second tensor has larger weights
+        magnitudes = [np.abs(a * masks_now[0]), np.abs(b * masks_now[1])]
+        joined, expected_threshold = _reference(
+            np.concatenate([m.reshape(-1) for m in magnitudes]), sparsity
+        )
+        result, got_threshold = select(magnitudes, sparsity, threshold)
+        np.testing.assert_array_equal(np.asarray(result[0]).reshape(-1), joined[:192])
+        np.testing.assert_array_equal(np.asarray(result[1]), joined[192:])
+        assert np.float32(got_threshold) == expected_threshold
+        masks_now = [np.asarray(m) for m in result]
+        threshold = np.float32(got_threshold)

@@ -103,7 +103,9 @@ _MIRRORED = textwrap.dedent(
     from tfopt.data import load_digits
     (x, y), _ = load_digits(8)
     x, y = x[:256], y[:256]
-    def train(strategy):
+    def train(strategy, warm):
+        # warm: every weight takes the XLA-compiled warm-started selection.
+        pruning.wrapper.WARM_START_MIN_SIZE = 1 if warm else 1 << 16
         keras.utils.set_random_seed(0)
         with strategy.scope():
             model = keras.Sequential([
@@ -116,8 +118,10 @@ _MIRRORED = textwrap.dedent(
                   callbacks=[pruning.UpdatePruningStep()])
         report = pruning.sparsity_report(model)
         return [r["zeros"] for r in report["layers"]], strategy.num_replicas_in_sync
-    print(json.dumps({"mirrored": train(tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])),
-                      "single": train(tf.distribute.get_strategy())}))
+    mirrored = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    print(json.dumps({"mirrored": train(mirrored, False),
+                      "single": train(tf.distribute.get_strategy(), False),
+                      "mirrored_warm": train(mirrored, True)}))
     """
 )
 
@@ -134,3 +138,38 @@ def test_mirrored_strategy_reaches_same_sparsity_as_single_device():
     (mirrored_zeros, replicas), (single_zeros, _) = out["mirrored"], out["single"]
     assert replicas == 2
     assert mirrored_zeros == single_zeros == [72 - round(72 * 0.2), 2880 - round(2880 * 0.2)]
+    assert out["mirrored_warm"] == out["mirrored"]
+
+
+@pytest.mark.parametrize(
+    "options", [{}, {"scope": "global"}], ids=["layer", "global"]
+)  # blocks: test_masks.py::test_compiled_block_update_matches_reference_...
+def test_warm_started_selection_trains_exactly_like_radix_select(options, monkeypatch, tmp_path):
+    # Every weight takes the XLA-compiled warm-started path (normally only
+    # weights >= 64k elements do): the training run, saving mid-way and
+    # continuing from the file give the same masks and weights as the radix
+    # select.
+    from tfopt.pruning import wrapper
+
+    x, y = digits(128)
+
+    def train(min_size, path=None):
+        monkeypatch.setattr(wrapper, "WARM_START_MIN_SIZE", min_size)
+        keras.utils.set_random_seed(5)
+        model = compile_model(pruning.prune_low_magnitude(cnn(), pruning_schedule=_schedule(), **options))
+        model.fit(x, y, batch_size=32, epochs=2, shuffle=False, verbose=0,
+                  callbacks=[pruning.UpdatePruningStep()])
+        if path:
+            model.save(path)
+            model = keras.models.load_model(path)
+        model.fit(x, y, batch_size=32, epochs=2, shuffle=False, verbose=0,
+                  callbacks=[pruning.UpdatePruningStep()])
+        return model
+
+    radix = train(1 << 62)
+    warm = train(1, str(tmp_path / "warm.keras"))
+    for a, b in zip(mask_values(warm), mask_values(radix)):
+        np.testing.assert_array_equal(a, b)
+    for a, b in zip(warm.get_weights(), radix.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    assert pruning.sparsity_report(warm)["total"]["sparsity"] == pytest.approx(0.8, abs=0.01)

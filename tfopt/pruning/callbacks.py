@@ -6,6 +6,7 @@ import keras
 import numpy as np
 
 from tfopt.pruning import masks as mask_math
+from tfopt.pruning import wrapper as wrapper_lib
 
 
 def _wrappers(model):
@@ -104,7 +105,13 @@ def update_global_masks(wrappers, sparsity):
         masks += wrapper.masks
         thresholds += wrapper.thresholds
     magnitudes = [np.abs(w.numpy() * m.numpy()) for w, m in zip(weights, masks)]
-    new_masks, threshold = mask_math.global_threshold_masks(magnitudes, sparsity)
+    if sum(m.size for m in magnitudes) >= wrapper_lib.WARM_START_MIN_SIZE:
+        # Warm-started from the last shared threshold, XLA-compiled.
+        new_masks, threshold = wrapper_lib.compiled_global_masks()(
+            magnitudes, np.float32(sparsity), thresholds[0].numpy()
+        )
+    else:
+        new_masks, threshold = mask_math.global_threshold_masks(magnitudes, sparsity)
     for variable, value in zip(masks, new_masks):
         variable.assign(value)
     for variable in thresholds:

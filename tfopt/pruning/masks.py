@@ -9,7 +9,9 @@ Selection is exact: `magnitude_mask` zeros exactly
 position. The k-th smallest magnitude is found by a radix select on the
 float32 bit pattern (three histogram passes) instead of a full sort, because
 TensorFlow's CPU sort costs ~10 ms for 80k weights and would dominate a
-small model's train step.
+small model's train step. `magnitude_mask_near` gives the same masks starting
+from the previous threshold (one histogram pass in the usual case); the
+wrapper uses it, XLA-compiled, for large weights.
 """
 
 from keras import ops
@@ -110,12 +112,14 @@ def check_block_size(shape, block_size, name="weight"):
         )
 
 
-def block_mask(magnitudes, sparsity, block_size, pooling="AVG"):
+def block_mask(magnitudes, sparsity, block_size, pooling="AVG", previous_threshold=None):
     """Mask that zeros whole `block_size` blocks of the 2-D weight view.
 
     Blocks are ranked by their pooled magnitude (`"AVG"` or `"MAX"`); the
     weakest `sparsity` fraction of blocks is zeroed: exact in whole blocks,
     so element sparsity is rounded to a block. Call `check_block_size` first.
+    With `previous_threshold` the blocks are selected by
+    `magnitude_mask_near` (same result, faster during gradual pruning).
 
     Returns:
         `(mask, threshold)` as in `magnitude_mask`, the threshold being a
@@ -127,7 +131,10 @@ def block_mask(magnitudes, sparsity, block_size, pooling="AVG"):
     blocks = ops.reshape(matrix, (rows // rows_b, rows_b, cols // cols_b, cols_b))
     pool = ops.max if pooling == "MAX" else ops.mean
     pooled = pool(blocks, axis=(1, 3))
-    block_keep, threshold = magnitude_mask(pooled, sparsity)
+    if previous_threshold is None:
+        block_keep, threshold = magnitude_mask(pooled, sparsity)
+    else:
+        block_keep, threshold = magnitude_mask_near(pooled, sparsity, previous_threshold)
     mask = ops.repeat(ops.repeat(block_keep, rows_b, axis=0), cols_b, axis=1)
     return ops.reshape(mask, ops.shape(magnitudes)), threshold
 
@@ -177,21 +184,205 @@ def m_by_n_mask(magnitudes, m_by_n):
     return mask, ops.zeros((), "float32")
 
 
-def global_threshold_masks(magnitudes_list, sparsity):
+def global_threshold_masks(magnitudes_list, sparsity, previous_threshold=None):
     """Masks for several tensors sharing one magnitude threshold.
 
     The smallest `sparsity` fraction of all elements together is zeroed, so
-    the total sparsity is exact while each tensor's differs.
+    the total sparsity is exact while each tensor's differs. With
+    `previous_threshold` the selection is `magnitude_mask_near` (same
+    result, faster during gradual pruning).
 
     Returns:
         `(masks, threshold)`: a list of masks and the shared threshold.
     """
     flats = [ops.reshape(ops.cast(m, "float32"), (-1,)) for m in magnitudes_list]
     joined = ops.concatenate(flats, axis=0)
-    mask, threshold = magnitude_mask(joined, sparsity)
+    if previous_threshold is None:
+        mask, threshold = magnitude_mask(joined, sparsity)
+    else:
+        mask, threshold = magnitude_mask_near(joined, sparsity, previous_threshold)
     masks, start = [], 0
     for flat, original in zip(flats, magnitudes_list):
         size = flat.shape[0]
         masks.append(ops.reshape(mask[start : start + size], ops.shape(original)))
         start += size
     return masks, threshold
+
+
+# -- warm-started selection -------------------------------------------------
+#
+# During gradual pruning the threshold moves little between two updates, so
+# instead of a three-pass radix select from scratch, the k-th smallest
+# magnitude is located by one histogram pass around the previous threshold's
+# bit pattern. The buckets are 1 ulp wide next to it and widen with the
+# distance (2**_FINE_BITS buckets per octave of distance, like a float), so
+# they cover every float32. Each bucket holds the count and the sum of its
+# elements' bit patterns: when the k-th is alone in its bucket (the usual
+# case, since buckets near the threshold are narrower than the gaps between
+# neighbouring weights) the sum is its exact bit pattern. Otherwise each
+# further pass splits its bucket into 2**_REFINE_BITS sub-buckets (at most
+# two passes, more only for a bucket of equal values, which is exact once a
+# bucket is 1 ulp wide).
+
+_FINE_BITS = 10
+_REFINE_BITS = 12
+_HALF = (32 - _FINE_BITS) << _FINE_BITS  # bucket ids of one side
+_BUCKETS = 2 * _HALF  # 45056 = 704 * 64
+_REFINE_BUCKETS = (1 << _REFINE_BITS) + 64  # + below, above; a multiple of 64
+
+
+def _log_bucket(distance):
+    """Monotone bucket of a non-negative int32 distance, in [0, _HALF)."""
+    # The floor of log2(distance) from the float32 exponent, corrected where
+    # int -> float rounding went up to the next power of two.
+    e = ops.right_shift(ops.view(ops.cast(distance, "float32"), "int32"), 23) - 127
+    e = ops.minimum(e, 30)
+    e = ops.where(ops.left_shift(1, ops.maximum(e, 0)) > distance, e - 1, e)
+    shift = ops.maximum(e - _FINE_BITS, 0)
+    return shift * (1 << _FINE_BITS) + ops.right_shift(distance, shift)
+
+
+def _bucket_range(bucket, center):
+    """`(lowest bit pattern, log2 width)` of a bucket of `_log_bucket` ids."""
+    signed = bucket - _HALF
+    p = ops.abs(signed)
+    shift = ops.maximum(ops.right_shift(p, _FINE_BITS) - 1, 0)
+    top = p - shift * (1 << _FINE_BITS)
+    low = ops.where(
+        signed >= 0,
+        center + ops.left_shift(top, shift),
+        center - ops.left_shift(top + 1, shift) + 1,
+    )
+    return low, shift
+
+
+def _first_reaching(counts, k, rows):
+    """`(i, before, through)`: first bucket whose cumulative count >= k.
+
+    `before`/`through` are the cumulative counts before and through bucket
+    `i`. A two-level scan (rows, then one row), so no long cumsum is needed.
+    Assumes `sum(counts) >= k >= 1`.
+    """
+    table = ops.reshape(counts, (rows, -1))
+    row_cum = ops.cumsum(ops.sum(table, axis=1))
+    row = ops.cast(ops.argmax(ops.cast(row_cum >= k, "int32")), "int32")
+    row_before = ops.where(row > 0, ops.take(row_cum, ops.maximum(row - 1, 0)), 0)
+    cum = ops.cumsum(ops.take(table, row, axis=0)) + row_before
+    col = ops.cast(ops.argmax(ops.cast(cum >= k, "int32")), "int32")
+    before = ops.where(col > 0, ops.take(cum, ops.maximum(col - 1, 0)), row_before)
+    index = row * table.shape[1] + col
+    return index, before, ops.take(cum, col)
+
+
+def _locate_kth(bits, k, center):
+    """A bit-pattern range `[low, high]` that pins the k-th smallest (k >= 1).
+
+    Returns `(low, high, before, count)`: the k-th smallest of the
+    non-negative float32 bit patterns `bits` lies in `[low, high]`, which
+    holds `count` elements (`before` are below it), and either `count == 1`
+    or `low == high`. Exact for any `center` in [0, 0x7F800000]; one pass
+    over `bits` when the answer is near `center`.
+    """
+    d = bits - center
+    distance = _log_bucket(ops.abs(d))
+    ids = ops.where(d >= 0, distance, -distance) + _HALF
+    counts = ops.segment_sum(ops.ones_like(bits), ids, num_segments=_BUCKETS)
+    bucket, before, _ = _first_reaching(counts, k, 64)
+    low, shift = _bucket_range(bucket, center)
+    count = ops.take(counts, bucket)
+
+    def refine(low, shift, before, count):
+        # Split [low, low + 2**shift) into 2**step sub-buckets, plus one
+        # for everything below (id 0) and one for everything above.
+        low = ops.maximum(low, 0)  # no bit pattern is negative
+        step = ops.minimum(shift, _REFINE_BITS)
+        sub = shift - step
+        ids = ops.clip(ops.right_shift(bits - low, sub), -1, ops.left_shift(1, step)) + 1
+        counts = ops.segment_sum(ops.ones_like(bits), ids, num_segments=_REFINE_BUCKETS)
+        bucket, before, _ = _first_reaching(counts, k, 64)
+        return low + ops.left_shift(bucket - 1, sub), sub, before, ops.take(counts, bucket)
+
+    low, shift, before, count = ops.while_loop(
+        lambda low, shift, before, count: ops.logical_and(count > 1, shift > 0),
+        refine,
+        (low, shift, before, count),
+    )
+    high = low + (ops.left_shift(1, shift) - 1)
+    return low, high, before, count
+
+
+def magnitude_mask_near(magnitudes, sparsity, previous_threshold):
+    """`magnitude_mask`, warm-started from the previous threshold.
+
+    Gives exactly the mask and threshold of `magnitude_mask` (the same
+    `n - round(n * (1 - sparsity))` elements pruned, ties broken by
+    position) for any `previous_threshold`; it is faster when the new
+    threshold is close to it, as between two steps of gradual pruning:
+    then one histogram pass over the magnitudes usually finds it (up to
+    three when the weights near the threshold are dense), and one more
+    pass builds the mask.
+
+    Args:
+        magnitudes: Non-negative tensor of any shape.
+        sparsity: Scalar in [0, 1).
+        previous_threshold: Scalar, e.g. the threshold of the last update.
+
+    Returns:
+        `(mask, threshold)` as in `magnitude_mask`.
+    """
+    flat = ops.reshape(ops.cast(magnitudes, "float32"), (-1,))
+    size = flat.shape[0]
+    k = num_to_prune(size, sparsity)
+    bits = ops.view(flat, "int32")
+    center = ops.view(ops.cast(previous_threshold, "float32"), "int32")
+    center = ops.clip(center, 0, 0x7F800000)  # a finite non-negative value
+    none = ops.convert_to_tensor(-1, "int32")
+    low, high, before, count = ops.cond(
+        k > 0,
+        lambda: _locate_kth(bits, k, center),
+        lambda: (none, none, ops.zeros((), "int32"), ops.zeros((), "int32")),
+    )
+    # Prune everything below `low`, and in [low, high] the first `k - before`
+    # by position: all of it, except for ties (`low == high`, more equal
+    # values than room), where `last` is the position of the last pruned one.
+    cut = k - before
+    positions = ops.arange(size, dtype="int32")
+
+    def last_tied():
+        tied = ops.cast(ops.equal(bits, low), "int32")
+        return ops.cast(ops.argmax(ops.cast(ops.cumsum(tied) >= cut, "int32")), "int32")
+
+    last = ops.cond(cut < count, last_tied, lambda: ops.convert_to_tensor(size, "int32"))
+    inside = ops.logical_and(bits >= low, bits <= high)
+    pruned = ops.logical_or(bits < low, ops.logical_and(inside, positions <= last))
+    mask = ops.reshape(1.0 - ops.cast(pruned, "float32"), ops.shape(magnitudes))
+    # The k-th itself: the largest pruned value, in [low, high].
+    kth = ops.max(ops.where(inside, bits, -1))
+    threshold = ops.where(k > 0, ops.view(ops.maximum(kth, 0), "float32"), 0.0)
+    return mask, threshold
+
+
+def update_mask(weight, mask, sparsity, previous_threshold, block_size=(1, 1), pooling="AVG"):
+    """One warm-started magnitude-mask update of a weight (no N:M).
+
+    The magnitudes are those of the masked weight, so pruned weights stay
+    pruned while sparsity grows. Same result as `magnitude_mask` (or
+    `block_mask`) of `abs(weight * mask)`; written as one function so that
+    the caller can compile it whole (XLA fuses the passes over the weight).
+
+    Args:
+        weight: The raw weight tensor.
+        mask: Its current mask (0 or 1, same shape).
+        sparsity: Scalar in [0, 1).
+        previous_threshold: The threshold of the last update (any value is
+            correct; a close one is fast).
+        block_size: `(rows, cols)`; `(1, 1)` prunes single weights.
+        pooling: `"AVG"` or `"MAX"`, for blocks.
+
+    Returns:
+        `(mask, threshold)`.
+    """
+    magnitudes = ops.abs(ops.cast(weight, "float32") * ops.cast(mask, "float32"))
+    if tuple(block_size) != (1, 1):
+        return block_mask(magnitudes, sparsity, block_size, pooling, previous_threshold)
+    return magnitude_mask_near(magnitudes, sparsity, previous_threshold)
