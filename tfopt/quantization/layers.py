@@ -187,3 +187,101 @@ class QuantizeWrapper(SubstitutingWrapper):
 def _is_plain_conv1d(layer):
     return (isinstance(layer, layers.Conv1D) and not isinstance(layer, layers.Conv1DTranspose)
             and layer.data_format == "channels_last" and layer.groups == 1)
+
+
+@keras.saving.register_keras_serializable(package="tfopt")
+class ChannelAffine(layers.Layer):
+    """`x * scale + shift` per channel (last axis), run as a 1x1 depthwise conv.
+
+    QAT replaces standalone BatchNormalization (pre-activation, as in
+    DenseNet), Normalization, Rescaling and ConvNeXt's LayerScale by this
+    layer: TFLite has no int8 kernel for a per-channel affine except
+    DEPTHWISE_CONV_2D, so the file runs it int8 (inputs of rank 2 or 3 are
+    reshaped to rank 4 around it). `kernel` has shape `(1, 1, channels, 1)`
+    (the scale) and `bias` shape `(channels,)` (the shift).
+
+    Args:
+        **kwargs: Passed to `keras.layers.Layer` (`trainable=False` freezes
+            a preprocessing affine).
+
+    Example:
+
+    ```python
+    affine = ChannelAffine()
+    affine.build((None, 8, 8, 3))
+    affine.set_weights([scale.reshape(1, 1, 3, 1), shift])
+    ```
+    """
+
+    def build(self, input_shape):
+        channels = input_shape[-1]
+        if channels is None:
+            raise ValueError(f"ChannelAffine {self.name!r} needs a defined last axis, got {input_shape}.")
+        self.kernel = self.add_weight(name="kernel", shape=(1, 1, channels, 1), initializer="ones")
+        self.bias = self.add_weight(name="bias", shape=(channels,), initializer="zeros")
+
+    def call(self, inputs):
+        rank = len(inputs.shape)
+        x = inputs
+        if rank != 4:
+            middle = 1
+            for dim in inputs.shape[1:-1]:
+                if dim is None:
+                    raise ValueError(
+                        f"ChannelAffine {self.name!r}: input shape {inputs.shape} has an undefined "
+                        "inner dimension; give the model a fixed input shape."
+                    )
+                middle *= dim
+            x = ops.reshape(inputs, (-1, 1, middle, inputs.shape[-1]))
+        y = ops.depthwise_conv(x, self.kernel, strides=1, padding="valid") + self.bias
+        if rank != 4:
+            y = ops.reshape(y, (-1,) + tuple(inputs.shape[1:]))
+        return y
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+
+@keras.saving.register_keras_serializable(package="tfopt")
+class QuantizedMultiHeadAttention(layers.MultiHeadAttention):
+    """MultiHeadAttention with int8 ranges inside, for QAT.
+
+    Same config and weights as `keras.layers.MultiHeadAttention`; the
+    projected query (already scaled by `1/sqrt(key_dim)`), key and value,
+    the attention scores, the softmax probabilities and the combined heads
+    (the output projection's input) each get a `QuantizeActivation`, so the
+    converter runs the projections (FULLY_CONNECTED) and both attention
+    matmuls (BATCH_MATMUL) in int8. Its kernels are fake-quantized by the
+    `QuantizeWrapper` around it. Always takes the explicit attention path
+    (no fused/flash kernel), which is what TFLite converts.
+    """
+
+    _RANGES = ("query", "key", "value", "scores", "probs", "heads")
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        for name in self._RANGES:  # attributes, so their variables are tracked and saved
+            setattr(self, f"_{name}_range", QuantizeActivation(name=f"{name}_quant"))
+
+    @property
+    def _ranges(self):
+        return {name: getattr(self, f"_{name}_range") for name in self._RANGES}
+
+    def build(self, *args, **kwargs):
+        super().build(*args, **kwargs)
+        for layer in self._ranges.values():
+            if not layer.built:
+                layer.build(None)
+
+    def _compute_attention(self, query, key, value, attention_mask=None, training=None,
+                           return_attention_scores=False, **kwargs):
+        q = self._ranges
+        query = q["query"](ops.multiply(query, ops.cast(self._inverse_sqrt_key_dim, query.dtype)),
+                           training=training)
+        key = q["key"](key, training=training)
+        value = q["value"](value, training=training)
+        scores = q["scores"](ops.einsum(self._dot_product_equation, key, query), training=training)
+        probs = q["probs"](self._masked_softmax(scores, attention_mask), training=training)
+        dropped = self._dropout_layer(probs, training=training) if self._dropout > 0.0 else probs
+        output = ops.einsum(self._combine_equation, dropped, value)
+        return q["heads"](output, training=training), probs
