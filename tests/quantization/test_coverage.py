@@ -26,8 +26,9 @@ def compute_op_dtypes(content):
 
     interpreter = Interpreter(model_content=content)
     dtypes = {t["index"]: np.dtype(t["dtype"]).name for t in interpreter.get_tensor_details()}
-    return [(op["op_name"], dtypes[op["inputs"][0]]) for op in interpreter._get_ops_details()
-            if op["op_name"] in COMPUTE_OPS]
+    # TRANSPOSE_CONV's inputs are (output_shape, weights, data[, bias]).
+    return [(op["op_name"], dtypes[op["inputs"][2 if op["op_name"] == "TRANSPOSE_CONV" else 0]])
+            for op in interpreter._get_ops_details() if op["op_name"] in COMPUTE_OPS]
 
 
 def _compile(model):
@@ -36,24 +37,146 @@ def _compile(model):
     return model
 
 
-# Agreement bound per pattern: 0.99 is the target; patterns listed here are
-# measured lower on this tiny random task (reported in the README).
-AGREEMENT = {}
+# Patterns with a documented float island (QUANTIZE_TABLE's LSTM/GRU rows):
+# the unrolled RNN's matmuls stay float; every other compute op is int8.
+FLOAT_ISLANDS = {"text_lstm", "text_gru"}
+KNOWN_FAILURES = {
+    "transpose_conv": "the converter leaves the FakeQuant nodes after a keras.layers.Resizing "
+                      "unconverted (QUANTIZE_TABLE's Resizing row); test_unet_without_resizing covers the rest",
+}
 
 
-@pytest.mark.parametrize("name", list(patterns.PATTERNS))
+def _qat_and_export(model, x, y):
+    model = _compile(model)
+    model.fit(x, y, epochs=1, batch_size=32, verbose=0)
+    qat = _compile(quantization.quantize_model(model))
+    qat.fit(x, y, epochs=1, batch_size=32, verbose=0)
+    return qat, export.to_tflite(qat, quantization="int8")  # no representative data
+
+
+@pytest.mark.parametrize("name", [
+    pytest.param(n, marks=pytest.mark.xfail(strict=True, reason=KNOWN_FAILURES[n])) if n in KNOWN_FAILURES
+    else n for n in patterns.PATTERNS])
 def test_pattern_quantizes_exports_and_runs_int8(name):
     keras.utils.set_random_seed(0)
     builder, _ = patterns.PATTERNS[name]
     x, y = patterns.sample_task(name, 128)
-    model = _compile(builder())
-    model.fit(x, y, epochs=1, batch_size=32, verbose=0)
-    qat = _compile(quantization.quantize_model(model))
-    qat.fit(x, y, epochs=1, batch_size=32, verbose=0)
-    exported = export.to_tflite(qat, quantization="int8")
+    qat, exported = _qat_and_export(builder(), x, y)
     ops = compute_op_dtypes(exported.content)
     assert ops, exported.ops
-    int8_share = np.mean([dtype == "int8" for _, dtype in ops])
-    assert int8_share >= 0.95, ops
+    if name in FLOAT_ISLANDS:
+        # The head after the island is int8; the island's matmuls are float.
+        assert ops[-1] == ("FULLY_CONNECTED", "int8"), ops
+        assert not any(isinstance(l, quantization.QuantizeWrapper) and "lstm" in l.name for l in qat.layers)
+    else:
+        int8_share = np.mean([dtype == "int8" for _, dtype in ops])
+        assert int8_share >= 0.95, ops
     report = export.verify(exported, qat, x)
-    assert report["top1_agreement"] >= AGREEMENT.get(name, 0.99), report
+    assert report["top1_agreement"] >= 0.99, report
+
+
+def test_unet_without_resizing_runs_int8():
+    # The transpose_conv pattern minus its Resizing layer (see KNOWN_FAILURES).
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((16, 16, 3))
+    norm = keras.layers.Normalization(mean=[0.5, 0.5, 0.5], variance=[0.25, 0.25, 0.25])
+    x0 = keras.layers.Conv2D(8, 3, padding="same", activation="relu")(norm(inputs))
+    x1 = keras.layers.Conv2D(16, 3, strides=2, padding="same", activation="relu")(x0)
+    u1 = keras.layers.Conv2DTranspose(8, 3, strides=2, padding="same", activation="relu")(x1)
+    u = keras.layers.Concatenate()([u1, x0])
+    u = keras.layers.UpSampling2D(2)(keras.layers.Conv2D(8, 3, strides=2, padding="same")(u))
+    x = keras.layers.GlobalAveragePooling2D()(u)
+    model = keras.Model(inputs, keras.layers.Dense(10)(x))
+    x, y = patterns.sample_task("transpose_conv", 128)
+    qat, exported = _qat_and_export(model, x, y)
+    ops = compute_op_dtypes(exported.content)
+    assert ("TRANSPOSE_CONV", "int8") in ops and ("DEPTHWISE_CONV_2D", "int8") in ops, ops  # + Normalization
+    assert all(dtype == "int8" for _, dtype in ops), ops
+    assert export.verify(exported, qat, x)["top1_agreement"] >= 0.99
+
+
+# -- table-driven unit tests --------------------------------------------------
+
+
+def test_every_table_row_is_valid_and_described():
+    for cls, rule in config_lib.QUANTIZE_TABLE.items():
+        assert rule.io in config_lib.IO_MODES and rule.granularity in quantizers.GRANULARITIES, cls
+        assert rule.note, cls
+    rows = config_lib.describe_table()
+    names = [row[0] for row in rows]
+    for expected in ("Conv2DTranspose", "BatchNormalization", "LayerNormalization", "MultiHeadAttention",
+                     "Embedding", "LSTM", "GRU", "ops.Add", "ops.Reshape", "ops.Mean"):
+        assert expected in names
+    assert all(len(row) == 3 and all(isinstance(c, str) and c for c in row) for row in rows)
+    lstm = dict((r[0], r[1]) for r in rows)["LSTM"]
+    assert "float island" in lstm
+
+
+def test_unknown_granularity_is_an_error():
+    with pytest.raises(ValueError, match="granularity"):
+        config_lib.Rule(config_lib.KERNEL, ("kernel",), "per_row")
+    with pytest.raises(ValueError, match="Unknown granularity"):
+        quantizers.fake_quant_weight(np.ones((3, 3), "float32"), "per_row")
+
+    class Odd(quantization.QuantizeConfig):
+        def get_weights(self, layer):
+            return [layer.kernel]
+
+        def granularity(self, layer):
+            return "per_row"
+
+    inputs = keras.Input((4,))
+    model = keras.Model(inputs, quantization.quantize_annotate_layer(keras.layers.Dense(2), Odd())(inputs))
+    with pytest.raises(ValueError, match="per_row"):
+        quantization.quantize_apply(model)
+
+
+def test_raw_ops_follow_the_ops_table():
+    inputs = keras.Input((4, 4, 2))
+    x = keras.layers.Conv2D(2, 1)(inputs)
+    x = keras.ops.reshape(x + 3.0, (-1, 32))
+    model = keras.Model(inputs, keras.layers.Dense(2)(x))
+    add = next(op for op in model.operations if type(op).__name__ == "Add")
+    reshape = next(op for op in model.operations if type(op).__name__ == "Reshape")
+    assert config_lib.rule_for(add).io == config_lib.OUTPUT
+    assert config_lib.rule_for(reshape).io == config_lib.PASS
+    qat = quantization.quantize_model(model)
+    ranges = [l.name for l in qat.layers if isinstance(l, quantization.QuantizeActivation)]
+    assert any(name.startswith("add") for name in ranges) and not any(n.startswith("reshape") for n in ranges)
+
+
+def test_standalone_batchnorm_becomes_an_exact_int8_affine():
+    rng = np.random.default_rng(0)
+    inputs = keras.Input((6, 6, 3))
+    x = keras.layers.Conv2D(4, 3)(inputs)
+    x = keras.layers.ReLU()(x)
+    bn = keras.layers.BatchNormalization()
+    model = keras.Model(inputs, keras.layers.Conv2D(2, 1)(bn(x)))
+    bn.set_weights([rng.random(4).astype("float32") + 0.5 for _ in range(4)])
+    qat = quantization.quantize_model(model)
+    affine = [l for l in qat.layers if isinstance(l, quantization.QuantizeWrapper)
+              and type(l.layer).__name__ == "ChannelAffine"]
+    assert len(affine) == 1
+    features = rng.normal(size=(5, 4, 4, 4)).astype("float32")
+    np.testing.assert_allclose(affine[0].layer(features), bn(features, training=False), atol=1e-5)
+
+
+def test_recurrent_layers_are_a_float_island_and_custom_configs_still_work():
+    inputs = keras.Input((patterns.SEQ,), dtype="int32")
+    x = keras.layers.Embedding(patterns.VOCAB, 8)(inputs)
+    x = keras.layers.GRU(8, name="gru")(x)
+    model = keras.Model(inputs, keras.layers.Dense(3)(x))
+    qat = quantization.quantize_model(model)
+    assert isinstance(qat.get_layer("gru"), keras.layers.GRU) and qat.get_layer("gru").unroll
+    wrapped = {type(l.layer).__name__ for l in qat.layers if isinstance(l, quantization.QuantizeWrapper)}
+    assert wrapped == {"Embedding", "Dense"}
+
+    class ScaleConfig(quantization.QuantizeConfig):
+        def get_weights(self, layer):
+            return [layer.kernel]
+
+    inputs = keras.Input((4,))
+    custom = quantization.quantize_annotate_layer(keras.layers.Dense(3), ScaleConfig())(inputs)
+    qat = quantization.quantize_apply(keras.Model(inputs, custom))
+    wrapper = next(l for l in qat.layers if isinstance(l, quantization.QuantizeWrapper))
+    assert isinstance(wrapper.quantize_config, ScaleConfig)

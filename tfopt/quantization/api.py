@@ -396,7 +396,12 @@ def _quantize(model, selected, configs, preserve_sparsity, skip_unsupported, ops
             new = QuantizeWrapper(inner, preserve_sparsity=preserve_sparsity)
             copies.append((inner, layer))
         else:
-            new = layer.__class__.from_config(layer.get_config())
+            config = layer.get_config()
+            if action == "island" and isinstance(layer, layers.RNN) and _static_steps(layer):
+                # Unrolled, a float RNN converts to builtin ops; rolled, it
+                # becomes a while loop over TensorLists the converter rejects.
+                config["unroll"] = True
+            new = layer.__class__.from_config(config)
             weights = layer.get_weights() if layer.weights and action != "folded" else None
         original_of[id(new)] = id(layer)
         return new, weights
@@ -468,6 +473,11 @@ def _quantize(model, selected, configs, preserve_sparsity, skip_unsupported, ops
         for wrapper in pointwise_of.values():
             wrapper.capture_sparsity()
     return result
+
+
+def _static_steps(layer):
+    inputs = _inputs_of(layer)
+    return bool(inputs) and len(inputs[0].shape) == 3 and inputs[0].shape[1] is not None
 
 
 def _is_float(tensor):

@@ -67,7 +67,7 @@ _conv = Rule(KERNEL, ("kernel",), "per_channel",
              "other activations split out with their own range", _TFMOT_KERNEL)
 _pass = Rule(PASS, note="int8 in, same range out", tfmot=_TFMOT_PASS)
 _out = Rule(OUTPUT, note="int8 in, own output range", tfmot=_TFMOT_OUT)
-_resize = Rule(PASS, note="int8 in, same range out (TFLite RESIZE_* keep the scale)", tfmot=_TFMOT_NO)
+_resize = Rule(OUTPUT, note="int8 in, own output range (RESIZE_* int8)", tfmot=_TFMOT_NO)
 
 QUANTIZE_TABLE = {
     layers.Conv1D: dataclasses.replace(_conv, tfmot="refused (per-channel axis moves when Keras expands it)",
@@ -79,10 +79,13 @@ QUANTIZE_TABLE = {
     layers.DepthwiseConv2D: Rule(KERNEL, ("kernel",), "depthwise",
                                  "kernel int8 per (input channel x multiplier); BN folded, ReLU fused",
                                  _TFMOT_KERNEL),
-    layers.Conv1DTranspose: Rule(KERNEL, ("kernel",), "transpose",
-                                 "kernel int8 per output channel (axis -2)", _TFMOT_NO),
-    layers.Conv2DTranspose: Rule(KERNEL, ("kernel",), "transpose",
-                                 "kernel int8 per output channel (axis -2, TRANSPOSE_CONV's axis 0)",
+    # Per tensor: with a per-channel range on the kernel's axis -2 the
+    # converter fails ("tfl.transpose op has mismatched quantized axes").
+    layers.Conv1DTranspose: Rule(KERNEL, ("kernel",), "per_tensor",
+                                 "kernel int8 per tensor (TRANSPOSE_CONV)", _TFMOT_NO),
+    layers.Conv2DTranspose: Rule(KERNEL, ("kernel",), "per_tensor",
+                                 "kernel int8 per tensor (TRANSPOSE_CONV; the converter rejects "
+                                 "per-channel ranges on its transposed kernel)",
                                  "quantized (kernel per tensor)"),
     layers.Dense: Rule(KERNEL, ("kernel",), "per_tensor",
                        "kernel int8 per tensor (the converter transposes it); BN folded, ReLU fused, "
@@ -136,7 +139,11 @@ QUANTIZE_TABLE = {
     layers.SpatialDropout1D: _pass, layers.SpatialDropout2D: _pass, layers.Identity: _pass,
     layers.ZeroPadding1D: _pass, layers.ZeroPadding2D: _pass,
     layers.Cropping1D: _pass, layers.Cropping2D: _pass,
-    layers.UpSampling1D: _resize, layers.UpSampling2D: _resize, layers.Resizing: _resize,
+    layers.UpSampling1D: _resize, layers.UpSampling2D: _resize,
+    layers.Resizing: Rule(OUTPUT, note="own output range; known problem: the converter leaves the "
+                          "FakeQuant nodes after a Keras Resizing layer unconverted, so export fails "
+                          "(use UpSampling2D or keras.ops.image.resize, which convert to int8 RESIZE_*)",
+                          tfmot=_TFMOT_NO),
 }
 # Layer types tfmot's registry knows but we annotate differently are above;
 # these tfmot entries differ only in the column.

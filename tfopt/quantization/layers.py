@@ -147,11 +147,24 @@ class QuantizeWrapper(SubstitutingWrapper):
     def call(self, inputs, *args, **kwargs):
         if _is_plain_conv1d(self.layer):
             return self._conv1d_as_conv2d(inputs)
+        if not args and kwargs.get("mask") is None and _matmul_equation(self.layer, inputs):
+            return self._as_matmul(inputs)
         replacements = [(k, q) for (k, _), q in zip(self._kernels, self.quantized_kernels())]
         outputs, losses = call_with_values(self.layer, replacements, inputs, *args, **kwargs)
         for loss in losses:
             self.add_loss(loss)
         return outputs
+
+    def _as_matmul(self, inputs):
+        # A Dense on rank > 2 inputs (or an EinsumDense that is a matmul
+        # over its last axes) converts to RESHAPE + FULLY_CONNECTED +
+        # RESHAPE + ADD: the bias is added after the reshape, so the
+        # FULLY_CONNECTED output has no range and the converter leaves it
+        # float. Computing it as a 2-D matmul with the bias before the
+        # reshape gives the int8 FULLY_CONNECTED TFLite runs for rank 2.
+        layer = self.layer
+        kernel = self.quantized_kernels()[0]
+        return matmul_apply(layer, inputs, kernel)
 
     def _conv1d_as_conv2d(self, inputs):
         # Keras's Conv1D expands its kernel to 4-D after we would quantize
@@ -182,6 +195,69 @@ class QuantizeWrapper(SubstitutingWrapper):
             "quantize_config": keras.saving.serialize_keras_object(self.quantize_config),
             "preserve_sparsity": self.preserve_sparsity,
         }
+
+
+def _matmul_equation(layer, inputs):
+    """`(n_free, n_contracted)` if `layer` on `inputs` is a 2-D matmul in disguise, else None."""
+    if not isinstance(inputs, keras.KerasTensor) and not hasattr(inputs, "shape"):
+        return None
+    rank = len(inputs.shape)
+    if type(layer) is layers.Dense:
+        if rank <= 2 or any(d is None for d in inputs.shape[1:]):
+            return None
+        return rank - 1, 1
+    if isinstance(layer, layers.EinsumDense):
+        equation = layer.equation.replace(" ", "")
+        if "..." in equation or "->" not in equation:
+            return None
+        lhs, out = equation.split("->")
+        a, k = lhs.split(",")
+        contracted = "".join(c for c in a if c in k and c not in out)
+        n = len(contracted)
+        if (not n or a[len(a) - n:] != contracted or k[:n] != contracted
+                or out != a[:len(a) - n] + k[n:] or len(a) != rank
+                or any(d is None for d in inputs.shape[1:])):
+            return None
+        bias_axes = layer.bias_axes or ""
+        if any(c not in k[n:] for c in bias_axes):
+            return None
+        return len(a) - n, n
+    return None
+
+
+def matmul_apply(layer, inputs, kernel):
+    """`layer(inputs)` (Dense or EinsumDense) with `kernel`, as one 2-D matmul."""
+    n_free, n_con = _matmul_equation(layer, inputs)
+    contracted = 1
+    for d in inputs.shape[n_free:]:
+        contracted *= d
+    kernel_free = tuple(kernel.shape[n_con:])
+    units = 1
+    for d in kernel_free:
+        units *= d
+    x = ops.reshape(inputs, (-1, contracted))
+    y = ops.matmul(x, ops.reshape(kernel, (contracted, units)))
+    bias = getattr(layer, "bias", None)
+    if bias is not None:
+        bias = ops.convert_to_tensor(bias)
+        if isinstance(layer, layers.EinsumDense):
+            # Bias axes are a subset of the kernel's free axes, in order.
+            k = layer.equation.replace(" ", "").split("->")[0].split(",")[1][n_con:]
+            shape = [kernel_free[i] if c in (layer.bias_axes or "") else 1 for i, c in enumerate(k)]
+            bias = ops.broadcast_to(ops.reshape(bias, shape), kernel_free)
+        y = y + ops.reshape(bias, (units,))
+    y = ops.reshape(y, (-1,) + tuple(inputs.shape[1:n_free]) + kernel_free)
+    activation = getattr(layer, "activation", None)
+    return activation(y) if activation is not None else y
+
+
+class _MatmulEinsumDense(layers.EinsumDense):
+    """An EinsumDense computed as a 2-D matmul (see `matmul_apply`)."""
+
+    def call(self, inputs, training=None):
+        if _matmul_equation(self, inputs):
+            return matmul_apply(self, inputs, self.kernel)
+        return super().call(inputs, training=training)
 
 
 def _is_plain_conv1d(layer):
@@ -247,8 +323,8 @@ class QuantizedMultiHeadAttention(layers.MultiHeadAttention):
     """MultiHeadAttention with int8 ranges inside, for QAT.
 
     Same config and weights as `keras.layers.MultiHeadAttention`; the
-    projected query (already scaled by `1/sqrt(key_dim)`), key and value,
-    the attention scores, the softmax probabilities and the combined heads
+    projected query, key and value, the query-key products, the scaled
+    attention scores, the softmax probabilities and the combined heads
     (the output projection's input) each get a `QuantizeActivation`, so the
     converter runs the projections (FULLY_CONNECTED) and both attention
     matmuls (BATCH_MATMUL) in int8. Its kernels are fake-quantized by the
@@ -256,7 +332,7 @@ class QuantizedMultiHeadAttention(layers.MultiHeadAttention):
     (no fused/flash kernel), which is what TFLite converts.
     """
 
-    _RANGES = ("query", "key", "value", "scores", "probs", "heads")
+    _RANGES = ("query", "key", "value", "products", "scores", "probs", "heads")
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
@@ -269,6 +345,10 @@ class QuantizedMultiHeadAttention(layers.MultiHeadAttention):
 
     def build(self, *args, **kwargs):
         super().build(*args, **kwargs)
+        for attr in ("_query_dense", "_key_dense", "_value_dense", "_output_dense"):
+            dense = getattr(self, attr, None)
+            if type(dense) is layers.EinsumDense:
+                dense.__class__ = _MatmulEinsumDense  # same state, converter-friendly call
         for layer in self._ranges.values():
             if not layer.built:
                 layer.build(None)
@@ -276,11 +356,15 @@ class QuantizedMultiHeadAttention(layers.MultiHeadAttention):
     def _compute_attention(self, query, key, value, attention_mask=None, training=None,
                            return_attention_scores=False, **kwargs):
         q = self._ranges
-        query = q["query"](ops.multiply(query, ops.cast(self._inverse_sqrt_key_dim, query.dtype)),
-                           training=training)
+        # The 1/sqrt(key_dim) scale goes after the first matmul: before it,
+        # the converter folds it into the query projection's weights, which
+        # then stay float.
+        query = q["query"](query, training=training)
         key = q["key"](key, training=training)
         value = q["value"](value, training=training)
-        scores = q["scores"](ops.einsum(self._dot_product_equation, key, query), training=training)
+        products = q["products"](ops.einsum(self._dot_product_equation, key, query), training=training)
+        scores = q["scores"](ops.multiply(products, ops.cast(self._inverse_sqrt_key_dim, products.dtype)),
+                             training=training)
         probs = q["probs"](self._masked_softmax(scores, attention_mask), training=training)
         dropped = self._dropout_layer(probs, training=training) if self._dropout > 0.0 else probs
         output = ops.einsum(self._combine_equation, dropped, value)
