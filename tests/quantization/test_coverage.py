@@ -32,35 +32,31 @@ def compute_op_dtypes(content):
 
 
 def _compile(model):
-    model.compile(optimizer=keras.optimizers.Adam(1e-3),
+    model.compile(optimizer=keras.optimizers.Adam(1e-2),
                   loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     return model
 
 
-# Patterns with a documented float island (QUANTIZE_TABLE's LSTM/GRU rows):
-# the unrolled RNN's matmuls stay float; every other compute op is int8.
+# By default LSTM/GRU are a float island (QUANTIZE_TABLE's rows): the
+# unrolled RNN's matmuls stay float, every other compute op is int8.
 FLOAT_ISLANDS = {"text_lstm", "text_gru"}
-# Top-1 agreement file vs QAT model on 128 examples is 0.99 or more for every
-# pattern but text_lstm, measured 0.984 (2 near-tie examples of 128: the
-# random token task after one epoch): a documented bound for it.
+# Top-1 agreement of the file with the QAT model on 128 examples is >= 0.99
+# for every pattern but text_lstm (0.984-0.992 measured: near-tie logits of
+# the random token task).
 AGREEMENT = {"text_lstm": 0.97}
-KNOWN_FAILURES = {
-    "transpose_conv": "the converter leaves the FakeQuant nodes after a keras.layers.Resizing "
-                      "unconverted (QUANTIZE_TABLE's Resizing row); test_unet_without_resizing covers the rest",
-}
 
 
 def _qat_and_export(model, x, y):
     # QAT straight from the initialised model: a float pre-fit changes
     # nothing this test checks and doubles its time.
+    # A few epochs at a high rate: top-1 agreement is only meaningful once
+    # logits are apart (on near-uniform logits int8 rounding flips ties).
     qat = _compile(quantization.quantize_model(model))
-    qat.fit(x, y, epochs=1, batch_size=32, verbose=0)
+    qat.fit(x, y, epochs=4, batch_size=32, verbose=0)
     return qat, export.to_tflite(qat, quantization="int8")  # no representative data
 
 
-@pytest.mark.parametrize("name", [
-    pytest.param(n, marks=pytest.mark.xfail(strict=True, reason=KNOWN_FAILURES[n])) if n in KNOWN_FAILURES
-    else n for n in patterns.PATTERNS])
+@pytest.mark.parametrize("name", list(patterns.PATTERNS))
 def test_pattern_quantizes_exports_and_runs_int8(name):
     keras.utils.set_random_seed(0)
     builder, _ = patterns.PATTERNS[name]
@@ -69,18 +65,17 @@ def test_pattern_quantizes_exports_and_runs_int8(name):
     ops = compute_op_dtypes(exported.content)
     assert ops, exported.ops
     if name in FLOAT_ISLANDS:
-        # The head after the island is int8; the island's matmuls are float.
-        assert ops[-1] == ("FULLY_CONNECTED", "int8"), ops
-        assert not any(isinstance(l, quantization.QuantizeWrapper) and "lstm" in l.name for l in qat.layers)
+        assert ops[-1] == ("FULLY_CONNECTED", "int8"), ops  # the head after the island
     else:
-        int8_share = np.mean([dtype == "int8" for _, dtype in ops])
-        assert int8_share >= 0.95, ops
+        assert np.mean([dtype == "int8" for _, dtype in ops]) >= 0.95, ops
     report = export.verify(exported, qat, x)
+    print(f"{name}: {sum(d == 'int8' for _, d in ops)}/{len(ops)} compute ops int8, "
+          f"top-1 agreement {report['top1_agreement']:.4f}")
     assert report["top1_agreement"] >= AGREEMENT.get(name, 0.99), report
 
 
-def test_unet_without_resizing_runs_int8():
-    # The transpose_conv pattern minus its Resizing layer (see KNOWN_FAILURES).
+def test_unet_transpose_conv_and_normalization_run_int8():
+    # Every compute op int8, TRANSPOSE_CONV and the Normalization affine included.
     keras.utils.set_random_seed(0)
     inputs = keras.Input((16, 16, 3))
     norm = keras.layers.Normalization(mean=[0.5, 0.5, 0.5], variance=[0.25, 0.25, 0.25])
@@ -165,15 +160,47 @@ def test_standalone_batchnorm_becomes_an_exact_int8_affine():
     np.testing.assert_allclose(affine[0].layer(features), bn(features, training=False), atol=1e-5)
 
 
-def test_recurrent_layers_are_a_float_island_and_custom_configs_still_work():
+def test_recurrent_layers_float_island_or_int8_and_custom_configs_still_work():
     inputs = keras.Input((patterns.SEQ,), dtype="int32")
     x = keras.layers.Embedding(patterns.VOCAB, 8)(inputs)
-    x = keras.layers.GRU(8, name="gru")(x)
+    x = keras.layers.GRU(8, return_sequences=True, name="gru")(x)
+    x = keras.layers.LSTM(8, go_backwards=True, name="backwards")(x)
     model = keras.Model(inputs, keras.layers.Dense(3)(x))
-    qat = quantization.quantize_model(model)
-    assert isinstance(qat.get_layer("gru"), keras.layers.GRU) and qat.get_layer("gru").unroll
+    island = quantization.quantize_model(model)
+    assert isinstance(island.get_layer("gru"), keras.layers.GRU) and island.get_layer("gru").unroll
+    qat = quantization.quantize_model(model, int8_recurrent=True)
     wrapped = {type(l.layer).__name__ for l in qat.layers if isinstance(l, quantization.QuantizeWrapper)}
-    assert wrapped == {"Embedding", "Dense"}
+    assert wrapped == {"Embedding", "QuantizedRecurrent", "Dense"}
+    # go_backwards has no int8 path: still a float island, unrolled so it converts.
+    assert isinstance(qat.get_layer("backwards"), keras.layers.LSTM) and qat.get_layer("backwards").unroll
+    # The unrolled int8 GRU computes Keras's GRU up to int8 rounding (ranges
+    # taken from this batch in training mode).
+    wrapper = next(l for l in qat.layers if isinstance(l, quantization.QuantizeWrapper)
+                   and type(l.layer).__name__ == "QuantizedRecurrent")
+    embedded = model.layers[1](patterns.sample_inputs("text_gru", 16))
+    reference = np.asarray(model.get_layer("gru")(embedded)).reshape(16, -1)
+    ours = np.asarray(wrapper(embedded, training=True)).reshape(16, -1)
+    cosine = np.sum(ours * reference, 1) / np.linalg.norm(ours, axis=1) / np.linalg.norm(reference, axis=1)
+    assert cosine.min() >= 0.95, cosine
+
+
+@pytest.mark.parametrize("name", ["text_lstm", "text_gru"])
+def test_int8_recurrent_runs_every_compute_op_int8(name):
+    keras.utils.set_random_seed(0)
+    x, y = patterns.sample_task(name, 128)
+    model = _compile(patterns.PATTERNS[name][0]())
+    model.fit(x, y, epochs=3, batch_size=32, verbose=0)
+    qat = _compile(quantization.quantize_model(model, int8_recurrent=True))
+    qat.fit(x, y, epochs=4, batch_size=32, verbose=0)
+    exported = export.to_tflite(qat, quantization="int8")
+    ops = compute_op_dtypes(exported.content)
+    assert len(ops) == 2 * patterns.SEQ and all(dtype == "int8" for _, dtype in ops), ops
+    report = export.verify(exported, qat, x)
+    print(f"{name} int8_recurrent: top-1 agreement {report['top1_agreement']:.4f}, "
+          f"cosine {report['cosine_similarity']:.4f}")
+    # Measured 0.85 (LSTM) and 0.95 (GRU): the int8 steps drift from the
+    # fake-quant simulation (see README); a documented bound, not 0.99.
+    assert report["top1_agreement"] >= 0.75 and report["cosine_similarity"] >= 0.95, report
 
     class ScaleConfig(quantization.QuantizeConfig):
         def get_weights(self, layer):

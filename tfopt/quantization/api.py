@@ -15,6 +15,7 @@ from tfopt.quantization import transforms
 from tfopt.quantization.layers import ChannelAffine
 from tfopt.quantization.layers import QuantizeActivation
 from tfopt.quantization.layers import QuantizedMultiHeadAttention
+from tfopt.quantization.layers import QuantizedRecurrent
 from tfopt.quantization.layers import QuantizeWrapper
 
 
@@ -101,7 +102,7 @@ def quantize_annotate_model(to_annotate):
     return clone_with(to_annotate, clone, target_of=_annotated_target)
 
 
-def quantize_apply(model, preserve_sparsity=False, skip_unsupported=False):
+def quantize_apply(model, preserve_sparsity=False, skip_unsupported=False, int8_recurrent=False):
     """Quantizes the annotated layers of a model for QAT.
 
     Kernels of annotated layers are fake-quantized per channel (int8,
@@ -118,6 +119,8 @@ def quantize_apply(model, preserve_sparsity=False, skip_unsupported=False):
             through training and in the int8 file.
         skip_unsupported: Leave annotated layers tfopt cannot quantize in
             float (with a warning) instead of raising.
+        int8_recurrent: Run LSTM/GRU as unrolled int8 steps
+            (`QuantizedRecurrent`) instead of a float island (see README).
 
     Returns:
         A new Functional model to compile and fine-tune.
@@ -142,10 +145,10 @@ def quantize_apply(model, preserve_sparsity=False, skip_unsupported=False):
     # table rows say) when every layer is.
     everything = all(isinstance(l, (QuantizeAnnotate, layers.InputLayer)) for l in model.layers)
     return _quantize(plain, set(annotated), configs, preserve_sparsity, skip_unsupported,
-                     ops_selected=everything)
+                     ops_selected=everything, int8_recurrent=int8_recurrent)
 
 
-def quantize_model(to_quantize, preserve_sparsity=False, skip_unsupported=False):
+def quantize_model(to_quantize, preserve_sparsity=False, skip_unsupported=False, int8_recurrent=False):
     """Prepares a whole model for quantization-aware training.
 
     Equivalent to `quantize_apply(quantize_annotate_model(model))`. A model
@@ -156,6 +159,9 @@ def quantize_model(to_quantize, preserve_sparsity=False, skip_unsupported=False)
         preserve_sparsity: Keep the kernels' zeros at zero (automatic for a
             pruning-wrapped model).
         skip_unsupported: Leave unsupported layers in float, with a warning.
+        int8_recurrent: Run LSTM/GRU as unrolled int8 steps (every compute
+            op int8, but the file drifts from the QAT model over the steps:
+            see README) instead of the default float island (exact).
 
     Returns:
         A new model to compile and train; export it with
@@ -184,7 +190,8 @@ def quantize_model(to_quantize, preserve_sparsity=False, skip_unsupported=False)
         preserve_sparsity = True
     to_quantize = flatten_nested(to_quantize)
     names = {l.name for l in to_quantize.layers}
-    return _quantize(to_quantize, names, {}, preserve_sparsity, skip_unsupported)
+    return _quantize(to_quantize, names, {}, preserve_sparsity, skip_unsupported,
+                     int8_recurrent=int8_recurrent)
 
 
 def is_quantized(model):
@@ -231,11 +238,12 @@ class _Step:
         self.split_activation = None  # an activation TFLite does not fuse, applied after a range
 
 
-_KERNEL_ACTIONS = ("kernel", "split", "affine", "attention")
+_KERNEL_ACTIONS = ("kernel", "split", "affine", "attention", "recurrent")
 _IO_TO_ACTION = {
     config_lib.KERNEL: "kernel", config_lib.PASS: "pass", config_lib.OUTPUT: "output",
     config_lib.FUSE: "fuse", config_lib.FOLD: "fold", config_lib.AFFINE: "affine",
-    config_lib.GATHER: "gather", config_lib.ATTENTION: "attention", config_lib.FLOAT: "island",
+    config_lib.GATHER: "gather", config_lib.ATTENTION: "attention", config_lib.RECURRENT: "recurrent",
+    config_lib.FLOAT: "island",
 }
 
 
@@ -262,7 +270,7 @@ def _inputs_of(op):
     return list(nodes[0].input_tensors) if nodes else []
 
 
-def _plan(model, selected, configs, skip_unsupported, ops_selected):
+def _plan(model, selected, configs, skip_unsupported, ops_selected, int8_recurrent=False):
     """Decides, per operation (by id), what quantization does with it.
 
     Reads only `config.QUANTIZE_TABLE`/`OPS_TABLE` (via `rule_for`) and the
@@ -294,6 +302,8 @@ def _plan(model, selected, configs, skip_unsupported, ops_selected):
             activation = config_lib.activation_name(op)
             if activation not in (None, "linear") + config_lib.FUSABLE_ACTIVATIONS:
                 step.split_activation = op.activation
+        if action == "recurrent" and not (int8_recurrent and _int8_recurrent(op)):
+            step.action = "island"
         if action == "affine":
             reason = transforms.affine_unsupported(op)
             if reason:
@@ -346,9 +356,10 @@ def _plan(model, selected, configs, skip_unsupported, ops_selected):
     return plan
 
 
-def _quantize(model, selected, configs, preserve_sparsity, skip_unsupported, ops_selected=True):
+def _quantize(model, selected, configs, preserve_sparsity, skip_unsupported, ops_selected=True,
+              int8_recurrent=False):
     model = as_functional(model)
-    plan = _plan(model, selected, configs, skip_unsupported, ops_selected)
+    plan = _plan(model, selected, configs, skip_unsupported, ops_selected, int8_recurrent)
     original_of = {}  # id(new operation) -> id(original operation)
     pointwise_of = {}  # id(depthwise wrapper) -> pointwise wrapper
     copies = []  # (new layer, original) whose weights are copied sublayer by sublayer
@@ -390,6 +401,14 @@ def _quantize(model, selected, configs, preserve_sparsity, skip_unsupported, ops
             inner.build(_inputs_of(layer)[0].shape)
             new = QuantizeWrapper(inner, preserve_sparsity=preserve_sparsity)
             weights = [scale.reshape(1, 1, -1, 1).astype("float32"), shift.astype("float32")]
+        elif action == "recurrent":
+            inner = QuantizedRecurrent(
+                "lstm" if isinstance(layer, layers.LSTM) else "gru", layer.units,
+                return_sequences=layer.return_sequences, use_bias=layer.use_bias,
+                reset_after=getattr(layer, "reset_after", True), name=layer.name)
+            inner.build(_inputs_of(layer)[0].shape)
+            new = QuantizeWrapper(inner, preserve_sparsity=preserve_sparsity)
+            copies.append((inner, layer))
         elif action == "attention":
             inner = QuantizedMultiHeadAttention.from_config(layer.get_config())
             inner.build_from_config(layer.get_build_config())
@@ -432,14 +451,20 @@ def _quantize(model, selected, configs, preserve_sparsity, skip_unsupported, ops
             return args[0]
         if action in ("float", "island"):
             return op(*args, **kwargs)
-        if action == "affine":
-            args, kwargs = args[:1], {}  # BatchNormalization's training/mask do not apply
+        if action in ("affine", "recurrent"):
+            args, kwargs = args[:1], {}  # training/mask do not apply (masked RNNs are islands)
         if not (action == "fuse" and _reads_raw_kernel(args, raw_kernel_outputs)):
             args = keras.tree.map_structure(
                 lambda t: quantized(t, name) if isinstance(t, keras.KerasTensor) else t, args)
             kwargs = keras.tree.map_structure(
                 lambda t: quantized(t, name) if isinstance(t, keras.KerasTensor) else t, kwargs)
-        outputs = op(*args, **kwargs)
+        if _plain_resizing(op):
+            # Keras's Resizing layer traces to a graph whose following
+            # fake-quant nodes the converter cannot place; the bare op
+            # converts to an int8 RESIZE_BILINEAR/RESIZE_NEAREST_NEIGHBOR.
+            outputs = keras.ops.image.resize(args[0], (op.height, op.width), interpolation=op.interpolation)
+        else:
+            outputs = op(*args, **kwargs)
         if action == "split":
             middle = range_after(outputs, f"{name}_depthwise_quant")
             outputs = pointwise_of[id(op)](middle)
@@ -465,7 +490,12 @@ def _quantize(model, selected, configs, preserve_sparsity, skip_unsupported, ops
 
     result = clone_with(model, clone, call_function=call_function, target_of=weights_target)
     for new, old in copies:
-        _copy_attention_weights(new, old)
+        if isinstance(new, QuantizedRecurrent):
+            for variable, value in zip((new.kernel, new.recurrent_kernel, getattr(new, "bias", None)),
+                                       old.get_weights()):
+                variable.assign(value)
+        else:
+            _copy_attention_weights(new, old)
     if preserve_sparsity:
         for layer in result.layers:
             if isinstance(layer, QuantizeWrapper):
@@ -473,6 +503,24 @@ def _quantize(model, selected, configs, preserve_sparsity, skip_unsupported, ops
         for wrapper in pointwise_of.values():
             wrapper.capture_sparsity()
     return result
+
+
+def _int8_recurrent(layer):
+    """Whether an LSTM/GRU can run as `QuantizedRecurrent` (else a float island)."""
+    inputs = _inputs_of(layer)
+    if not isinstance(layer, (layers.LSTM, layers.GRU)) or len(inputs) != 1 or not _static_steps(layer):
+        return False
+    if getattr(inputs[0], "_keras_mask", None) is not None:
+        return False
+    names = (config_lib.activation_name(layer), getattr(layer.recurrent_activation, "__name__", None))
+    return (names == ("tanh", "sigmoid") and not layer.go_backwards and not layer.stateful
+            and not layer.return_state and layer.dropout == 0 and layer.recurrent_dropout == 0
+            and getattr(layer, "reset_after", True))
+
+
+def _plain_resizing(op):
+    return (type(op) is layers.Resizing and op.data_format == "channels_last" and not op.antialias
+            and not op.crop_to_aspect_ratio and not op.pad_to_aspect_ratio)
 
 
 def _static_steps(layer):

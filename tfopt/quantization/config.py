@@ -26,8 +26,9 @@ FOLD = "fold"            # BatchNormalization: folded into the kernel before it,
 AFFINE = "affine"        # per-channel x * a + b: rewritten as a 1x1 depthwise kernel
 GATHER = "gather"        # Embedding: int8 table; the output has the table's range
 ATTENTION = "attention"  # MultiHeadAttention: int8 projections and attention matmuls
+RECURRENT = "recurrent"  # LSTM/GRU: unrolled, int8 ranges on every step (else a float island)
 FLOAT = "float"          # a float island: no range in or out (the reason is in the rule)
-IO_MODES = (KERNEL, PASS, OUTPUT, FUSE, FOLD, AFFINE, GATHER, ATTENTION, FLOAT)
+IO_MODES = (KERNEL, PASS, OUTPUT, FUSE, FOLD, AFFINE, GATHER, ATTENTION, RECURRENT, FLOAT)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -114,11 +115,15 @@ QUANTIZE_TABLE = {
     layers.Embedding: Rule(GATHER, ("embeddings",), "per_tensor",
                            "table int8 per tensor (GATHER int8); the output keeps the table's range",
                            tfmot=_TFMOT_NO),
-    layers.LSTM: Rule(FLOAT, note="float island (inputs and outputs float): TFLite's int8 LSTM needs "
-                      "16-bit gate intermediates and per-gate calibrated ranges that fake-quant nodes "
-                      "cannot express", tfmot=_TFMOT_NO),
-    layers.GRU: Rule(FLOAT, note="float island: TFLite has no fused GRU kernel; the converter emits a "
-                     "float while loop", tfmot=_TFMOT_NO),
+    layers.LSTM: Rule(
+        RECURRENT, note="float island by default (unrolled, float in and out, exact): the converter "
+        "emits TFLite's fused int8 LSTM (16-bit cell state) only from calibrated float models, not from "
+        "fake-quant nodes; with int8_recurrent=True: unrolled int8 steps (FULLY_CONNECTED, LOGISTIC/TANH, "
+        "MUL/ADD, int8 cell state), every compute op int8 but the file drifts from the QAT model",
+        tfmot=_TFMOT_NO),
+    layers.GRU: Rule(
+        RECURRENT, note="float island by default (TFLite has no fused GRU kernel); with "
+        "int8_recurrent=True unrolled int8 steps like LSTM (reset_after=True)", tfmot=_TFMOT_NO),
     layers.SimpleRNN: Rule(FLOAT, note="float island: converted to a float while loop", tfmot=_TFMOT_NO),
     layers.ReLU: Rule(FUSE, note="fused into the kernel before it (no range between), else own range",
                       tfmot="fused after Conv/Dense, else output range"),
@@ -140,10 +145,9 @@ QUANTIZE_TABLE = {
     layers.ZeroPadding1D: _pass, layers.ZeroPadding2D: _pass,
     layers.Cropping1D: _pass, layers.Cropping2D: _pass,
     layers.UpSampling1D: _resize, layers.UpSampling2D: _resize,
-    layers.Resizing: Rule(OUTPUT, note="own output range; known problem: the converter leaves the "
-                          "FakeQuant nodes after a Keras Resizing layer unconverted, so export fails "
-                          "(use UpSampling2D or keras.ops.image.resize, which convert to int8 RESIZE_*)",
-                          tfmot=_TFMOT_NO),
+    layers.Resizing: Rule(OUTPUT, note="own output range; run as keras.ops.image.resize (the Resizing "
+                          "layer's traced graph leaves the next fake-quant nodes unconvertible): int8 "
+                          "RESIZE_BILINEAR/RESIZE_NEAREST_NEIGHBOR", tfmot=_TFMOT_NO),
 }
 # Layer types tfmot's registry knows but we annotate differently are above;
 # these tfmot entries differ only in the column.
@@ -171,9 +175,11 @@ def _internal_rows():
     # Layers QAT itself puts in a model; not README rows.
     from tfopt.quantization.layers import ChannelAffine
     from tfopt.quantization.layers import QuantizedMultiHeadAttention
+    from tfopt.quantization.layers import QuantizedRecurrent
 
     return {
         ChannelAffine: Rule(KERNEL, ("kernel",), "depthwise", "per-channel affine"),
+        QuantizedRecurrent: Rule(KERNEL, ("kernel", "recurrent_kernel"), "per_tensor", "recurrent"),
         QuantizedMultiHeadAttention: Rule(
             KERNEL, ("_query_dense.kernel", "_key_dense.kernel", "_value_dense.kernel",
                      "_output_dense.kernel"), "per_tensor", "attention"),
