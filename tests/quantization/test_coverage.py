@@ -211,3 +211,17 @@ def test_int8_recurrent_runs_every_compute_op_int8(name):
     qat = quantization.quantize_apply(keras.Model(inputs, custom))
     wrapper = next(l for l in qat.layers if isinstance(l, quantization.QuantizeWrapper))
     assert isinstance(wrapper.quantize_config, ScaleConfig)
+
+
+def test_new_qat_layers_save_and_load(tmp_path):
+    # QuantizedMultiHeadAttention, ChannelAffine and QuantizedRecurrent with
+    # their ranges survive a .keras round trip.
+    for name, options in (("transformer", {}), ("preactivation_bn", {}), ("text_gru", {"int8_recurrent": True})):
+        keras.utils.set_random_seed(0)
+        x, y = patterns.sample_task(name, 32)
+        qat = _compile(quantization.quantize_model(patterns.PATTERNS[name][0](), **options))
+        qat.fit(x, y, epochs=1, verbose=0)
+        path = str(tmp_path / f"{name}.keras")
+        qat.save(path)
+        loaded = keras.models.load_model(path)
+        np.testing.assert_allclose(loaded.predict(x, verbose=0), qat.predict(x, verbose=0), atol=1e-5)

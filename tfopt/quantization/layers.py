@@ -352,8 +352,10 @@ class QuantizedMultiHeadAttention(layers.MultiHeadAttention):
     def _ranges(self):
         return {name: getattr(self, f"_{name}_range") for name in self._RANGES}
 
-    def build(self, *args, **kwargs):
-        super().build(*args, **kwargs)
+    def build(self, query_shape, value_shape, key_shape=None):
+        # MultiHeadAttention's own signature: Keras records the shapes by
+        # argument name, which `.keras` loading needs.
+        super().build(query_shape, value_shape, key_shape)
         for attr in ("_query_dense", "_key_dense", "_value_dense", "_output_dense"):
             dense = getattr(self, attr, None)
             if type(dense) is layers.EinsumDense:
