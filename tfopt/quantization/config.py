@@ -66,8 +66,8 @@ _TFMOT_NO = "refused: not in the registry"
 _conv = Rule(KERNEL, ("kernel",), "per_channel",
              "kernel int8 per output channel; BatchNormalization after it folded, ReLU/ReLU6 fused, "
              "other activations split out with their own range", _TFMOT_KERNEL)
-_pass = Rule(PASS, note="int8 in, same range out", tfmot=_TFMOT_PASS)
-_out = Rule(OUTPUT, note="int8 in, own output range", tfmot=_TFMOT_OUT)
+_pass = Rule(PASS, note="int8 in, same range out", tfmot=_TFMOT_NO)
+_out = Rule(OUTPUT, note="int8 in, own output range", tfmot=_TFMOT_NO)
 _resize = Rule(OUTPUT, note="int8 in, own output range (RESIZE_* int8)", tfmot=_TFMOT_NO)
 
 QUANTIZE_TABLE = {
@@ -149,13 +149,22 @@ QUANTIZE_TABLE = {
                           "layer's traced graph leaves the next fake-quant nodes unconvertible): int8 "
                           "RESIZE_BILINEAR/RESIZE_NEAREST_NEIGHBOR", tfmot=_TFMOT_NO),
 }
-# Layer types tfmot's registry knows but we annotate differently are above;
-# these tfmot entries differ only in the column.
-for _cls in (layers.Add, layers.Multiply, layers.Concatenate, layers.GlobalAveragePooling2D,
-             layers.AveragePooling2D, layers.MaxPooling2D, layers.Flatten, layers.Reshape,
-             layers.Dropout, layers.ZeroPadding2D, layers.UpSampling2D):
-    if QUANTIZE_TABLE[_cls].tfmot == _TFMOT_NO:
-        QUANTIZE_TABLE[_cls] = dataclasses.replace(QUANTIZE_TABLE[_cls], tfmot="output range / pass")
+# tfmot 0.8.1's default 8-bit registry (default_8bit_quantize_registry.py):
+# output ranges for these; pass-through for the no-quantize list; Concatenate
+# through a graph transform; Subtract/Multiply/Average/Maximum/Minimum,
+# MaxPooling1D, Identity, UpSampling1D and Cropping are as set above.
+for _cls in (layers.Add, layers.GlobalAveragePooling1D, layers.GlobalAveragePooling2D,
+             layers.AveragePooling1D, layers.AveragePooling2D, layers.UpSampling2D):
+    QUANTIZE_TABLE[_cls] = dataclasses.replace(QUANTIZE_TABLE[_cls], tfmot=_TFMOT_OUT)
+for _cls in (layers.MaxPooling2D, layers.GlobalMaxPooling1D, layers.GlobalMaxPooling2D, layers.Flatten,
+             layers.Reshape, layers.Permute, layers.Dropout, layers.SpatialDropout1D, layers.SpatialDropout2D,
+             layers.ZeroPadding1D, layers.ZeroPadding2D, layers.Cropping1D, layers.Cropping2D):
+    QUANTIZE_TABLE[_cls] = dataclasses.replace(QUANTIZE_TABLE[_cls], tfmot=_TFMOT_PASS)
+for _cls in (layers.Subtract, layers.Multiply, layers.Average, layers.Maximum, layers.Minimum,
+             layers.MaxPooling1D, layers.Identity, layers.UpSampling1D):
+    QUANTIZE_TABLE[_cls] = dataclasses.replace(QUANTIZE_TABLE[_cls], tfmot=_TFMOT_NO)
+QUANTIZE_TABLE[layers.Concatenate] = dataclasses.replace(
+    QUANTIZE_TABLE[layers.Concatenate], tfmot="output range (a graph transform shares it with the inputs)")
 
 
 def _add_keras_layer_scale():
