@@ -105,12 +105,17 @@ def quantize_annotate_model(to_annotate):
 def quantize_apply(model, preserve_sparsity=False, skip_unsupported=False, int8_recurrent=False):
     """Quantizes the annotated layers of a model for QAT.
 
-    Kernels of annotated layers are fake-quantized per channel (int8,
-    symmetric); activations between quantized layers get per-tensor int8
-    ranges learned during training. Conv/Dense followed by
-    BatchNormalization are folded; a following ReLU/ReLU6 is fused (no range
-    between them, as in the TFLite kernel); separable convolutions are split
-    into depthwise + pointwise. Layers that are not annotated stay float.
+    What happens to each layer is read from `config.QUANTIZE_TABLE` (and
+    `config.OPS_TABLE` for raw `keras.ops` nodes): kernels are fake-quantized
+    to int8 (symmetric, per channel or per tensor); activations between
+    quantized layers get per-tensor int8 ranges learned during training.
+    Conv/Dense followed by BatchNormalization are folded; a following
+    ReLU/ReLU6 is fused (no range between them, as in the TFLite kernel);
+    separable convolutions are split into depthwise + pointwise; per-channel
+    affines (standalone BatchNormalization, Normalization, Rescaling) become
+    1x1 depthwise convolutions. Nested models are flattened first. Layers
+    that are not annotated stay float; raw ops nodes are quantized only when
+    every layer is annotated.
 
     Args:
         model: A model from `quantize_annotate_model`, or one built with
