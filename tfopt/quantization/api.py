@@ -5,13 +5,17 @@ import warnings
 import keras
 from keras import layers
 
+from tfopt import _compat
 from tfopt.graph import as_functional
 from tfopt.graph import check_graph_model
 from tfopt.graph import clone_with
-from tfopt.graph import consumers
+from tfopt.graph import flatten_nested
 from tfopt.quantization import config as config_lib
 from tfopt.quantization import transforms
+from tfopt.quantization.layers import ChannelAffine
 from tfopt.quantization.layers import QuantizeActivation
+from tfopt.quantization.layers import QuantizedMultiHeadAttention
+from tfopt.quantization.layers import QuantizedRecurrent
 from tfopt.quantization.layers import QuantizeWrapper
 
 
@@ -85,6 +89,8 @@ def quantize_annotate_model(to_annotate):
     _check_model(to_annotate, "quantize_annotate_model")
 
     def clone(layer):
+        if not isinstance(layer, layers.Layer):
+            return layer, None  # a raw keras.ops node
         new = layer.__class__.from_config(layer.get_config())
         if isinstance(layer, QuantizeAnnotate):
             return new, layer.get_weights()
@@ -96,15 +102,20 @@ def quantize_annotate_model(to_annotate):
     return clone_with(to_annotate, clone, target_of=_annotated_target)
 
 
-def quantize_apply(model, preserve_sparsity=False, skip_unsupported=False):
+def quantize_apply(model, preserve_sparsity=False, skip_unsupported=False, int8_recurrent=False):
     """Quantizes the annotated layers of a model for QAT.
 
-    Kernels of annotated layers are fake-quantized per channel (int8,
-    symmetric); activations between quantized layers get per-tensor int8
-    ranges learned during training. Conv/Dense followed by
-    BatchNormalization are folded; a following ReLU/ReLU6 is fused (no range
-    between them, as in the TFLite kernel); separable convolutions are split
-    into depthwise + pointwise. Layers that are not annotated stay float.
+    What happens to each layer is read from `config.QUANTIZE_TABLE` (and
+    `config.OPS_TABLE` for raw `keras.ops` nodes): kernels are fake-quantized
+    to int8 (symmetric, per channel or per tensor); activations between
+    quantized layers get per-tensor int8 ranges learned during training.
+    Conv/Dense followed by BatchNormalization are folded; a following
+    ReLU/ReLU6 is fused (no range between them, as in the TFLite kernel);
+    separable convolutions are split into depthwise + pointwise; per-channel
+    affines (standalone BatchNormalization, Normalization, Rescaling) become
+    1x1 depthwise convolutions. Nested models are flattened first. Layers
+    that are not annotated stay float; raw ops nodes are quantized only when
+    every layer is annotated.
 
     Args:
         model: A model from `quantize_annotate_model`, or one built with
@@ -113,6 +124,8 @@ def quantize_apply(model, preserve_sparsity=False, skip_unsupported=False):
             through training and in the int8 file.
         skip_unsupported: Leave annotated layers tfopt cannot quantize in
             float (with a warning) instead of raising.
+        int8_recurrent: Run LSTM/GRU as unrolled int8 steps
+            (`QuantizedRecurrent`) instead of a float island (see README).
 
     Returns:
         A new Functional model to compile and fine-tune.
@@ -123,6 +136,7 @@ def quantize_apply(model, preserve_sparsity=False, skip_unsupported=False):
         TypeError: If `model` is not a Sequential/Functional model.
     """
     _check_model(model, "quantize_apply")
+    model = flatten_nested(model)
     # Keyed by the wrapped layer's name, which the stripped copy keeps.
     annotated = {l.layer.name: l for l in model.layers if isinstance(l, QuantizeAnnotate)}
     if not annotated:
@@ -132,10 +146,14 @@ def quantize_apply(model, preserve_sparsity=False, skip_unsupported=False):
         )
     configs = {name: l.quantize_config for name, l in annotated.items()}
     plain = _strip_annotations(model)
-    return _quantize(plain, set(annotated), configs, preserve_sparsity, skip_unsupported)
+    # Raw keras.ops nodes cannot be annotated: they are quantized (as their
+    # table rows say) when every layer is.
+    everything = all(isinstance(l, (QuantizeAnnotate, layers.InputLayer)) for l in model.layers)
+    return _quantize(plain, set(annotated), configs, preserve_sparsity, skip_unsupported,
+                     ops_selected=everything, int8_recurrent=int8_recurrent)
 
 
-def quantize_model(to_quantize, preserve_sparsity=False, skip_unsupported=False):
+def quantize_model(to_quantize, preserve_sparsity=False, skip_unsupported=False, int8_recurrent=False):
     """Prepares a whole model for quantization-aware training.
 
     Equivalent to `quantize_apply(quantize_annotate_model(model))`. A model
@@ -146,6 +164,9 @@ def quantize_model(to_quantize, preserve_sparsity=False, skip_unsupported=False)
         preserve_sparsity: Keep the kernels' zeros at zero (automatic for a
             pruning-wrapped model).
         skip_unsupported: Leave unsupported layers in float, with a warning.
+        int8_recurrent: Run LSTM/GRU as unrolled int8 steps (every compute
+            op int8, but the file drifts from the QAT model over the steps:
+            see README) instead of the default float island (exact).
 
     Returns:
         A new model to compile and train; export it with
@@ -172,8 +193,10 @@ def quantize_model(to_quantize, preserve_sparsity=False, skip_unsupported=False)
     if pruning.api.pruning_wrappers(to_quantize):
         to_quantize = pruning.strip_pruning(to_quantize)
         preserve_sparsity = True
+    to_quantize = flatten_nested(to_quantize)
     names = {l.name for l in to_quantize.layers}
-    return _quantize(to_quantize, names, {}, preserve_sparsity, skip_unsupported)
+    return _quantize(to_quantize, names, {}, preserve_sparsity, skip_unsupported,
+                     int8_recurrent=int8_recurrent)
 
 
 def is_quantized(model):
@@ -198,86 +221,161 @@ def _annotated_target(layer):
 
 def _strip_annotations(model):
     def clone(layer):
+        if not isinstance(layer, layers.Layer):
+            return layer, None  # a raw keras.ops node
         inner = _annotated_target(layer)
         return inner.__class__.from_config(inner.get_config()), layer.get_weights()
 
     return clone_with(model, clone)
 
 
-def _plan(model, selected, configs, skip_unsupported):
-    """Decides, per layer name, what quantization does with it."""
-    graph = consumers(model)
+class _Step:
+    """What quantization does with one operation of the graph."""
+
+    __slots__ = ("action", "rule", "config", "fold", "fused", "split_activation")
+
+    def __init__(self, action, rule=None, config=None):
+        self.action = action
+        self.rule = rule
+        self.config = config
+        self.fold = None  # the BatchNormalization folded into this kernel
+        self.fused = False  # output read only by ReLU/ReLU6 fused into the kernel
+        self.split_activation = None  # an activation TFLite does not fuse, applied after a range
+
+
+_KERNEL_ACTIONS = ("kernel", "split", "affine", "attention", "recurrent")
+_IO_TO_ACTION = {
+    config_lib.KERNEL: "kernel", config_lib.PASS: "pass", config_lib.OUTPUT: "output",
+    config_lib.FUSE: "fuse", config_lib.FOLD: "fold", config_lib.AFFINE: "affine",
+    config_lib.GATHER: "gather", config_lib.ATTENTION: "attention", config_lib.RECURRENT: "recurrent",
+    config_lib.FLOAT: "island",
+}
+
+
+def _operations(model):
+    return [op for op in model.operations if not isinstance(op, layers.InputLayer)]
+
+
+def _readers(model):
+    """Maps id(operation) to the operations (layers and ops nodes) reading it."""
+    ops_ = _operations(model)
+    known = {id(op) for op in ops_}
+    result = {id(op): [] for op in ops_}
+    for op in ops_:
+        for node in _compat.inbound_nodes(op):
+            for tensor in node.input_tensors:
+                source = _compat.producer(tensor)
+                if id(source) in known and op not in result[id(source)]:
+                    result[id(source)].append(op)
+    return result
+
+
+def _inputs_of(op):
+    nodes = _compat.inbound_nodes(op)
+    return list(nodes[0].input_tensors) if nodes else []
+
+
+def _plan(model, selected, configs, skip_unsupported, ops_selected, int8_recurrent=False):
+    """Decides, per operation (by id), what quantization does with it.
+
+    Reads only `config.QUANTIZE_TABLE`/`OPS_TABLE` (via `rule_for`) and the
+    user's `QuantizeConfig`s.
+    """
+    readers = _readers(model)
     plan = {}
-    for layer in model.layers:
-        if isinstance(layer, layers.InputLayer):
+    unsupported = []
+    for op in _operations(model):
+        is_layer = isinstance(op, layers.Layer)
+        if (is_layer and op.name not in selected) or (not is_layer and not ops_selected):
+            plan[id(op)] = _Step("float")
             continue
-        if layer.name not in selected:
-            plan[layer.name] = "float"
-        elif isinstance(layer, keras.Model):
-            raise ValueError(
-                f"Nested model {layer.name!r}: quantize its layers by building the "
-                "model without nesting (quantization rewrites the whole graph)."
-            )
-        elif configs.get(layer.name) is not None or config_lib.default_config(layer) is not None:
-            plan[layer.name] = "quantize"
-        elif isinstance(layer, (layers.SeparableConv1D, layers.SeparableConv2D)):
-            plan[layer.name] = "split"
-        elif isinstance(layer, config_lib.PASS_THROUGH):
-            plan[layer.name] = "pass"
-        elif isinstance(layer, layers.BatchNormalization):
-            plan[layer.name] = "batchnorm"
-        elif not layer.weights:
-            plan[layer.name] = "output"
+        if isinstance(op, keras.Model):  # flatten_nested ran first: cannot happen
+            raise ValueError(f"Nested model {op.name!r} was not flattened.")
+        user_config = configs.get(op.name) if is_layer else None
+        if user_config is not None:
+            plan[id(op)] = _Step("kernel", config=user_config)
+            continue
+        rule = config_lib.rule_for(op)
+        if rule is None:
+            unsupported.append((op, "it has weights and no row in tfopt's QUANTIZE_TABLE"))
+            continue
+        action = _IO_TO_ACTION[rule.io]
+        if action == "kernel" and isinstance(op, (layers.SeparableConv1D, layers.SeparableConv2D)):
+            action = "split"
+        step = plan[id(op)] = _Step(action, rule)
+        if action == "kernel" and is_layer and not isinstance(op, layers.MultiHeadAttention):
+            activation = config_lib.activation_name(op)
+            if activation not in (None, "linear") + config_lib.FUSABLE_ACTIVATIONS:
+                step.split_activation = op.activation
+        if action == "recurrent" and not (int8_recurrent and _int8_recurrent(op)):
+            step.action = "island"
+        if action == "affine":
+            reason = transforms.affine_unsupported(op)
+            if reason:
+                unsupported.append((op, reason))
+                del plan[id(op)]
+    # BatchNormalization right after a foldable kernel layer folds into it;
+    # anywhere else it is a per-channel affine.
+    for op in _operations(model):
+        step = plan.get(id(op))
+        if step is None or step.action != "fold":
+            continue
+        sources = [_compat.producer(t) for t in _inputs_of(op)]
+        source = sources[0] if len(sources) == 1 else None
+        source_step = plan.get(id(source)) if source is not None else None
+        if (source_step is not None and source_step.action == "kernel" and source_step.config is None
+                and source_step.split_activation is None and readers[id(source)] == [op]
+                and transforms.can_fold(source, op)):
+            step.action = "folded"
+            source_step.fold = op
         else:
-            plan[layer.name] = "unsupported"
-    # BatchNormalization right after a foldable kernel layer folds into it.
-    folds = {}
-    for layer in model.layers:
-        if plan.get(layer.name) != "batchnorm":
-            continue
-        producers = [t._keras_history.operation for node in layer._inbound_nodes for t in node.input_tensors]
-        producer = producers[0] if len(producers) == 1 else None
-        if (producer is not None and plan.get(producer.name) == "quantize"
-                and graph[producer.name] == [layer] and transforms.can_fold(producer, layer)):
-            plan[layer.name] = "folded"
-            folds[producer.name] = layer
-        else:
-            plan[layer.name] = "unsupported"
-    for name, action in plan.items():
-        if action != "unsupported":
-            continue
-        layer = model.get_layer(name)
+            reason = transforms.affine_unsupported(op)
+            if reason:
+                unsupported.append((op, reason))
+                del plan[id(op)]
+            else:
+                step.action = "affine"
+    for op, reason in unsupported:
         if not skip_unsupported:
             raise ValueError(
-                f"Layer {name!r} ({type(layer).__name__}) cannot be quantized by tfopt. "
+                f"Layer {op.name!r} ({type(op).__name__}) cannot be quantized by tfopt: {reason}. "
                 "Pass skip_unsupported=True to keep it in float, give it a "
                 "QuantizeConfig via quantize_annotate_layer, or leave it unannotated."
             )
-        warnings.warn(f"Layer {name!r} ({type(layer).__name__}) stays float (skip_unsupported=True).",
-                      stacklevel=3)
-        plan[name] = "float"
-    # A kernel layer's output range is only needed if something other than
-    # a fusable ReLU/ReLU6 reads it (TFLite fuses those into the kernel).
-    fused = set()
-    for name, action in plan.items():
-        if action not in ("quantize", "split"):
+        warnings.warn(f"Layer {op.name!r} ({type(op).__name__}) stays float (skip_unsupported=True): "
+                      f"{reason}.", stacklevel=4)
+        plan[id(op)] = _Step("float")
+    # A kernel's output range is only needed if something other than a
+    # fusable ReLU/ReLU6 reads it (TFLite fuses those into the kernel).
+    by_id = {id(op): op for op in _operations(model)}
+    for key, step in plan.items():
+        if step.action not in ("kernel", "split", "affine") or step.split_activation is not None:
             continue
-        readers = graph[folds[name].name] if name in folds else graph[name]
-        if readers and all(config_lib.is_fusable_activation(r) and plan.get(r.name) == "output"
-                           for r in readers):
-            fused.add(name)
-    return plan, folds, fused
+        op = by_id[key]
+        if config_lib.activation_name(op) not in (None, "linear"):
+            continue
+        outs = readers[id(step.fold)] if step.fold is not None else readers[key]
+        if outs and all(config_lib.is_fusable_activation(r) and plan.get(id(r)) is not None
+                        and plan[id(r)].action == "fuse" for r in outs):
+            step.fused = True
+    return plan
 
 
-def _quantize(model, selected, configs, preserve_sparsity, skip_unsupported):
+def _quantize(model, selected, configs, preserve_sparsity, skip_unsupported, ops_selected=True,
+              int8_recurrent=False):
     model = as_functional(model)
-    plan, folds, fused = _plan(model, selected, configs, skip_unsupported)
-    original_of = {}  # id(new layer) -> original name
+    plan = _plan(model, selected, configs, skip_unsupported, ops_selected, int8_recurrent)
+    original_of = {}  # id(new operation) -> id(original operation)
     pointwise_of = {}  # id(depthwise wrapper) -> pointwise wrapper
+    copies = []  # (new layer, original) whose weights are copied sublayer by sublayer
 
     def clone(layer):
-        action = plan.get(layer.name)
-        if action in ("quantize", "split"):
+        step = plan.get(id(layer))
+        if not isinstance(layer, layers.Layer):
+            return layer, None  # a raw keras.ops node: stateless, reused as is
+        action = step.action if step is not None else "float"
+        weights = None
+        if action in ("kernel", "split", "gather"):
             if action == "split":
                 (depthwise, dw_weights), (pointwise, pw_weights) = transforms.split_separable(layer)
                 new = QuantizeWrapper(depthwise, preserve_sparsity=preserve_sparsity)
@@ -288,21 +386,48 @@ def _quantize(model, selected, configs, preserve_sparsity, skip_unsupported):
                 pointwise_of[id(new)] = pointwise_wrapper
                 weights = dw_weights
                 inner = depthwise
-            elif layer.name in folds:
+            elif step.fold is not None:
                 inner = layer.__class__.from_config(transforms.folded_config(layer))
-                weights = transforms.folded_weights(layer, folds[layer.name])
+                weights = transforms.folded_weights(layer, step.fold)
             else:
-                inner = layer.__class__.from_config(layer.get_config())
+                config = layer.get_config()
+                if step.split_activation is not None:
+                    config["activation"] = "linear"
+                inner = layer.__class__.from_config(config)
                 weights = layer.get_weights()
-            if action == "quantize":
-                new = QuantizeWrapper(inner, configs.get(layer.name), preserve_sparsity=preserve_sparsity)
             build_config = layer.get_build_config()
             if build_config:
                 inner.build_from_config(build_config)
+            if action != "split":
+                new = QuantizeWrapper(inner, step.config, preserve_sparsity=preserve_sparsity)
+        elif action == "affine":
+            scale, shift = transforms.affine_scale_shift(layer)
+            inner = ChannelAffine(name=f"{layer.name}_affine", trainable=bool(layer.trainable_weights))
+            inner.build(_inputs_of(layer)[0].shape)
+            new = QuantizeWrapper(inner, preserve_sparsity=preserve_sparsity)
+            weights = [scale.reshape(1, 1, -1, 1).astype("float32"), shift.astype("float32")]
+        elif action == "recurrent":
+            inner = QuantizedRecurrent(
+                "lstm" if isinstance(layer, layers.LSTM) else "gru", layer.units,
+                return_sequences=layer.return_sequences, use_bias=layer.use_bias,
+                reset_after=getattr(layer, "reset_after", True), name=layer.name)
+            inner.build(_inputs_of(layer)[0].shape)
+            new = QuantizeWrapper(inner, preserve_sparsity=preserve_sparsity)
+            copies.append((inner, layer))
+        elif action == "attention":
+            inner = QuantizedMultiHeadAttention.from_config(layer.get_config())
+            inner.build_from_config(layer.get_build_config())
+            new = QuantizeWrapper(inner, preserve_sparsity=preserve_sparsity)
+            copies.append((inner, layer))
         else:
-            new = layer.__class__.from_config(layer.get_config())
+            config = layer.get_config()
+            if action == "island" and isinstance(layer, layers.RNN) and _static_steps(layer):
+                # Unrolled, a float RNN converts to builtin ops; rolled, it
+                # becomes a while loop over TensorLists the converter rejects.
+                config["unroll"] = True
+            new = layer.__class__.from_config(config)
             weights = layer.get_weights() if layer.weights and action != "folded" else None
-        original_of[id(new)] = layer.name
+        original_of[id(new)] = id(layer)
         return new, weights
 
     quantized_tensors = set()  # ids of tensors that carry an int8 range
@@ -310,7 +435,7 @@ def _quantize(model, selected, configs, preserve_sparsity, skip_unsupported):
     input_quantizers = {}
 
     def quantized(tensor, name):
-        if id(tensor) in quantized_tensors:
+        if id(tensor) in quantized_tensors or not _is_float(tensor):
             return tensor
         if id(tensor) not in input_quantizers:
             result = QuantizeActivation(name=f"{name}_input_quant")(tensor)
@@ -318,35 +443,64 @@ def _quantize(model, selected, configs, preserve_sparsity, skip_unsupported):
             input_quantizers[id(tensor)] = result
         return input_quantizers[id(tensor)]
 
-    def call_function(layer, *args, **kwargs):
-        name = original_of.get(id(layer), layer.name)
-        action = plan.get(name, "float")
+    def range_after(tensor, name):
+        result = QuantizeActivation(name=name)(tensor)
+        quantized_tensors.add(id(result))
+        return result
+
+    def call_function(op, *args, **kwargs):
+        step = plan.get(original_of.get(id(op), id(op)))
+        action = step.action if step is not None else "float"
+        name = op.name
         if action == "folded":
             return args[0]
-        if action in ("quantize", "split", "output", "pass") and not (
-                action == "output" and _reads_raw_kernel(args, raw_kernel_outputs)):
+        if action in ("float", "island"):
+            return op(*args, **kwargs)
+        if action in ("affine", "recurrent"):
+            args, kwargs = args[:1], {}  # training/mask do not apply (masked RNNs are islands)
+        if not (action == "fuse" and _reads_raw_kernel(args, raw_kernel_outputs)):
             args = keras.tree.map_structure(
                 lambda t: quantized(t, name) if isinstance(t, keras.KerasTensor) else t, args)
-        outputs = layer(*args, **kwargs)
+            kwargs = keras.tree.map_structure(
+                lambda t: quantized(t, name) if isinstance(t, keras.KerasTensor) else t, kwargs)
+        if _plain_resizing(op):
+            # Keras's Resizing layer traces to a graph whose following
+            # fake-quant nodes the converter cannot place; the bare op
+            # converts to an int8 RESIZE_BILINEAR/RESIZE_NEAREST_NEIGHBOR.
+            outputs = keras.ops.image.resize(args[0], (op.height, op.width), interpolation=op.interpolation)
+        else:
+            outputs = op(*args, **kwargs)
         if action == "split":
-            middle = QuantizeActivation(name=f"{name}_depthwise_quant")(outputs)
-            outputs = pointwise_of[id(layer)](middle)
-        if action in ("quantize", "split"):
-            if name in fused:
+            middle = range_after(outputs, f"{name}_depthwise_quant")
+            outputs = pointwise_of[id(op)](middle)
+        if action in _KERNEL_ACTIONS:
+            if step.fused:
                 raw_kernel_outputs.add(id(outputs))
                 return outputs
-        if action in ("quantize", "split", "output"):
-            outputs = QuantizeActivation(name=f"{name}_quant")(outputs)
-            quantized_tensors.add(id(outputs))
+            if step.split_activation is not None:
+                outputs = range_after(outputs, f"{name}_preact_quant")
+                outputs = layers.Activation(step.split_activation, name=f"{name}_activation")(outputs)
+        if action in _KERNEL_ACTIONS + ("output", "fuse"):
+            outputs = keras.tree.map_structure(
+                lambda t: range_after(t, f"{name}_quant") if _is_float(t) else t, outputs)
+        elif action == "gather":
+            quantized_tensors.add(id(outputs))  # GATHER keeps the int8 table's scale
         elif action == "pass" and all(id(a) in quantized_tensors for a in keras.tree.flatten(args)
                                       if isinstance(a, keras.KerasTensor)):
-            quantized_tensors.add(id(outputs))
+            keras.tree.map_structure(lambda t: quantized_tensors.add(id(t)), outputs)
         return outputs
 
     def weights_target(new):
         return new.layer if isinstance(new, QuantizeWrapper) else new
 
     result = clone_with(model, clone, call_function=call_function, target_of=weights_target)
+    for new, old in copies:
+        if isinstance(new, QuantizedRecurrent):
+            for variable, value in zip((new.kernel, new.recurrent_kernel, getattr(new, "bias", None)),
+                                       old.get_weights()):
+                variable.assign(value)
+        else:
+            _copy_attention_weights(new, old)
     if preserve_sparsity:
         for layer in result.layers:
             if isinstance(layer, QuantizeWrapper):
@@ -354,6 +508,40 @@ def _quantize(model, selected, configs, preserve_sparsity, skip_unsupported):
         for wrapper in pointwise_of.values():
             wrapper.capture_sparsity()
     return result
+
+
+def _int8_recurrent(layer):
+    """Whether an LSTM/GRU can run as `QuantizedRecurrent` (else a float island)."""
+    inputs = _inputs_of(layer)
+    if not isinstance(layer, (layers.LSTM, layers.GRU)) or len(inputs) != 1 or not _static_steps(layer):
+        return False
+    if getattr(inputs[0], "_keras_mask", None) is not None:
+        return False
+    names = (config_lib.activation_name(layer), getattr(layer.recurrent_activation, "__name__", None))
+    return (names == ("tanh", "sigmoid") and not layer.go_backwards and not layer.stateful
+            and not layer.return_state and layer.dropout == 0 and layer.recurrent_dropout == 0
+            and getattr(layer, "reset_after", True))
+
+
+def _plain_resizing(op):
+    return (type(op) is layers.Resizing and op.data_format == "channels_last" and not op.antialias
+            and not op.crop_to_aspect_ratio and not op.pad_to_aspect_ratio)
+
+
+def _static_steps(layer):
+    inputs = _inputs_of(layer)
+    return bool(inputs) and len(inputs[0].shape) == 3 and inputs[0].shape[1] is not None
+
+
+def _is_float(tensor):
+    return isinstance(tensor, keras.KerasTensor) and "float" in str(tensor.dtype)
+
+
+def _copy_attention_weights(new, old):
+    for attr in ("_query_dense", "_key_dense", "_value_dense", "_output_dense", "_gate_dense"):
+        source = getattr(old, attr, None)
+        if source is not None and source.weights:
+            getattr(new, attr).set_weights(source.get_weights())
 
 
 def _reads_raw_kernel(args, raw_kernel_outputs):

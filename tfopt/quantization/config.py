@@ -1,7 +1,287 @@
-"""What to quantize in a layer: `QuantizeConfig` and the built-in choices."""
+"""What QAT does with each layer: `QUANTIZE_TABLE`, `OPS_TABLE`, `QuantizeConfig`.
+
+Every per-layer decision of quantization-aware training lives in one table:
+`QUANTIZE_TABLE` maps a Keras layer type to a `Rule` (which kernels are
+fake-quantized and at which granularity, and what happens to the layer's
+inputs and outputs); `OPS_TABLE` does the same for raw `keras.ops` nodes of
+a Functional graph (`x + 3`, `ops.mean`, ...), keyed by the op's class
+name. `tfopt.quantization.api` reads them and nothing else, so supporting a
+layer is one entry (and one test). `describe_table()` renders them for the
+README, next to what tfmot 0.8.1 does for the same layer.
+"""
+
+import dataclasses
 
 import keras
 from keras import layers
+
+from tfopt.quantization import quantizers
+
+# What a rule does with a layer's inputs and outputs.
+KERNEL = "kernel"        # weights fake-quantized; int8 inputs; a new output range
+PASS = "pass"            # int8 inputs; the output keeps the input's range
+OUTPUT = "output"        # int8 inputs; a new output range
+FUSE = "fuse"            # ReLU/ReLU6: fused into the kernel before it, else OUTPUT
+FOLD = "fold"            # BatchNormalization: folded into the kernel before it, else AFFINE
+AFFINE = "affine"        # per-channel x * a + b: rewritten as a 1x1 depthwise kernel
+GATHER = "gather"        # Embedding: int8 table; the output has the table's range
+ATTENTION = "attention"  # MultiHeadAttention: int8 projections and attention matmuls
+RECURRENT = "recurrent"  # LSTM/GRU: unrolled, int8 ranges on every step (else a float island)
+FLOAT = "float"          # a float island: no range in or out (the reason is in the rule)
+IO_MODES = (KERNEL, PASS, OUTPUT, FUSE, FOLD, AFFINE, GATHER, ATTENTION, RECURRENT, FLOAT)
+
+
+@dataclasses.dataclass(frozen=True)
+class Rule:
+    """One row of the quantization table.
+
+    Args:
+        io: One of `IO_MODES`: what happens to the layer's inputs/outputs.
+        weights: Attribute names of the kernels fake-quantized to int8.
+        granularity: One of `quantizers.GRANULARITIES` for those kernels.
+        note: What tfopt does, in words (README column).
+        tfmot: What tfmot 0.8.1's default 8-bit registry does with the layer.
+    """
+
+    io: str
+    weights: tuple = ()
+    granularity: str = "per_channel"
+    note: str = ""
+    tfmot: str = ""
+
+    def __post_init__(self):
+        if self.io not in IO_MODES:
+            raise ValueError(f"Rule io={self.io!r} is not one of {IO_MODES}.")
+        if self.granularity not in quantizers.GRANULARITIES:
+            raise ValueError(
+                f"Rule granularity={self.granularity!r} is not one of {quantizers.GRANULARITIES}."
+            )
+
+
+_TFMOT_KERNEL = "quantized (kernel per channel, activation range)"
+_TFMOT_OUT = "output range"
+_TFMOT_PASS = "no quantization (passes through)"
+_TFMOT_NO = "refused: not in the registry"
+
+_conv = Rule(KERNEL, ("kernel",), "per_channel",
+             "kernel int8 per output channel; BatchNormalization after it folded, ReLU/ReLU6 fused, "
+             "other activations split out with their own range", _TFMOT_KERNEL)
+_pass = Rule(PASS, note="int8 in, same range out", tfmot=_TFMOT_NO)
+_out = Rule(OUTPUT, note="int8 in, own output range", tfmot=_TFMOT_NO)
+_resize = Rule(OUTPUT, note="int8 in, own output range (RESIZE_* int8)", tfmot=_TFMOT_NO)
+
+QUANTIZE_TABLE = {
+    layers.Conv1D: dataclasses.replace(_conv, tfmot="refused (per-channel axis moves when Keras expands it)",
+                                       note=_conv.note + "; run as the 1xk Conv2D TFLite builds"),
+    layers.Conv2D: _conv,
+    layers.DepthwiseConv1D: Rule(KERNEL, ("kernel",), "depthwise",
+                                 "kernel int8 per (input channel x multiplier)", _TFMOT_NO),
+    layers.DepthwiseConv2D: Rule(KERNEL, ("kernel",), "depthwise",
+                                 "kernel int8 per (input channel x multiplier); BN folded, ReLU fused",
+                                 _TFMOT_KERNEL),
+    # (Conv3D, Conv1DTranspose: no row yet, their int8 conversion is not
+    # verified.) Per tensor: with a per-channel range on the kernel's axis -2 the
+    # converter fails ("tfl.transpose op has mismatched quantized axes").
+    layers.Conv2DTranspose: Rule(KERNEL, ("kernel",), "per_tensor",
+                                 "kernel int8 per tensor (TRANSPOSE_CONV; the converter rejects "
+                                 "per-channel ranges on its transposed kernel)",
+                                 "quantized (kernel per tensor)"),
+    layers.Dense: Rule(KERNEL, ("kernel",), "per_tensor",
+                       "kernel int8 per tensor (the converter transposes it); BN folded, ReLU fused, "
+                       "GELU/swish/... split out with their own range", "quantized (kernel per tensor)"),
+    layers.EinsumDense: Rule(KERNEL, ("kernel",), "per_tensor",
+                             "kernel int8 per tensor (FULLY_CONNECTED/BATCH_MATMUL)", _TFMOT_NO),
+    layers.SeparableConv1D: Rule(KERNEL, ("kernel",), note="split into depthwise + 1x1 conv, both int8",
+                                 tfmot=_TFMOT_NO),
+    layers.SeparableConv2D: Rule(KERNEL, ("kernel",), note="split into depthwise + 1x1 conv, both int8",
+                                 tfmot="quantized (split into depthwise + conv)"),
+    layers.BatchNormalization: Rule(
+        FOLD, note="folded into the conv/dense before it; standalone (pre-activation): a per-channel "
+        "affine run as an int8 1x1 DEPTHWISE_CONV_2D", tfmot="folded after Conv2D/Depthwise; standalone: "
+        "output range only (float MUL/ADD island in the file)"),
+    layers.Normalization: Rule(AFFINE, note="per-channel affine: int8 1x1 DEPTHWISE_CONV_2D (frozen)",
+                               tfmot=_TFMOT_NO),
+    layers.Rescaling: Rule(AFFINE, note="per-channel affine: int8 1x1 DEPTHWISE_CONV_2D (frozen)",
+                           tfmot=_TFMOT_NO),
+    layers.LayerNormalization: Rule(
+        OUTPUT, note="int8 in and out; TFLite has no LayerNorm kernel: the converter decomposes it "
+        "into MEAN/SUB/MUL/RSQRT/ADD, which run float in between", tfmot=_TFMOT_NO),
+    layers.MultiHeadAttention: Rule(
+        ATTENTION, note="query/key/value/output EinsumDense kernels int8 per tensor; ranges on the "
+        "projections, scores and softmax, so FULLY_CONNECTED and BATCH_MATMUL run int8",
+        tfmot=_TFMOT_NO),
+    layers.Embedding: Rule(GATHER, ("embeddings",), "per_tensor",
+                           "table int8 per tensor (GATHER int8); the output keeps the table's range",
+                           tfmot=_TFMOT_NO),
+    layers.LSTM: Rule(
+        RECURRENT, note="float island by default (unrolled, float in and out, exact): the converter "
+        "emits TFLite's fused int8 LSTM (16-bit cell state) only from calibrated float models, not from "
+        "fake-quant nodes; with int8_recurrent=True: unrolled int8 steps (FULLY_CONNECTED, LOGISTIC/TANH, "
+        "MUL/ADD, int8 cell state), every compute op int8 but the file drifts from the QAT model",
+        tfmot=_TFMOT_NO),
+    layers.GRU: Rule(
+        RECURRENT, note="float island by default (TFLite has no fused GRU kernel); with "
+        "int8_recurrent=True unrolled int8 steps like LSTM (reset_after=True)", tfmot=_TFMOT_NO),
+    layers.SimpleRNN: Rule(FLOAT, note="float island: converted to a float while loop", tfmot=_TFMOT_NO),
+    layers.ReLU: Rule(FUSE, note="fused into the kernel before it (no range between), else own range",
+                      tfmot="fused after Conv/Dense, else output range"),
+    layers.Activation: Rule(
+        FUSE, note="relu/relu6: fused into the kernel before it; swish/hard_swish/gelu/sigmoid/"
+        "hard_sigmoid/tanh/softmax: own output range", tfmot="relu/relu6/softmax/sigmoid/tanh: output "
+        "range; swish/gelu: refused"),
+    layers.Softmax: Rule(OUTPUT, note="own output range", tfmot=_TFMOT_OUT),
+    layers.LeakyReLU: Rule(OUTPUT, note="own output range", tfmot=_TFMOT_NO),
+    layers.ELU: Rule(OUTPUT, note="own output range", tfmot=_TFMOT_NO),
+    layers.Add: _out, layers.Subtract: _out, layers.Multiply: _out, layers.Average: _out,
+    layers.Maximum: _out, layers.Minimum: _out, layers.Concatenate: _out,
+    layers.GlobalAveragePooling1D: _out, layers.GlobalAveragePooling2D: _out,
+    layers.AveragePooling1D: _pass, layers.AveragePooling2D: _pass,
+    layers.MaxPooling1D: _pass, layers.MaxPooling2D: _pass,
+    layers.GlobalMaxPooling1D: _pass, layers.GlobalMaxPooling2D: _pass,
+    layers.Flatten: _pass, layers.Reshape: _pass, layers.Permute: _pass, layers.Dropout: _pass,
+    layers.SpatialDropout1D: _pass, layers.SpatialDropout2D: _pass, layers.Identity: _pass,
+    layers.ZeroPadding1D: _pass, layers.ZeroPadding2D: _pass,
+    layers.Cropping1D: _pass, layers.Cropping2D: _pass,
+    layers.UpSampling1D: _resize, layers.UpSampling2D: _resize,
+    layers.Resizing: Rule(OUTPUT, note="own output range; run as keras.ops.image.resize (the Resizing "
+                          "layer's traced graph leaves the next fake-quant nodes unconvertible): int8 "
+                          "RESIZE_BILINEAR/RESIZE_NEAREST_NEIGHBOR", tfmot=_TFMOT_NO),
+}
+# tfmot 0.8.1's default 8-bit registry (default_8bit_quantize_registry.py):
+# output ranges for these; pass-through for the no-quantize list; Concatenate
+# through a graph transform; Subtract/Multiply/Average/Maximum/Minimum,
+# MaxPooling1D, Identity, UpSampling1D and Cropping are as set above.
+for _cls in (layers.Add, layers.GlobalAveragePooling1D, layers.GlobalAveragePooling2D,
+             layers.AveragePooling1D, layers.AveragePooling2D, layers.UpSampling2D):
+    QUANTIZE_TABLE[_cls] = dataclasses.replace(QUANTIZE_TABLE[_cls], tfmot=_TFMOT_OUT)
+for _cls in (layers.MaxPooling2D, layers.GlobalMaxPooling1D, layers.GlobalMaxPooling2D, layers.Flatten,
+             layers.Reshape, layers.Permute, layers.Dropout, layers.SpatialDropout1D, layers.SpatialDropout2D,
+             layers.ZeroPadding1D, layers.ZeroPadding2D, layers.Cropping1D, layers.Cropping2D):
+    QUANTIZE_TABLE[_cls] = dataclasses.replace(QUANTIZE_TABLE[_cls], tfmot=_TFMOT_PASS)
+for _cls in (layers.Subtract, layers.Multiply, layers.Average, layers.Maximum, layers.Minimum,
+             layers.MaxPooling1D, layers.Identity, layers.UpSampling1D):
+    QUANTIZE_TABLE[_cls] = dataclasses.replace(QUANTIZE_TABLE[_cls], tfmot=_TFMOT_NO)
+QUANTIZE_TABLE[layers.Concatenate] = dataclasses.replace(
+    QUANTIZE_TABLE[layers.Concatenate], tfmot="output range (a graph transform shares it with the inputs)")
+
+
+def _add_keras_layer_scale():
+    # ConvNeXt's LayerScale (x * gamma per channel) lives in keras.src only.
+    try:
+        from keras.src.applications.convnext import LayerScale
+    except ImportError:  # pragma: no cover - moved in a future Keras
+        return
+    QUANTIZE_TABLE[LayerScale] = Rule(AFFINE, note="per-channel scale: int8 1x1 DEPTHWISE_CONV_2D",
+                                      tfmot=_TFMOT_NO)
+
+
+_add_keras_layer_scale()
+
+
+def _internal_rows():
+    # Layers QAT itself puts in a model; not README rows.
+    from tfopt.quantization.layers import ChannelAffine
+    from tfopt.quantization.layers import QuantizedMultiHeadAttention
+    from tfopt.quantization.layers import QuantizedRecurrent
+
+    return {
+        ChannelAffine: Rule(KERNEL, ("kernel",), "depthwise", "per-channel affine"),
+        QuantizedRecurrent: Rule(KERNEL, ("kernel", "recurrent_kernel"), "per_tensor", "recurrent"),
+        QuantizedMultiHeadAttention: Rule(
+            KERNEL, ("_query_dense.kernel", "_key_dense.kernel", "_value_dense.kernel",
+                     "_output_dense.kernel"), "per_tensor", "attention"),
+    }
+
+
+INTERNAL_TABLE = _internal_rows()
+
+_op_out = Rule(OUTPUT, note="own output range", tfmot="TFOpLambda: refused")
+_op_pass = Rule(PASS, note="same range out", tfmot="TFOpLambda: refused")
+# Raw keras.ops nodes, by the op's class name (keras.src.ops.*).
+OPS_TABLE = {
+    "Add": _op_out, "Subtract": _op_out, "Multiply": _op_out, "TrueDivide": _op_out,
+    "Divide": _op_out, "Mean": _op_out, "Sum": _op_out, "Maximum": _op_out, "Minimum": _op_out,
+    "Concatenate": _op_out, "Relu": Rule(FUSE, note="fused into the kernel before it, else own range",
+                                         tfmot="TFOpLambda: refused"),
+    "Relu6": Rule(FUSE, note="fused into the kernel before it, else own range", tfmot="TFOpLambda: refused"),
+    "Sigmoid": _op_out, "HardSigmoid": _op_out, "Silu": _op_out, "HardSilu": _op_out,
+    "Gelu": _op_out, "Tanh": _op_out, "Softmax": _op_out, "Square": _op_out, "Sqrt": _op_out,
+    "Reshape": _op_pass, "ExpandDims": _op_pass, "Squeeze": _op_pass, "Transpose": _op_pass,
+    "GetItem": _op_pass, "Max": _op_pass, "Min": _op_pass, "Pad": _op_pass,
+}
+# A weightless layer or op missing from the tables gets its own range:
+# TFLite runs it int8 if it has an int8 kernel, else float between ranges.
+DEFAULT_WEIGHTLESS = Rule(OUTPUT, note="own output range (default for weightless layers and ops)")
+
+
+def rule_for(layer):
+    """The `Rule` for a layer or raw ops node, or None if none applies.
+
+    Looks up the exact type, then its Keras base classes (so Keras's own
+    subclasses inherit their parent's row; a user's subclass of a Keras layer
+    only does when it adds no weights). Weightless layers and ops missing
+    from the tables get `DEFAULT_WEIGHTLESS`.
+    """
+    if not isinstance(layer, layers.Layer):
+        return OPS_TABLE.get(type(layer).__name__, DEFAULT_WEIGHTLESS)
+    if type(layer) in INTERNAL_TABLE:
+        return INTERNAL_TABLE[type(layer)]
+    if type(layer) in QUANTIZE_TABLE:
+        return QUANTIZE_TABLE[type(layer)]
+    for cls in type(layer).__mro__[1:]:
+        if cls in QUANTIZE_TABLE and cls.__module__.startswith("keras."):
+            rule = QUANTIZE_TABLE[cls]
+            own = {id(w) for w in layer.weights}
+            parent_weights = {id(_resolve(layer, name)) for name in rule.weights}
+            if own <= parent_weights | _bias_ids(layer):
+                return rule
+            break
+    if not layer.weights:
+        return DEFAULT_WEIGHTLESS
+    return None
+
+
+def _resolve(layer, path):
+    """`layer.a.b` for the path `"a.b"` (None if missing)."""
+    value = layer
+    for part in path.split("."):
+        value = getattr(value, part, None)
+    return value
+
+
+def _bias_ids(layer):
+    return {id(w) for w in layer.weights if len(w.shape) <= 1}
+
+
+def describe_table():
+    """The table as README rows.
+
+    Returns:
+        A list of `(layer type, what tfopt does, what tfmot 0.8.1 does)`
+        string tuples: first the layer types, then raw `keras.ops` nodes
+        (as `ops.<Name>`), then the default for anything else weightless.
+
+    Example:
+
+    ```python
+    for layer, ours, tfmot in tfopt.quantization.config.describe_table():
+        print(f"| {layer} | {ours} | {tfmot} |")
+    ```
+    """
+    rows = []
+    for cls, rule in QUANTIZE_TABLE.items():
+        rows.append((cls.__name__, _describe(rule), rule.tfmot or _TFMOT_NO))
+    for name, rule in OPS_TABLE.items():
+        rows.append((f"ops.{name}", _describe(rule), rule.tfmot))
+    rows.append(("other weightless layer/op", DEFAULT_WEIGHTLESS.note,
+                 "refused unless in the registry"))
+    rows.append(("custom layer", "QuantizeConfig via quantize_annotate_layer: its kernels int8, "
+                 "own output range", "QuantizeConfig via quantize_annotate_layer"))
+    return rows
+
+
+def _describe(rule):
+    return rule.note or rule.io
 
 
 class QuantizeConfig:
@@ -31,7 +311,7 @@ class QuantizeConfig:
         raise NotImplementedError(f"{type(self).__name__} must implement get_weights(layer).")
 
     def granularity(self, layer):
-        """`"per_channel"` (default), `"per_tensor"` or `"depthwise"`."""
+        """`"per_channel"` (default), `"per_tensor"`, `"depthwise"` or `"transpose"`."""
         return "per_channel"
 
     def checked_weights(self, layer):
@@ -39,9 +319,15 @@ class QuantizeConfig:
 
         Raises:
             ValueError: If a returned object is not one of the layer's own
-                float variables of rank >= 2.
+                float variables of rank >= 2, or the granularity is unknown.
         """
         own = {id(v) for v in layer.weights}
+        granularity = self.granularity(layer)
+        if granularity not in quantizers.GRANULARITIES:
+            raise ValueError(
+                f"{type(self).__name__}.granularity({layer.name!r}) returned {granularity!r}; "
+                f"use one of {quantizers.GRANULARITIES}."
+            )
         result = []
         for weight in self.get_weights(layer):
             if id(weight) not in own:
@@ -56,7 +342,7 @@ class QuantizeConfig:
                     f"{weight.path!r} of shape {tuple(weight.shape)}; per-channel "
                     "quantization needs a kernel (rank >= 2), not a bias or scale."
                 )
-            result.append((weight, self.granularity(layer)))
+            result.append((weight, granularity))
         return result
 
     def get_config(self):
@@ -67,6 +353,27 @@ class QuantizeConfig:
         return cls(**config)
 
 
+@keras.saving.register_keras_serializable(package="tfopt")
+class TableQuantizeConfig(QuantizeConfig):
+    """Quantizes the kernels `QUANTIZE_TABLE` names for the layer's type."""
+
+    def _rule(self, layer):
+        rule = rule_for(layer)
+        if rule is None or not rule.weights:
+            raise ValueError(
+                f"Layer {layer.name!r} ({type(layer).__name__}) has no kernels in "
+                "tfopt's QUANTIZE_TABLE; pass a QuantizeConfig."
+            )
+        return rule
+
+    def get_weights(self, layer):
+        return [_resolve(layer, name) for name in self._rule(layer).weights]
+
+    def granularity(self, layer):
+        return self._rule(layer).granularity
+
+
+# Kept for models saved before the table (their configs name these classes).
 @keras.saving.register_keras_serializable(package="tfopt")
 class KernelQuantizeConfig(QuantizeConfig):
     """Quantizes the `kernel` of convolutions per output channel."""
@@ -94,45 +401,29 @@ class DepthwiseQuantizeConfig(QuantizeConfig):
         return "depthwise"
 
 
-# Layers whose kernel is quantized per output channel.
-KERNEL_LAYERS = (layers.Conv1D, layers.Conv2D)
-DEPTHWISE_LAYERS = (layers.DepthwiseConv1D, layers.DepthwiseConv2D)
-# Layers that do not change values' range: int8 in, same scale out
-# (TFLite requires equal scales for AVERAGE_POOL_2D, so it is here too).
-PASS_THROUGH = (
-    layers.AveragePooling1D, layers.AveragePooling2D,
-    layers.MaxPooling1D, layers.MaxPooling2D, layers.GlobalMaxPooling1D,
-    layers.GlobalMaxPooling2D, layers.Flatten, layers.Reshape, layers.Dropout,
-    layers.ZeroPadding1D, layers.ZeroPadding2D, layers.Cropping1D, layers.Cropping2D,
-    layers.SpatialDropout1D, layers.SpatialDropout2D, layers.Identity,
-)
-# Weightless layers whose output gets its own activation range.
-OUTPUT_QUANTIZED = (
-    layers.Add, layers.Subtract, layers.Multiply, layers.Average, layers.Concatenate,
-    layers.GlobalAveragePooling1D,
-    layers.GlobalAveragePooling2D, layers.ReLU, layers.Activation, layers.Softmax,
-    layers.UpSampling2D, layers.Resizing, layers.LeakyReLU,
-)
-# Activations that TFLite fuses into the preceding convolution.
-FUSABLE_ACTIVATIONS = ("relu", "relu6", "linear")
+FUSABLE_ACTIVATIONS = ("relu", "relu6")
 
 
 def default_config(layer):
-    """tfopt's `QuantizeConfig` for a built-in layer, or None."""
-    if isinstance(layer, DEPTHWISE_LAYERS):
-        return DepthwiseQuantizeConfig()
-    if isinstance(layer, (layers.Dense, layers.EinsumDense)):
-        return DenseQuantizeConfig()
-    if isinstance(layer, KERNEL_LAYERS):
-        return KernelQuantizeConfig()
-    return None
+    """tfopt's `QuantizeConfig` for a layer whose table row has kernels, or None."""
+    rule = rule_for(layer)
+    if rule is None or not rule.weights or rule.io not in (KERNEL, GATHER):
+        return None
+    return TableQuantizeConfig()
+
+
+def activation_name(layer):
+    """The name of a layer's `activation` (None if it has none)."""
+    activation = getattr(layer, "activation", None)
+    if activation is None:
+        return None
+    return getattr(activation, "__name__", str(activation))
 
 
 def is_fusable_activation(layer):
-    """True for a standalone ReLU/ReLU6 that TFLite fuses into a conv."""
+    """True for a ReLU/ReLU6 (layer or op) that TFLite fuses into a conv."""
     if isinstance(layer, layers.ReLU):
         return layer.negative_slope == 0 and layer.threshold == 0 and layer.max_value in (None, 6, 6.0)
     if isinstance(layer, layers.Activation):
-        name = getattr(layer.activation, "__name__", str(layer.activation))
-        return name in ("relu", "relu6")
-    return False
+        return activation_name(layer) in FUSABLE_ACTIVATIONS
+    return type(layer).__name__ in ("Relu", "Relu6") and not isinstance(layer, layers.Layer)

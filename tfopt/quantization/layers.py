@@ -23,14 +23,22 @@ class QuantizeActivation(layers.Layer):
 
     Args:
         decay: Moving-average decay of the range.
+        fixed_range: Optional `(min, max)` kept as is (not learned), e.g.
+            the fixed output range of TFLite's int8 LOGISTIC `(0, 255/256)`
+            and TANH `(-1, 127/128)`, so the file rounds exactly like QAT.
         **kwargs: Passed to `keras.layers.Layer`.
     """
 
-    def __init__(self, decay=RANGE_DECAY, **kwargs):
+    def __init__(self, decay=RANGE_DECAY, fixed_range=None, **kwargs):
         super().__init__(**kwargs)
         if not 0.0 <= decay < 1.0:
             raise ValueError(f"decay={decay!r} must be in [0, 1).")
+        if fixed_range is not None:
+            fixed_range = tuple(float(v) for v in fixed_range)
+            if len(fixed_range) != 2 or not fixed_range[0] <= 0.0 <= fixed_range[1]:
+                raise ValueError(f"fixed_range={fixed_range!r} must be (min, max) with min <= 0 <= max.")
         self.decay = decay
+        self.fixed_range = fixed_range
 
     def build(self, input_shape):
         def scalar(name, value):
@@ -40,12 +48,13 @@ class QuantizeActivation(layers.Layer):
             )
 
         # tfmot's initial range; replaced by the first training batch's.
-        self.range_min = scalar("range_min", -6.0)
-        self.range_max = scalar("range_max", 6.0)
+        low, high = self.fixed_range or (-6.0, 6.0)
+        self.range_min = scalar("range_min", low)
+        self.range_max = scalar("range_max", high)
         self.range_seen = scalar("range_seen", 0.0)  # 0 until the first batch
 
     def call(self, inputs, training=None):
-        if training:
+        if training and self.fixed_range is None:
             # Ranges are statistics, not trained: no gradient through them.
             batch_min = ops.stop_gradient(ops.minimum(ops.min(inputs), 0.0))
             batch_max = ops.stop_gradient(ops.maximum(ops.max(inputs), 0.0))
@@ -66,7 +75,7 @@ class QuantizeActivation(layers.Layer):
         return input_shape
 
     def get_config(self):
-        return {**super().get_config(), "decay": self.decay}
+        return {**super().get_config(), "decay": self.decay, "fixed_range": self.fixed_range}
 
 
 @keras.saving.register_keras_serializable(package="tfopt")
@@ -147,11 +156,24 @@ class QuantizeWrapper(SubstitutingWrapper):
     def call(self, inputs, *args, **kwargs):
         if _is_plain_conv1d(self.layer):
             return self._conv1d_as_conv2d(inputs)
+        if not args and kwargs.get("mask") is None and _matmul_equation(self.layer, inputs):
+            return self._as_matmul(inputs)
         replacements = [(k, q) for (k, _), q in zip(self._kernels, self.quantized_kernels())]
         outputs, losses = call_with_values(self.layer, replacements, inputs, *args, **kwargs)
         for loss in losses:
             self.add_loss(loss)
         return outputs
+
+    def _as_matmul(self, inputs):
+        # A Dense on rank > 2 inputs (or an EinsumDense that is a matmul
+        # over its last axes) converts to RESHAPE + FULLY_CONNECTED +
+        # RESHAPE + ADD: the bias is added after the reshape, so the
+        # FULLY_CONNECTED output has no range and the converter leaves it
+        # float. Computing it as a 2-D matmul with the bias before the
+        # reshape gives the int8 FULLY_CONNECTED TFLite runs for rank 2.
+        layer = self.layer
+        kernel = self.quantized_kernels()[0]
+        return matmul_apply(layer, inputs, kernel)
 
     def _conv1d_as_conv2d(self, inputs):
         # Keras's Conv1D expands its kernel to 4-D after we would quantize
@@ -184,6 +206,308 @@ class QuantizeWrapper(SubstitutingWrapper):
         }
 
 
+def _matmul_equation(layer, inputs):
+    """`(n_free, n_contracted)` if `layer` on `inputs` is a 2-D matmul in disguise, else None."""
+    if not isinstance(inputs, keras.KerasTensor) and not hasattr(inputs, "shape"):
+        return None
+    rank = len(inputs.shape)
+    if type(layer) is layers.Dense:
+        if rank <= 2 or any(d is None for d in inputs.shape[1:]):
+            return None
+        return rank - 1, 1
+    if isinstance(layer, layers.EinsumDense):
+        equation = layer.equation.replace(" ", "")
+        if "..." in equation or "->" not in equation:
+            return None
+        lhs, out = equation.split("->")
+        a, k = lhs.split(",")
+        contracted = "".join(c for c in a if c in k and c not in out)
+        n = len(contracted)
+        if (not n or a[len(a) - n:] != contracted or k[:n] != contracted
+                or out != a[:len(a) - n] + k[n:] or len(a) != rank
+                or any(d is None for d in inputs.shape[1:])):
+            return None
+        bias_axes = layer.bias_axes or ""
+        if any(c not in k[n:] for c in bias_axes):
+            return None
+        return len(a) - n, n
+    return None
+
+
+def matmul_apply(layer, inputs, kernel):
+    """`layer(inputs)` (Dense or EinsumDense) with `kernel`, as one 2-D matmul."""
+    n_free, n_con = _matmul_equation(layer, inputs)
+    contracted = 1
+    for d in inputs.shape[n_free:]:
+        contracted *= d
+    kernel_free = tuple(kernel.shape[n_con:])
+    units = 1
+    for d in kernel_free:
+        units *= d
+    x = ops.reshape(inputs, (-1, contracted))
+    y = ops.matmul(x, ops.reshape(kernel, (contracted, units)))
+    bias = getattr(layer, "bias", None)
+    if bias is not None:
+        bias = ops.convert_to_tensor(bias)
+        if isinstance(layer, layers.EinsumDense):
+            # Bias axes are a subset of the kernel's free axes, in order.
+            k = layer.equation.replace(" ", "").split("->")[0].split(",")[1][n_con:]
+            shape = [kernel_free[i] if c in (layer.bias_axes or "") else 1 for i, c in enumerate(k)]
+            bias = ops.broadcast_to(ops.reshape(bias, shape), kernel_free)
+        y = y + ops.reshape(bias, (units,))
+    y = ops.reshape(y, (-1,) + tuple(inputs.shape[1:n_free]) + kernel_free)
+    activation = getattr(layer, "activation", None)
+    return activation(y) if activation is not None else y
+
+
+class _MatmulEinsumDense(layers.EinsumDense):
+    """An EinsumDense computed as a 2-D matmul (see `matmul_apply`)."""
+
+    def call(self, inputs, training=None):
+        if _matmul_equation(self, inputs):
+            return matmul_apply(self, inputs, self.kernel)
+        return super().call(inputs, training=training)
+
+
 def _is_plain_conv1d(layer):
     return (isinstance(layer, layers.Conv1D) and not isinstance(layer, layers.Conv1DTranspose)
             and layer.data_format == "channels_last" and layer.groups == 1)
+
+
+@keras.saving.register_keras_serializable(package="tfopt")
+class ChannelAffine(layers.Layer):
+    """`x * scale + shift` per channel (last axis), run as a 1x1 depthwise conv.
+
+    QAT replaces standalone BatchNormalization (pre-activation, as in
+    DenseNet), Normalization, Rescaling and ConvNeXt's LayerScale by this
+    layer: TFLite has no int8 kernel for a per-channel affine except
+    DEPTHWISE_CONV_2D, so the file runs it int8 (inputs of rank 2 or 3 are
+    reshaped to rank 4 around it). `kernel` has shape `(1, 1, channels, 1)`
+    (the scale) and `bias` shape `(channels,)` (the shift).
+
+    Args:
+        **kwargs: Passed to `keras.layers.Layer` (`trainable=False` freezes
+            a preprocessing affine).
+
+    Example:
+
+    ```python
+    affine = ChannelAffine()
+    affine.build((None, 8, 8, 3))
+    affine.set_weights([scale.reshape(1, 1, 3, 1), shift])
+    ```
+    """
+
+    def build(self, input_shape):
+        channels = input_shape[-1]
+        if channels is None:
+            raise ValueError(f"ChannelAffine {self.name!r} needs a defined last axis, got {input_shape}.")
+        self.kernel = self.add_weight(name="kernel", shape=(1, 1, channels, 1), initializer="ones")
+        self.bias = self.add_weight(name="bias", shape=(channels,), initializer="zeros")
+
+    def call(self, inputs):
+        rank = len(inputs.shape)
+        x = inputs
+        if rank != 4:
+            middle = 1
+            for dim in inputs.shape[1:-1]:
+                if dim is None:
+                    raise ValueError(
+                        f"ChannelAffine {self.name!r}: input shape {inputs.shape} has an undefined "
+                        "inner dimension; give the model a fixed input shape."
+                    )
+                middle *= dim
+            x = ops.reshape(inputs, (-1, 1, middle, inputs.shape[-1]))
+        y = ops.depthwise_conv(x, self.kernel, strides=1, padding="valid") + self.bias
+        if rank != 4:
+            y = ops.reshape(y, (-1,) + tuple(inputs.shape[1:]))
+        return y
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+
+@keras.saving.register_keras_serializable(package="tfopt")
+class QuantizedMultiHeadAttention(layers.MultiHeadAttention):
+    """MultiHeadAttention with int8 ranges inside, for QAT.
+
+    Same config and weights as `keras.layers.MultiHeadAttention`; the
+    projected query, key and value, the query-key products, the scaled
+    attention scores, the softmax probabilities and the combined heads
+    (the output projection's input) each get a `QuantizeActivation`, so the
+    converter runs the projections (FULLY_CONNECTED) and both attention
+    matmuls (BATCH_MATMUL) in int8. Its kernels are fake-quantized by the
+    `QuantizeWrapper` around it. Always takes the explicit attention path
+    (no fused/flash kernel), which is what TFLite converts.
+    """
+
+    _RANGES = ("query", "key", "value", "products", "scores", "probs", "heads")
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        for name in self._RANGES:  # attributes, so their variables are tracked and saved
+            setattr(self, f"_{name}_range", QuantizeActivation(name=f"{name}_quant"))
+
+    @property
+    def _ranges(self):
+        return {name: getattr(self, f"_{name}_range") for name in self._RANGES}
+
+    def build(self, query_shape, value_shape, key_shape=None):
+        # MultiHeadAttention's own signature: Keras records the shapes by
+        # argument name, which `.keras` loading needs.
+        super().build(query_shape, value_shape, key_shape)
+        for attr in ("_query_dense", "_key_dense", "_value_dense", "_output_dense"):
+            dense = getattr(self, attr, None)
+            if type(dense) is layers.EinsumDense:
+                dense.__class__ = _MatmulEinsumDense  # same state, converter-friendly call
+        for layer in self._ranges.values():
+            if not layer.built:
+                layer.build(None)
+
+    def _compute_attention(self, query, key, value, attention_mask=None, training=None,
+                           return_attention_scores=False, **kwargs):
+        q = self._ranges
+        # The 1/sqrt(key_dim) scale goes after the first matmul: before it,
+        # the converter folds it into the query projection's weights, which
+        # then stay float.
+        query = q["query"](query, training=training)
+        key = q["key"](key, training=training)
+        value = q["value"](value, training=training)
+        products = q["products"](ops.einsum(self._dot_product_equation, key, query), training=training)
+        scores = q["scores"](ops.multiply(products, ops.cast(self._inverse_sqrt_key_dim, products.dtype)),
+                             training=training)
+        probs = q["probs"](self._masked_softmax(scores, attention_mask), training=training)
+        dropped = self._dropout_layer(probs, training=training) if self._dropout > 0.0 else probs
+        output = ops.einsum(self._combine_equation, dropped, value)
+        return q["heads"](output, training=training), probs
+
+
+# TFLite's fixed int8 output ranges of LOGISTIC (scale 1/256, zero point
+# -128) and TANH (scale 1/128, zero point 0).
+_SIGMOID_RANGE = (0.0, 255.0 / 256.0)
+_TANH_RANGE = (-1.0, 127.0 / 128.0)
+
+
+@keras.saving.register_keras_serializable(package="tfopt")
+class QuantizedRecurrent(layers.Layer):
+    """An LSTM or GRU unrolled with an int8 range on every step's tensors.
+
+    QAT's stand-in for `keras.layers.LSTM`/`GRU` (same weights and gate
+    layout, `tanh`/`sigmoid` activations). Each step is a few int8 TFLite
+    kernels: two FULLY_CONNECTED (input and recurrent projections),
+    LOGISTIC/TANH for the gates, MUL/ADD/SUB for the state update. The
+    ranges (one per role, shared by all steps) are learned in training; the
+    kernels are fake-quantized per tensor by the `QuantizeWrapper` around
+    this layer. The cell state is int8 too (TFLite's fused int8 LSTM keeps
+    it in 16 bits, but the converter only emits that kernel from calibrated
+    float models), which is what the fine-tuning adapts to.
+
+    Args:
+        cell: `"lstm"` or `"gru"`.
+        units: State size.
+        return_sequences: Return every step's output, not only the last.
+        use_bias: Whether the layer has a bias.
+        reset_after: GRU only; must be True (Keras's default: bias of
+            shape `(2, 3 * units)`).
+        **kwargs: Passed to `keras.layers.Layer`.
+    """
+
+    _LSTM_RANGES = ("xw", "hu", "z", "i", "f", "g", "o", "fc", "ig", "c", "tc", "h")
+    _GRU_RANGES = ("xw", "hu", "zs", "rs", "z", "r", "rh", "hs", "hh", "zh", "zc", "zhh", "h")
+
+    def __init__(self, cell, units, return_sequences=False, use_bias=True, reset_after=True, **kwargs):
+        super().__init__(**kwargs)
+        if cell not in ("lstm", "gru"):
+            raise ValueError(f"cell={cell!r} must be 'lstm' or 'gru'.")
+        if cell == "gru" and not reset_after:
+            raise ValueError("QuantizedRecurrent supports GRU with reset_after=True (Keras's default).")
+        self.cell, self.units = cell, int(units)
+        self.return_sequences, self.use_bias, self.reset_after = return_sequences, use_bias, reset_after
+        self._range_names = self._LSTM_RANGES if cell == "lstm" else self._GRU_RANGES
+        for name in self._range_names:
+            fixed = _SIGMOID_RANGE if name in ("i", "f", "o", "z", "r") else (
+                _TANH_RANGE if name in ("g", "tc", "hh") else None)
+            setattr(self, f"_{name}_range", QuantizeActivation(name=f"{name}_quant", fixed_range=fixed))
+
+    def build(self, input_shape):
+        gates = 4 if self.cell == "lstm" else 3
+        self.kernel = self.add_weight(name="kernel", shape=(input_shape[-1], gates * self.units))
+        self.recurrent_kernel = self.add_weight(name="recurrent_kernel", shape=(self.units, gates * self.units))
+        if self.use_bias:
+            shape = (2, 3 * self.units) if self.cell == "gru" and self.reset_after else (gates * self.units,)
+            self.bias = self.add_weight(name="bias", shape=shape, initializer="zeros")
+        for name in self._range_names:
+            getattr(self, f"_{name}_range").build(None)
+
+    def _q(self, name, x, training):
+        return getattr(self, f"_{name}_range")(x, training=training)
+
+    def call(self, inputs, training=None):
+        steps = inputs.shape[1]
+        if steps is None:
+            raise ValueError(f"{self.name!r}: the sequence length must be fixed to unroll.")
+        step = self._lstm_step if self.cell == "lstm" else self._gru_step
+        state, outputs = None, []
+        for t in range(steps):
+            state, h = step(inputs[:, t, :], state, training)
+            outputs.append(h)
+        return ops.stack(outputs, axis=1) if self.return_sequences else outputs[-1]
+
+    def _input_projection(self, x, bias, training):
+        xw = ops.matmul(x, self.kernel)
+        if bias is not None:
+            xw = xw + bias
+        return self._q("xw", xw, training)
+
+    def _lstm_step(self, x, state, training):
+        u, q = self.units, self._q
+        z = self._input_projection(x, self.bias if self.use_bias else None, training)
+        if state is not None:
+            h, c = state
+            z = q("z", z + q("hu", ops.matmul(h, self.recurrent_kernel), training), training)
+        i = q("i", ops.sigmoid(z[:, :u]), training)
+        f = q("f", ops.sigmoid(z[:, u:2 * u]), training)
+        g = q("g", ops.tanh(z[:, 2 * u:3 * u]), training)
+        o = q("o", ops.sigmoid(z[:, 3 * u:]), training)
+        ig = q("ig", i * g, training)
+        c = q("c", ig if state is None else q("fc", f * state[1], training) + ig, training)
+        h = q("h", o * q("tc", ops.tanh(c), training), training)
+        return (h, c), h
+
+    def _gru_step(self, x, state, training):
+        u, q = self.units, self._q
+        if self.use_bias and self.reset_after:
+            input_bias, recurrent_bias = self.bias[0], self.bias[1]
+        else:
+            input_bias, recurrent_bias = (self.bias if self.use_bias else None), None
+        xw = self._input_projection(x, input_bias, training)
+        if state is None:
+            hu = recurrent_bias  # h0 = 0: only the recurrent bias (a constant vector)
+        else:
+            hu = ops.matmul(state, self.recurrent_kernel)
+            if recurrent_bias is not None:
+                hu = hu + recurrent_bias
+            hu = q("hu", hu, training)
+        zs = xw[:, :u] if hu is None else q("zs", xw[:, :u] + hu[..., :u], training)
+        rs = xw[:, u:2 * u] if hu is None else q("rs", xw[:, u:2 * u] + hu[..., u:2 * u], training)
+        z = q("z", ops.sigmoid(zs), training)
+        r = q("r", ops.sigmoid(rs), training)
+        if hu is None:
+            hs = xw[:, 2 * u:]
+        else:
+            hs = q("hs", xw[:, 2 * u:] + q("rh", r * hu[..., 2 * u:], training), training)
+        hh = q("hh", ops.tanh(hs), training)
+        # Keras: h = z * h_prev + (1 - z) * hh.
+        zhh = q("zhh", q("zc", 1.0 - z, training) * hh, training)
+        h = zhh if state is None else q("h", q("zh", z * state, training) + zhh, training)
+        return h, h
+
+    def compute_output_shape(self, input_shape):
+        if self.return_sequences:
+            return (input_shape[0], input_shape[1], self.units)
+        return (input_shape[0], self.units)
+
+    def get_config(self):
+        return {**super().get_config(), "cell": self.cell, "units": self.units,
+                "return_sequences": self.return_sequences, "use_bias": self.use_bias,
+                "reset_after": self.reset_after}

@@ -14,7 +14,7 @@ from keras import ops
 NUM_BITS = 8
 
 
-GRANULARITIES = ("per_channel", "per_tensor", "depthwise")
+GRANULARITIES = ("per_channel", "per_tensor", "depthwise", "transpose")
 
 
 def fake_quant_weight(weight, granularity="per_channel"):
@@ -27,11 +27,22 @@ def fake_quant_weight(weight, granularity="per_channel"):
             converter supports for FULLY_CONNECTED from fake-quant graphs:
             it transposes Dense kernels, which per-axis ranges cannot
             follow) or `"depthwise"` (`(h, w, in, multiplier)` kernels, one
-            range per `in * multiplier` output channel).
+            range per `in * multiplier` output channel) or `"transpose"`
+            (`(h, w, out, in)` kernels of transposed convolutions, one range
+            per output channel on axis -2).
 
     Returns:
         The fake-quantized kernel (same shape and dtype).
+
+    Raises:
+        ValueError: For an unknown granularity.
     """
+    if granularity not in GRANULARITIES:
+        raise ValueError(f"Unknown granularity {granularity!r}; use one of {GRANULARITIES}.")
+    if granularity == "transpose":
+        rank = len(weight.shape)
+        perm = tuple(range(rank - 2)) + (rank - 1, rank - 2)
+        return ops.transpose(fake_quant_weight(ops.transpose(weight, perm), "per_channel"), perm)
     shape = ops.shape(weight)
     flat = weight
     if granularity == "depthwise":

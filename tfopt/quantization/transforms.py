@@ -73,3 +73,67 @@ def split_separable(layer):
     )
     weights = layer.get_weights()
     return (depthwise, [weights[0]]), (pointwise, weights[1:])
+
+
+def _channels(layer):
+    from tfopt import _compat
+
+    nodes = _compat.inbound_nodes(layer)
+    if not nodes or not nodes[0].input_tensors:
+        return None
+    return nodes[0].input_tensors[0].shape[-1]
+
+
+def affine_unsupported(layer):
+    """Why `layer` cannot become a per-channel affine (None if it can)."""
+    channels = _channels(layer)
+    if channels is None:
+        return "its input has an undefined channel (last) axis"
+    if isinstance(layer, layers.BatchNormalization):
+        axis = layer.axis if isinstance(layer.axis, int) else layer.axis[0]
+        nodes = layer._inbound_nodes
+        rank = len(nodes[0].input_tensors[0].shape)
+        if axis not in (-1, rank - 1):
+            return f"it normalizes axis {axis}, not the channel (last) axis"
+        return None
+    if isinstance(layer, layers.Normalization):
+        axis = layer.axis if isinstance(layer.axis, (tuple, list)) else (layer.axis,)
+        if tuple(axis) not in ((-1,), ()) and layer.mean is not None and np.size(layer.mean) not in (1, channels):
+            return f"it normalizes axis {axis}, not only the channel (last) axis"
+        if layer.mean is None or np.size(layer.mean) not in (1, channels):
+            return f"its mean/variance are not per channel ({channels} channels)"
+        return None
+    if isinstance(layer, layers.Rescaling):
+        for value in (layer.scale, layer.offset):
+            if np.size(value) not in (1, channels):
+                return f"its scale/offset are not per channel ({channels} channels)"
+        return None
+    gamma = getattr(layer, "gamma", None)
+    if gamma is not None and tuple(gamma.shape) == (channels,):
+        return None  # LayerScale
+    return "it is not a per-channel affine tfopt knows"
+
+
+def affine_scale_shift(layer):
+    """`(scale, shift)` numpy vectors with `layer(x) == x * scale + shift`.
+
+    For standalone BatchNormalization (moving statistics), Normalization,
+    Rescaling and ConvNeXt's LayerScale, broadcast to the channel count.
+    """
+    channels = _channels(layer)
+    if isinstance(layer, layers.BatchNormalization):
+        scale, shift = bn_scale_shift(layer)
+    elif isinstance(layer, layers.Normalization):
+        import keras
+
+        mean = np.asarray(keras.ops.convert_to_numpy(layer.mean), dtype="float64").reshape(-1)
+        std = np.sqrt(np.asarray(keras.ops.convert_to_numpy(layer.variance), dtype="float64").reshape(-1))
+        std = np.maximum(std, keras.backend.epsilon())
+        scale, shift = (std, mean) if layer.invert else (1.0 / std, -mean / std)
+    elif isinstance(layer, layers.Rescaling):
+        scale = np.asarray(layer.scale, dtype="float64").reshape(-1)
+        shift = np.asarray(layer.offset, dtype="float64").reshape(-1)
+    else:
+        scale, shift = layer.gamma.numpy().reshape(-1), np.zeros(1)
+    ones = np.ones(channels)
+    return (scale * ones).astype("float32"), (shift * ones).astype("float32")
