@@ -77,6 +77,9 @@ def _encoder_block(x, dim, heads, mlp_dim, name):
 class PositionEmbedding(layers.Layer):
     """Adds a learned position embedding to a `(batch, length, dim)` sequence.
 
+    Written with nothing but `add_weight` and `+`, so the same class builds
+    the architecture on tf_keras for the tfmot side-by-side.
+
     Args:
         length: Sequence length.
         dim: Embedding size.
@@ -85,19 +88,22 @@ class PositionEmbedding(layers.Layer):
     def __init__(self, length, dim, **kwargs):
         super().__init__(**kwargs)
         self.length, self.dim = length, dim
-        self.positions = layers.Embedding(length, dim)
 
     def build(self, input_shape):
-        self.positions.build((self.length,))
+        self.embeddings = self.add_weight(
+            name="embeddings", shape=(self.length, self.dim),
+            initializer=keras.initializers.RandomNormal(stddev=0.02))
 
     def call(self, x):
-        return x + self.positions(keras.ops.arange(self.length))
+        return x + self.embeddings
 
     def get_config(self):
         return {**super().get_config(), "length": self.length, "dim": self.dim}
 
 
-keras.saving.register_keras_serializable(package="tfopt")(PositionEmbedding)
+if hasattr(keras, "ops"):  # Keras 3 (tf_keras builds it unregistered)
+    PositionEmbedding = keras.saving.register_keras_serializable(package="tfopt")(
+        PositionEmbedding)
 
 
 def vit_tiny(dim=32, depth=2, heads=2, patch=4):
