@@ -204,48 +204,58 @@ def channel_recipe(ratio=0.5, epochs=EPOCHS):
 
 
 def tfmot_recipe(technique, epochs=EPOCHS):
-    """tfmot 0.8.1 on tf_keras (benchmarks/tfmot_zoo.py, a subprocess), same architecture."""
+    """tfmot 0.8.1 on tf_keras (benchmarks/tfmot_zoo.py, a subprocess), same architecture.
+
+    One subprocess per model runs both techniques (its result is kept on
+    the case's data for the second row).
+    """
     name = {"prune": "tfmot-prune-50", "qat": "tfmot-qat-int8"}[technique]
 
     def make(model, data, workdir):
-        from tfopt.bench.suites import _baseline_script
-
-        result = run_tfmot_zoo(_baseline_script("tfmot_zoo.py"), data.name, technique, epochs,
-                               _path(workdir, data, name))
+        if getattr(data, "tfmot", None) is None:
+            data.tfmot = run_tfmot_zoo(data, epochs, workdir)
+        result = data.tfmot.get(technique, {"status": "failed", "reason": "not run"})
         if result["status"] != "ok":
             raise RuntimeError(f"tfmot: {result['reason']}")
-        with open(result["tflite_path"], "rb") as handle:
-            content = handle.read()
-        extra = {"keras_accuracy": result.get("keras_accuracy"),
-                 "tflite_accuracy": result.get("tflite_accuracy"),
-                 "top1_agreement": result.get("top1_agreement"),
-                 "sparsity": result.get("sparsity")}
+        extra = {key: result.get(key) for key in ("tflite_accuracy", "top1_agreement", "sparsity")}
         if technique == "qat":
-            extra.update(_precision_columns(content))
-        return Artifact(result["tflite_path"], None, keras_accuracy=extra.pop("keras_accuracy"),
+            with open(result["tflite_path"], "rb") as handle:
+                extra.update(_precision_columns(handle.read()))
+        return Artifact(result["tflite_path"], None, keras_accuracy=result.get("keras_accuracy"),
                         extra=extra)
 
     return Recipe(name, make, group="baseline")
 
 
-def run_tfmot_zoo(script, name, technique, epochs, tflite_path, n_train=None, n_test=None):
-    """Runs the tf_keras/tfmot side of one zoo cell; returns its result dict."""
+def run_tfmot_zoo(data, epochs, workdir, techniques=("prune", "qat")):
+    """Runs benchmarks/tfmot_zoo.py on a case's task; returns {technique: result}."""
     import json
     import subprocess
     import sys
     import tempfile
 
+    from tfopt.bench.suites import _baseline_script
+
+    script = _baseline_script("tfmot_zoo.py")
     with tempfile.TemporaryDirectory() as tmp:
+        npz = os.path.join(tmp, "task.npz")
+        y = data[1]
+        arrays = dict(x=data[0], x_test=data[2], y_test=_labels(data.y_test))
+        if isinstance(y, tuple):
+            arrays.update(y=y[0], y_boxes=y[1])
+        else:
+            arrays["y"] = y
+        np.savez(npz, **arrays)
         out = os.path.join(tmp, "result.json")
-        command = [sys.executable, script, "--model", name, "--technique", technique,
-                   "--epochs", str(epochs), "--n-train", str(n_train or N_TRAIN),
-                   "--n-test", str(n_test or N_TEST), "--tflite-path", tflite_path, "--out", out]
+        command = [sys.executable, script, "--model", data.name, "--data", npz,
+                   "--techniques", ",".join(techniques), "--epochs", str(epochs),
+                   "--batch-size", str(BATCH_SIZE), "--tflite-dir", workdir, "--out", out]
         env = dict(os.environ, TF_USE_LEGACY_KERAS="1", TF_CPP_MIN_LOG_LEVEL="2")
-        done = subprocess.run(command, capture_output=True, text=True, timeout=1800, env=env)
+        done = subprocess.run(command, capture_output=True, text=True, timeout=3600, env=env)
         if not os.path.isfile(out):
             tail = (done.stderr.strip().splitlines() or ["no output"])[-1]
-            return {"status": "failed",
-                    "reason": f"tfmot_zoo.py exited {done.returncode}: {tail}"}
+            reason = f"tfmot_zoo.py exited {done.returncode}: {tail}"
+            return {t: {"status": "failed", "reason": reason} for t in techniques}
         with open(out) as handle:
             return json.load(handle)
 
