@@ -26,7 +26,7 @@ def test_zoo_model_builds_and_trains_on_its_task(name):
     assert np.isfinite(history.history["loss"][-1])
 
 
-def test_position_embedding_saves_and_loads(tmp_path):
+def test_vit_with_position_embedding_saves_and_loads(tmp_path):
     model = zoo.build("vit_tiny")
     path = str(tmp_path / "vit.keras")
     model.save(path)

@@ -74,36 +74,20 @@ def _encoder_block(x, dim, heads, mlp_dim, name):
     return layers.Add(name=f"{name}_add2")([x, y])
 
 
-class PositionEmbedding(layers.Layer):
-    """Adds a learned position embedding to a `(batch, length, dim)` sequence.
+def _add_positions(x, length, dim, name):
+    """`x + Embedding(length, dim)(arange(length))`: a learned position embedding.
 
-    Written with nothing but `add_weight` and `+`, so the same class builds
-    the architecture on tf_keras for the tfmot side-by-side.
-
-    Args:
-        length: Sequence length.
-        dim: Embedding size.
+    Built from a stock Embedding layer and raw ops nodes (as Keras's own
+    examples write it), so every technique meets standard layers; on
+    tf_keras (the tfmot side-by-side) the same graph uses `tf.range`.
     """
+    if hasattr(keras, "ops"):
+        ids = keras.ops.arange(length)
+    else:  # tf_keras
+        import tensorflow as tf
 
-    def __init__(self, length, dim, **kwargs):
-        super().__init__(**kwargs)
-        self.length, self.dim = length, dim
-
-    def build(self, input_shape):
-        self.embeddings = self.add_weight(
-            name="embeddings", shape=(self.length, self.dim),
-            initializer=keras.initializers.RandomNormal(stddev=0.02))
-
-    def call(self, x):
-        return x + self.embeddings
-
-    def get_config(self):
-        return {**super().get_config(), "length": self.length, "dim": self.dim}
-
-
-if hasattr(keras, "ops"):  # Keras 3 (tf_keras builds it unregistered)
-    PositionEmbedding = keras.saving.register_keras_serializable(package="tfopt")(
-        PositionEmbedding)
+        ids = tf.range(length)
+    return x + layers.Embedding(length, dim, name=name)(ids)
 
 
 def vit_tiny(dim=32, depth=2, heads=2, patch=4):
@@ -112,7 +96,7 @@ def vit_tiny(dim=32, depth=2, heads=2, patch=4):
     x = layers.Conv2D(dim, patch, strides=patch, name="patch_embed")(inputs)
     patches = (IMAGE_SIZE // patch) ** 2
     x = layers.Reshape((patches, dim))(x)
-    x = PositionEmbedding(patches, dim, name="pos_embed")(x)
+    x = _add_positions(x, patches, dim, "pos_embed")
     for i in range(depth):
         x = _encoder_block(x, dim, heads, 2 * dim, f"block{i}")
     x = layers.LayerNormalization(epsilon=1e-6, name="final_ln")(x)
@@ -124,7 +108,7 @@ def bert_tiny(dim=32, depth=2, heads=2):
     """BERT-tiny-like encoder: token + position embeddings, MHA, LN, pooled head."""
     inputs = keras.Input((SEQ_LEN,), dtype="int32")
     x = layers.Embedding(VOCAB, dim, name="token_embed")(inputs)
-    x = PositionEmbedding(SEQ_LEN, dim, name="pos_embed")(x)
+    x = _add_positions(x, SEQ_LEN, dim, "pos_embed")
     x = layers.LayerNormalization(epsilon=1e-6, name="embed_ln")(x)
     for i in range(depth):
         x = _encoder_block(x, dim, heads, 2 * dim, f"block{i}")
