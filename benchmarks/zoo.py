@@ -28,6 +28,9 @@ def main(argv=None):
     parser.add_argument("--n-train", type=int, default=384)
     parser.add_argument("--n-test", type=int, default=128)
     parser.add_argument("--no-tfmot", action="store_true", help="skip the tfmot rows")
+    parser.add_argument("--no-isolate", action="store_true",
+                        help="convert int8 cells in this process (faster; a converter crash "
+                             "then ends the run)")
     parser.add_argument("--out", default=os.path.join(ROOT, "benchmarks", "results", "zoo"))
     args = parser.parse_args(argv)
 
@@ -37,6 +40,7 @@ def main(argv=None):
     from tfopt.bench import zoo_suite
 
     models = [m for m in args.models.split(",") if m] or zoo.names()
+    zoo_suite.ISOLATE_INT8 = not args.no_isolate
     try:
         cases = zoo_suite.cases(models, args.epochs, args.n_train, args.n_test,
                                 tfmot=not args.no_tfmot)

@@ -173,12 +173,13 @@ def to_tflite(
         model, quantization, representative_data, int8_io, batch_size
     )
     isolate = _check_isolate(isolate)
+    name = model.name
     if unroll_rnn:
         model = unroll_recurrent(model)
     qat = _is_qat(model)
     job = {
         "has_rnn_loops": any(not _unrolled(layer) for layer in recurrent_layers(model)),
-        "model_name": model.name,
+        "model_name": name,
         "quantization": quantization,
         "int8_io": bool(int8_io),
         "sparsity": bool(sparsity),
@@ -202,7 +203,7 @@ def to_tflite(
             try:
                 content = convert_saved_model(job, representative_data if calibrate else None)
             except Exception as error:  # the converter raises several types
-                raise _conversion_error(model.name, error, allow_select_tf_ops) from None
+                raise _conversion_error(name, error, allow_select_tf_ops) from None
     if sparsity:
         _check_runs(model, content, quantization)
     if path is not None:
