@@ -24,10 +24,14 @@ sys.path.insert(0, ROOT)
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", default="", help="comma-separated tfopt.zoo names (default all)")
-    parser.add_argument("--epochs", type=int, default=1)
+    parser.add_argument("--epochs", type=int, default=1,
+                        help="training epochs (0: random weights, for export-only checks)")
     parser.add_argument("--n-train", type=int, default=384)
     parser.add_argument("--n-test", type=int, default=128)
     parser.add_argument("--no-tfmot", action="store_true", help="skip the tfmot rows")
+    parser.add_argument("--recipes", default="",
+                        help="comma-separated recipe names to keep, e.g. 'float,ptq-int8 b1' "
+                             "(default all)")
     parser.add_argument("--no-isolate", action="store_true",
                         help="convert int8 cells in this process (faster; a converter crash "
                              "then ends the run)")
@@ -46,6 +50,14 @@ def main(argv=None):
                                 tfmot=not args.no_tfmot)
     except ValueError as error:
         raise SystemExit(f"zoo.py: {error}") from None
+    keep = [r for r in args.recipes.split(",") if r]
+    if keep:
+        known = [recipe.name for recipe in cases[0].recipes] if cases else []
+        unknown = [r for r in keep if r not in known]
+        if unknown:
+            raise SystemExit(f"zoo.py: unknown recipe(s) {unknown}; choose from {known}")
+        for case in cases:
+            case.recipes = [recipe for recipe in case.recipes if recipe.name in keep]
     settings = harness.Settings(**zoo_suite.SETTINGS)
     rows, seconds = [], {}
     for case in cases:
