@@ -108,6 +108,9 @@ def markdown(results, models):
         "batch of 8; the machine was shared with other jobs, so ratios within 1.3x are noise). "
         "tfmot rows train the same architecture on tf_keras from their own initialisation.",
         "",
+        *(["**Random weights (`--epochs 0`)**: this run checks export and int8 op coverage; "
+            "untrained logits are near ties, so `agree` and `acc` say little here.", ""]
+          if results["epochs"] == 0 else []),
         zoo_suite.summary_markdown(results["rows"], models),
         "",
         "Wall time per model (all its rows): "
