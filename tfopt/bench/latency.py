@@ -68,6 +68,10 @@ def _rss_bytes():
 def _random_input(detail, rng):
     shape = tuple(int(d) for d in detail["shape"])
     dtype = np.dtype(detail["dtype"])
+    if dtype in (np.int32, np.int64):
+        # Token ids (Embedding/GATHER inputs): any out-of-vocabulary id makes
+        # the runtime fail, and 0 and 1 are valid in every vocabulary.
+        return rng.integers(0, 2, size=shape).astype(dtype)
     if np.issubdtype(dtype, np.integer):
         info = np.iinfo(dtype)
         return rng.integers(info.min, info.max, size=shape, endpoint=True).astype(dtype)

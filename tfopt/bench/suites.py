@@ -621,3 +621,25 @@ def get_suite(name):
     if name not in SUITES:
         raise ValueError(f"Unknown suite {name!r}; choose one of {sorted(SUITES)}.")
     return SUITES[name]()
+
+
+# -- zoo ----------------------------------------------------------------------
+# Every technique on every tfopt.zoo model (tfopt/bench/zoo_suite.py);
+# benchmarks/zoo.py runs a slice (--models, --epochs).
+
+
+def zoo():
+    """Every `tfopt.zoo` model through every technique, tfmot beside it."""
+    from tfopt.bench import zoo_suite
+
+    return zoo_suite.cases()
+
+
+def _zoo_settings():
+    from tfopt.bench import zoo_suite
+
+    return zoo_suite.SETTINGS
+
+
+SUITES["zoo"] = zoo
+SETTINGS["zoo"] = _zoo_settings()

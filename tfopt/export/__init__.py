@@ -9,23 +9,29 @@ compare it with Keras or score it on labelled data.
 """
 
 from tfopt.export.inspect import inspect_tflite
+from tfopt.export.inspect import op_precision
 from tfopt.export.lowbit import LowBitExport
 from tfopt.export.lowbit import quantize_tflite
 from tfopt.export.mixed_precision import mixed_precision
+from tfopt.export.tflite import ConversionError
 from tfopt.export.tflite import TFLiteExport
 from tfopt.export.tflite import gzip_size
 from tfopt.export.tflite import to_tflite
+from tfopt.export.tflite import unroll_recurrent
 from tfopt.export.verify import evaluate_tflite
 from tfopt.export.verify import verify
 
 __all__ = [
     "LowBitExport",
+    "ConversionError",
     "TFLiteExport",
     "evaluate_tflite",
     "gzip_size",
     "inspect_tflite",
     "mixed_precision",
     "quantize_tflite",
+    "op_precision",
     "to_tflite",
+    "unroll_recurrent",
     "verify",
 ]

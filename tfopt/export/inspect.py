@@ -128,3 +128,88 @@ def _weight(detail, data):
         "zero_fraction": (size - nonzero) / size if size else 0.0,
         "sparse": sparse,
     }
+
+
+# The ops that hold a model's multiply-accumulates; "share of int8 compute
+# ops" counts these.
+COMPUTE_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "BATCH_MATMUL",
+               "TRANSPOSE_CONV")
+# Ops that only move data between precisions.
+_CASTS = ("QUANTIZE", "DEQUANTIZE", "CAST")
+
+
+def op_precision(path_or_bytes):
+    """Which operators of a `.tflite` file run in int8, and which in float.
+
+    An op's precision is the dtype of its first input (the activation it
+    computes on): `int8` for an integer kernel, `float32` for an op the
+    converter left float between DEQUANTIZE and QUANTIZE.
+
+    Args:
+        path_or_bytes: A path to a `.tflite` file, or its bytes (e.g.
+            `TFLiteExport.content`).
+
+    Returns:
+        A dict with `ops` (one dict per operator in execution order:
+        `index`, `op`, `input_dtype`, `output_dtype`, `compute`),
+        `compute_ops` (the number of CONV_2D, DEPTHWISE_CONV_2D,
+        FULLY_CONNECTED, BATCH_MATMUL and TRANSPOSE_CONV ops),
+        `int8_compute_ops`, `int8_share` (their ratio; None without compute
+        ops), `float_compute` and `float_other` (`{op name: count}` of the
+        compute and other ops whose input is float; QUANTIZE, DEQUANTIZE and
+        CAST are not counted).
+
+    Raises:
+        ValueError: If the file is missing or not a TFLite model.
+        TypeError: If `path_or_bytes` is neither a path nor bytes.
+
+    Example:
+
+    ```python
+    exported = tfopt.export.to_tflite(model, quantization="int8",
+                                      representative_data=x[:200])
+    precision = tfopt.export.op_precision(exported.content)
+    print(precision["int8_share"], precision["float_compute"])
+    ```
+    """
+    from ai_edge_litert.interpreter import Interpreter
+
+    path, content = _read(path_or_bytes)
+    name = path if path is not None else "<in-memory TFLite bytes>"
+    try:
+        interpreter = Interpreter(model_content=content)
+        details = interpreter._get_ops_details()
+        dtypes = {t["index"]: np.dtype(t["dtype"]).name
+                  for t in interpreter.get_tensor_details()}
+    except Exception as error:  # ValueError/RuntimeError from the runtime
+        raise ValueError(
+            f"{name} is not a valid TFLite model: {str(error).strip()}"
+        ) from None
+    ops, float_compute, float_other = [], {}, {}
+    for op in details:
+        inputs = [i for i in op["inputs"] if i >= 0]
+        # Skip index-like operands (SPLIT's axis, ...) to the data input.
+        data_inputs = [i for i in inputs if dtypes.get(i) not in ("int32", "int64", "bool")]
+        inputs = data_inputs or inputs
+        outputs = [i for i in op["outputs"] if i >= 0]
+        row = {
+            "index": int(op["index"]),
+            "op": op["op_name"],
+            "input_dtype": dtypes.get(inputs[0]) if inputs else None,
+            "output_dtype": dtypes.get(outputs[0]) if outputs else None,
+            "compute": op["op_name"] in COMPUTE_OPS,
+        }
+        ops.append(row)
+        if row["input_dtype"] in ("float32", "float16") and op["op_name"] not in _CASTS:
+            bucket = float_compute if row["compute"] else float_other
+            bucket[row["op"]] = bucket.get(row["op"], 0) + 1
+    compute = [row for row in ops if row["compute"]]
+    int8 = [row for row in compute if row["input_dtype"] == "int8"]
+    return {
+        "ops": ops,
+        "compute_ops": len(compute),
+        "int8_compute_ops": len(int8),
+        "int8_share": len(int8) / len(compute) if compute else None,
+        "float_compute": float_compute,
+        "float_other": float_other,
+    }

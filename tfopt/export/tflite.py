@@ -89,6 +89,8 @@ def to_tflite(
     sparsity=False,
     batch_size=None,
     allow_select_tf_ops=False,
+    unroll_rnn=True,
+    isolate="auto",
 ):
     """Converts a Keras model to a TFLite file, float or quantized.
 
@@ -149,6 +151,17 @@ def to_tflite(
             (shapes such as Flatten's are folded into constants).
         allow_select_tf_ops: Allow select TensorFlow ops (Flex) for ops
             TFLite has no builtin for; the file then needs the Flex delegate.
+        unroll_rnn: Convert a clone whose LSTM/GRU/SimpleRNN layers are
+            unrolled over their (static) time steps (see
+            `unroll_recurrent`): every op then has a TFLite int8 kernel, at
+            any batch size. False keeps the while loop (float export only:
+            int8 fails, and crashes the converter at batch 1).
+        isolate: Run the converter in a child process, so that a converter
+            crash (segfault, abort) raises `ConversionError` here instead of
+            killing this process. It costs a fresh Python + TensorFlow
+            import per export (several seconds), so `"auto"` (the default)
+            isolates only the case known to crash: recurrent layers left as
+            loops. True always, False never.
 
     Returns:
         A `TFLiteExport` with the bytes, sizes, ops, io and weight facts.
@@ -161,9 +174,11 @@ def to_tflite(
             `"int16x8"` lacks `representative_data` or its example shape
             does not match the model's input; if `representative_data` is
             given where it would be ignored; if `int8_io` is used without
-            `"int8"`; if `path`'s directory is missing or not writable; if
-            conversion fails (ops TFLite lacks are named); or if
+            `"int8"`; if `path`'s directory is missing or not writable; or if
             `sparsity=True` gives a file the interpreter cannot run.
+        ConversionError: (a `ValueError` and a `RuntimeError`) if the
+            converter fails (ops TFLite lacks are named) or, isolated,
+            crashes (the signal is named, `error.signal`).
 
     Example:
 
@@ -174,8 +189,6 @@ def to_tflite(
     print(exported.size_bytes, exported.gzip_bytes, exported.ops)
     ```
     """
-    import tensorflow as tf
-
     from tfopt.export.inspect import inspect_tflite
 
     check_output_path(path)
@@ -184,25 +197,38 @@ def to_tflite(
     signature, input_specs, calibration = _validate(
         model, quantization, representative_data, int8_io, batch_size
     )
+    isolate = _check_isolate(isolate)
+    name = model.name
+    if unroll_rnn:
+        model = unroll_recurrent(model)
+    qat = _is_qat(model)
+    job = {
+        "has_rnn_loops": any(not _unrolled(layer) for layer in recurrent_layers(model)),
+        "model_name": name,
+        "quantization": quantization,
+        "int8_io": bool(int8_io),
+        "sparsity": bool(sparsity),
+        "allow_select_tf_ops": bool(allow_select_tf_ops),
+        "qat": bool(qat),
+        "batch_size": batch_size,
+        "input_dtype": input_specs[0].dtype.name,
+    }
+    if isolate == "auto":  # the one case known to crash the converter here
+        isolate = job["has_rnn_loops"]
     with tempfile.TemporaryDirectory() as tmp:
-        saved = os.path.join(tmp, "saved_model")
+        job["saved_model"] = os.path.join(tmp, "saved_model")
         model.export(
-            saved, format="tf_saved_model", verbose=False,
+            job["saved_model"], format="tf_saved_model", verbose=False,
             input_signature=signature,
         )
-        converter = tf.lite.TFLiteConverter.from_saved_model(saved)
-        # With fake-quant ops the converter takes every range from them;
-        # asking for TFLITE_BUILTINS_INT8 would make it demand calibration.
-        _configure(converter, quantization, int8_io, sparsity,
-                   allow_select_tf_ops, qat=_is_qat(model))
-        if quantization in _CALIBRATED and not _is_qat(model):
-            converter.representative_dataset = _representative_dataset(
-                calibration, input_specs[0], batch_size
-            )
-        try:
-            content = converter.convert()
-        except Exception as error:  # the converter raises several types
-            raise _conversion_error(model, error, allow_select_tf_ops) from None
+        calibrate = quantization in _CALIBRATED and not qat
+        if isolate:
+            content = _convert_in_child(job, calibration if calibrate else None, tmp)
+        else:
+            try:
+                content = convert_saved_model(job, calibration if calibrate else None)
+            except Exception as error:  # the converter raises several types
+                raise _conversion_error(name, error, allow_select_tf_ops) from None
     if sparsity:
         _check_runs(model, content, quantization)
     if path is not None:
@@ -375,6 +401,214 @@ def _check_representative(data, input_shape, batch_size):
     return x
 
 
+# -- the conversion core: in this process or in a child -----------------------
+
+# Seconds a child conversion may take before it is stopped (a hung converter
+# is reported like a crash).
+CHILD_TIMEOUT = 1800
+
+
+class ConversionError(ValueError, RuntimeError):
+    """The TFLite converter failed or crashed on a model.
+
+    A `ValueError` (what callers catching bad models expect, and what every
+    conversion failure raised before) and a `RuntimeError` (a crash of the
+    converter is not the caller's bad value).
+
+    Attributes:
+        model_name: The Keras model's name.
+        signal: For a converter that crashed in an isolated child process,
+            the signal's name (e.g. `"SIGSEGV"`); None for an ordinary
+            conversion failure.
+    """
+
+    def __init__(self, message, model_name=None, signal=None):
+        super().__init__(message)
+        self.model_name = model_name
+        self.signal = signal
+
+
+def convert_saved_model(job, representative_data=None):
+    """Converts an exported SavedModel to TFLite bytes (the conversion core).
+
+    `to_tflite` calls this in its own process, or in a child process
+    (`python -m tfopt.export._isolated`) when it isolates the conversion.
+
+    Args:
+        job: A dict with `saved_model` (the directory), `quantization`,
+            `int8_io`, `sparsity`, `allow_select_tf_ops`, `qat`,
+            `batch_size` and `input_dtype`.
+        representative_data: Calibration inputs (a numpy array) when the
+            mode calibrates, else None.
+
+    Returns:
+        The flatbuffer bytes.
+    """
+    import tensorflow as tf
+
+    converter = tf.lite.TFLiteConverter.from_saved_model(job["saved_model"])
+    # With fake-quant ops the converter takes every range from them;
+    # asking for TFLITE_BUILTINS_INT8 would make it demand calibration.
+    _configure(converter, job["quantization"], job["int8_io"], job["sparsity"],
+               job["allow_select_tf_ops"], qat=job["qat"])
+    if representative_data is not None:
+        spec = tf.TensorSpec((None,), job["input_dtype"])
+        converter.representative_dataset = _representative_dataset(
+            representative_data, spec, job["batch_size"]
+        )
+    return converter.convert()
+
+
+def _check_isolate(isolate):
+    if isolate not in (True, False, "auto"):
+        raise ValueError(f"isolate={isolate!r} must be True, False or 'auto'.")
+    return isolate
+
+
+def _convert_in_child(job, representative_data, tmp):
+    """Runs `convert_saved_model` in a fresh Python process.
+
+    A crash there (segfault, abort) ends the child only; it comes back as a
+    `ConversionError` naming the model and the signal.
+    """
+    import json
+    import signal as signal_lib
+    import subprocess
+    import sys
+
+    job = dict(job, out=os.path.join(tmp, "model.tflite"),
+               error=os.path.join(tmp, "error.txt"))
+    if representative_data is not None:
+        job["representative"] = os.path.join(tmp, "representative.npy")
+        np.save(job["representative"], np.asarray(representative_data))
+    job_path = os.path.join(tmp, "job.json")
+    with open(job_path, "w") as handle:
+        json.dump(job, handle)
+    # The child imports this very copy of tfopt.
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    name = job["model_name"]
+    what = f"quantization={job['quantization']!r}, batch_size={job['batch_size']!r}"
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "tfopt.export._isolated", job_path],
+            env=env, capture_output=True, text=True, timeout=CHILD_TIMEOUT,
+        )
+    except subprocess.TimeoutExpired:
+        raise ConversionError(
+            f"TFLite conversion of {name!r} ({what}) did not finish in "
+            f"{CHILD_TIMEOUT} s; the converter process was stopped.",
+            model_name=name, signal="timeout") from None
+    if done.returncode == 0 and os.path.isfile(job["out"]):
+        with open(job["out"], "rb") as handle:
+            return handle.read()
+    if os.path.isfile(job["error"]):  # an ordinary conversion error
+        with open(job["error"]) as handle:
+            text = handle.read()
+        raise _conversion_error(name, RuntimeError(text), job["allow_select_tf_ops"])
+    if done.returncode < 0:
+        try:
+            signal_name = signal_lib.Signals(-done.returncode).name
+        except ValueError:
+            signal_name = f"signal {-done.returncode}"
+    else:
+        signal_name = f"exit status {done.returncode}"
+    raise ConversionError(
+        f"The TFLite converter crashed ({signal_name}) converting {name!r} "
+        f"({what}); it ran in a child process, so only that process died. "
+        f"{_crash_hint(job)}",
+        model_name=name, signal=signal_name)
+
+
+def _crash_hint(job):
+    if job.get("has_rnn_loops"):
+        return ("The model keeps recurrent layers as while loops "
+                "(unroll_rnn=False); export with unroll_rnn=True, or float.")
+    return ("Try another quantization mode or batch_size, or simplify the "
+            "model (the crash is inside TensorFlow's converter).")
+
+
+# -- recurrent layers ---------------------------------------------------------
+
+
+def recurrent_layers(model):
+    """The recurrent layers (RNN subclasses, Bidirectional) of `model`.
+
+    Nested models are searched too.
+
+    Args:
+        model: A Keras model.
+
+    Returns:
+        A list of layers.
+    """
+    found = []
+    for layer in getattr(model, "layers", []):
+        if isinstance(layer, (keras.layers.RNN, keras.layers.Bidirectional)):
+            found.append(layer)
+        elif isinstance(layer, keras.Model):
+            found += recurrent_layers(layer)
+    return found
+
+
+def _set_unroll(config):
+    """Sets `unroll=True` in a layer config and the RNN configs inside it."""
+    config = dict(config)
+    if "unroll" in config:
+        config["unroll"] = True
+    for key in ("layer", "backward_layer"):
+        inner = config.get(key)
+        if isinstance(inner, dict) and isinstance(inner.get("config"), dict):
+            config[key] = dict(inner, config=_set_unroll(inner["config"]))
+    return config
+
+
+def unroll_recurrent(model):
+    """A copy of `model` whose recurrent layers are unrolled (`unroll=True`).
+
+    Keras 3's LSTM/GRU/SimpleRNN run a `while` loop over time steps. The
+    TFLite converter does not fuse Keras 3 recurrent layers into its
+    UNIDIRECTIONAL_SEQUENCE_LSTM kernel (it recognises only tf.keras's
+    annotated functions), so the loop stays a WHILE op whose TensorList
+    state fails int8 conversion (`TensorListReserve`) and, at batch 1,
+    crashes the converter. Unrolled, each time step is plain
+    FULLY_CONNECTED/ADD/MUL/LOGISTIC/TANH ops that all have int8 kernels,
+    for a static sequence length (TFLite export needs one anyway).
+
+    Args:
+        model: A Sequential or Functional model (nested models included).
+            Any other model, or one without recurrent layers, is returned
+            as it is.
+
+    Returns:
+        The model itself if nothing needs unrolling, else a clone sharing
+        nothing with it, with the same weights.
+    """
+    from tfopt import graph
+
+    rnns = recurrent_layers(model)
+    if not rnns or not graph.is_graph_model(model):
+        return model
+    if all(_unrolled(layer) for layer in rnns):
+        return model
+
+    def clone_layer(layer):
+        if isinstance(layer, (keras.layers.RNN, keras.layers.Bidirectional)):
+            new = layer.__class__.from_config(_set_unroll(layer.get_config()))
+            return new, layer.get_weights()
+        return layer, None  # shared: the clone is only exported
+
+    return graph.clone_with(model, clone_layer)
+
+
+def _unrolled(layer):
+    if isinstance(layer, keras.layers.Bidirectional):
+        return _unrolled(layer.forward_layer) and _unrolled(layer.backward_layer)
+    return bool(getattr(layer, "unroll", False))
+
+
 def _representative_dataset(data, input_spec, batch_size):
     data = np.asarray(data, dtype=input_spec.dtype.as_numpy_dtype)
     # A fixed batch must be fed whole batches; a dynamic one is calibrated
@@ -413,7 +647,7 @@ def _configure(converter, quantization, int8_io, sparsity, allow_select_tf_ops, 
     converter.target_spec.supported_ops = ops
 
 
-def _conversion_error(model, error, allow_select_tf_ops):
+def _conversion_error(model_name, error, allow_select_tf_ops):
     text = str(error)
     # The converter's message is a full MLIR dump; these two summary lines
     # are what a user needs: ops that select TF ops would cover, and ops
@@ -429,19 +663,19 @@ def _conversion_error(model, error, allow_select_tf_ops):
         "custom op)." if custom else ""
     )
     if select and not allow_select_tf_ops:
-        return ValueError(
-            f"TFLite conversion of {model.name!r} failed: no TFLite builtin "
+        return ConversionError(
+            f"TFLite conversion of {model_name!r} failed: no TFLite builtin "
             f"for op(s) {', '.join(select)}. Pass allow_select_tf_ops=True to "
             "use select TensorFlow ops (the runtime then needs the Flex "
             "delegate), or replace those ops." + lacking
         )
     if custom:
-        return ValueError(f"TFLite conversion of {model.name!r} failed:" + lacking)
+        return ConversionError(f"TFLite conversion of {model_name!r} failed:" + lacking)
     # Otherwise the useful part is the op's complaint after the location
     # noise: "error: loc(...): 'tfl.x' op operand #0 must be ...".
     complaints = re.findall(r"error: (?:loc\(.*?\)\)+: )?('[\w.]+' op [^\n]+)", text)
     first = complaints[0] if complaints else "\n".join(text.strip().splitlines()[:8])
-    return ValueError(f"TFLite conversion of {model.name!r} failed: {first}")
+    return ConversionError(f"TFLite conversion of {model_name!r} failed: {first}")
 
 
 def _listed_ops(text, label):
