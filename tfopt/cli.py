@@ -1,6 +1,6 @@
 """The `tfopt` command line.
 
-    tfopt bench --suite quick|standard --out DIR  benchmark suite: JSON, Markdown, PNGs
+    tfopt bench --suite quick|standard|zoo --out DIR  benchmark suite: JSON, Markdown, PNGs
         [--device auto|cpu|gpu] [--threads N]
     tfopt bench MODEL.tflite [--threads N] [--runs N] [--json OUT.json]
                                                   latency p50/p90/p99, size, gzip, ops
@@ -310,8 +310,11 @@ def _bench(args):
         raise CommandError(str(error)) from None
     if args.device != "cpu" and not bench.gpu_devices():
         if args.device == "gpu":
-            raise CommandError("--device gpu, but TensorFlow sees no GPU on this machine.")
-        print("tfopt: no GPU found; GPU columns will say 'no GPU'.", file=sys.stderr)
+            raise CommandError(
+                "--device gpu, but neither TensorFlow (a CUDA GPU) nor LiteRT's GPU accelerator "
+                "(a Vulkan adapter) finds a GPU here; the README's 'GPU measurement' says how to "
+                "get a software Vulkan adapter.")
+        print("tfopt: no GPU and no Vulkan adapter found; GPU columns will say why.", file=sys.stderr)
     out = args.out or "results/bench"
     command = "tfopt " + " ".join(args.argv)
     results = bench.run_suite(args.suite, out, settings, command=command)
@@ -505,7 +508,7 @@ def _parser():
         help="run a benchmark suite, time a .tflite file, or run recipes on a .keras model")
     bench.add_argument("file", nargs="?", default=None,
                        help="a .tflite file to time, or a .keras model to compress (with --data)")
-    bench.add_argument("--suite", default=None, help="quick (default) or standard")
+    bench.add_argument("--suite", default=None, help="quick (default), standard or zoo")
     bench.add_argument("--out", default=None,
                        help="output directory (default results/bench, or results/bench-model)")
     bench.add_argument("--device", default=None, choices=["auto", "cpu", "gpu"],
