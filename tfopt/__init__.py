@@ -23,7 +23,7 @@ import sys
 __version__ = "0.1.0"
 
 _SUBMODULES = ("bench", "clustering", "compress", "data", "distillation", "export", "graph", "models",
-               "pruning", "quantization", "tuning")
+               "pruning", "quantization", "support", "tuning", "zoo")
 
 __all__ = ["__version__", *_SUBMODULES]
 
@@ -38,19 +38,32 @@ def _register():
 
 
 class _RegisterWhenKerasLoads(importlib.abc.MetaPathFinder):
-    """Registers tfopt's layers right after `import keras` completes."""
+    """Registers tfopt's layers right after `import keras` completes.
+
+    A mere look-up (`importlib.util.find_spec("keras")`, which TensorFlow
+    and other libraries do without importing Keras) must not use the hook
+    up: it leaves `sys.meta_path` only once Keras has really been executed.
+    """
 
     def find_spec(self, fullname, path=None, target=None):
-        if fullname != "keras":
+        if fullname != "keras" or "keras" in sys.modules:
             return None
-        sys.meta_path.remove(self)
-        spec = importlib.util.find_spec("keras")
+        # Ask the other finders (not this one) where Keras is.
+        others = [f for f in sys.meta_path if f is not self and hasattr(f, "find_spec")]
+        spec = None
+        for finder in others:
+            spec = finder.find_spec(fullname, path, target)
+            if spec is not None:
+                break
         if spec is None or spec.loader is None or not hasattr(spec.loader, "exec_module"):
             return spec
         execute = spec.loader.exec_module
+        hook = self
 
         def exec_module(module):
             execute(module)
+            if hook in sys.meta_path:
+                sys.meta_path.remove(hook)
             _register()
 
         spec.loader.exec_module = exec_module

@@ -36,10 +36,7 @@ def _cell(text):
 
 
 def _rows(module_name):
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError:
-        return None
+    module = importlib.import_module(module_name)  # a broken table module must fail loudly
     describe = getattr(module, "describe_table", None)
     if not callable(describe):
         return None

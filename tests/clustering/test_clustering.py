@@ -129,6 +129,11 @@ def test_tflite_weights_take_exactly_cluster_values(trained, digits, clustered4)
     assert found == 3
     assert exported.gzip_bytes < 0.5 * plain.gzip_bytes
     assert export.verify(exported, final, x_test)["top1_agreement"] == 1.0
+    # A model still wrapped is stripped on export (with a warning): the same
+    # file, not centroids and index tensors.
+    with pytest.warns(UserWarning, match="strip_clustering"):
+        unstripped = export.to_tflite(clustered)
+    assert unstripped.content == exported.content
 
 
 def test_save_load_and_resume_identical(trained, digits, tmp_path):
@@ -229,7 +234,7 @@ def test_clustering_bad_inputs(trained):
 
     with pytest.raises(TypeError, match="subclassed"):
         clustering.cluster_weights(Sub(), 4)
-    with pytest.raises(TypeError, match="takes a keras.Model or a layer"):
+    with pytest.raises(TypeError, match="strip_clustering takes a keras.Model"):
         clustering.strip_clustering("model")
 
 

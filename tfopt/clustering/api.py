@@ -6,6 +6,7 @@ import numpy as np
 from tfopt.clustering import centroids as centroids_lib
 from tfopt.clustering.wrapper import ClusterWeights
 from tfopt.clustering.wrapper import validate_number_of_clusters
+from tfopt.graph import check_graph_model
 from tfopt.graph import clone_with
 from tfopt.pruning.registry import prunable_weights
 
@@ -202,12 +203,5 @@ def _iter_layers(model):
 
 
 def _check_graph_model(model, what):
-    from keras.src.models.functional import Functional
-
-    if not isinstance(model, keras.Model):
-        raise TypeError(f"{what} takes a keras.Model or a layer, got {type(model).__name__}.")
-    if not (isinstance(model, keras.Sequential) or isinstance(model, Functional)):
-        raise TypeError(
-            f"{what} supports Sequential and Functional models; {model.name!r} "
-            f"is a subclassed {type(model).__name__}. Wrap its layers with "
-            "cluster_weights(layer, ...) inside __init__ instead.")
+    check_graph_model(model, what, require_built=False,
+                      subclassed_hint="Wrap its layers with cluster_weights(layer, ...) inside __init__ instead.")

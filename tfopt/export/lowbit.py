@@ -20,7 +20,6 @@ import warnings
 import numpy as np
 
 from tfopt.export.tflite import TFLiteExport
-from tfopt.export.tflite import gzip_size
 
 # What one op (a layer's TFLite op) can get. Bytes of a weight element:
 # float32 4, float16 2, int8 1, int4 0.5, int2 0.25.
@@ -522,12 +521,9 @@ def weight_dtypes(content):
 
 
 def _export(content, path, label, recipe, ops, assignment):
-    from tfopt.export.inspect import inspect_tflite
-
     if path is not None:
         with open(path, "wb") as handle:
             handle.write(content)
-    facts = inspect_tflite(content)
     stored = weight_dtypes(content)
     layers = []
     for position, op in enumerate(ops):
@@ -540,20 +536,7 @@ def _export(content, path, label, recipe, ops, assignment):
         else:
             row["precision"] = row["weight_dtype"]
         layers.append(row)
-    return LowBitExport(
-        path=path,
-        content=content,
-        size_bytes=len(content),
-        gzip_bytes=gzip_size(content),
-        ops=facts["ops"],
-        flex_ops=facts["flex_ops"],
-        inputs=facts["inputs"],
-        outputs=facts["outputs"],
-        weights=facts["weights"],
-        quantization=label,
-        recipe=recipe,
-        layers=layers,
-    )
+    return LowBitExport.from_content(content, path, label, recipe=recipe, layers=layers)
 
 
 def weight_values(content):

@@ -62,6 +62,28 @@ class TFLiteExport:
     weights: list = dataclasses.field(default_factory=list)
     quantization: str | None = None
 
+    @classmethod
+    def from_content(cls, content, path=None, quantization=None, **extra):
+        """Builds the record of a flatbuffer: sizes and what it contains.
+
+        Args:
+            content: The `.tflite` bytes.
+            path: Where they were written, or None.
+            quantization: The mode label.
+            **extra: Fields of a subclass (e.g. `LowBitExport.recipe`).
+
+        Returns:
+            An instance of `cls`.
+        """
+        from tfopt.export.inspect import inspect_tflite
+
+        facts = inspect_tflite(content)
+        return cls(path=path, content=content, size_bytes=len(content),
+                   gzip_bytes=gzip_size(content), ops=facts["ops"],
+                   flex_ops=facts["flex_ops"], inputs=facts["inputs"],
+                   outputs=facts["outputs"], weights=facts["weights"],
+                   quantization=quantization, **extra)
+
 
 def gzip_size(content):
     """Bytes of `content` compressed with gzip at level 9.
@@ -189,8 +211,6 @@ def to_tflite(
     print(exported.size_bytes, exported.gzip_bytes, exported.ops)
     ```
     """
-    from tfopt.export.inspect import inspect_tflite
-
     check_output_path(path)
     model = _strip_if_wrapped(model)
     quantization = _resolve_quantization(model, quantization)
@@ -201,7 +221,10 @@ def to_tflite(
     name = model.name
     if unroll_rnn:
         model = unroll_recurrent(model)
-    qat = _is_qat(model)
+    # A QAT model's fake-quant ranges are int8 ranges: they replace
+    # calibration for "int8" only; other modes calibrate like any model
+    # (the same rule as `_validate`).
+    qat = quantization == "int8" and _is_qat(model)
     job = {
         "has_rnn_loops": any(not _unrolled(layer) for layer in recurrent_layers(model)),
         "model_name": name,
@@ -234,27 +257,30 @@ def to_tflite(
     if path is not None:
         with open(path, "wb") as handle:
             handle.write(content)
-    facts = inspect_tflite(content)
-    return TFLiteExport(
-        path=path,
-        content=content,
-        size_bytes=len(content),
-        gzip_bytes=gzip_size(content),
-        ops=facts["ops"],
-        flex_ops=facts["flex_ops"],
-        inputs=facts["inputs"],
-        outputs=facts["outputs"],
-        weights=facts["weights"],
-        quantization=quantization,
-    )
+    return TFLiteExport.from_content(content, path, quantization)
 
 
 def _strip_if_wrapped(model):
-    """A model still wrapped for pruning is stripped (with a warning)."""
+    """A model still wrapped for pruning or clustering is stripped (with a warning)."""
     if not isinstance(model, keras.Model):
         raise TypeError(f"to_tflite takes a keras.Model, got {type(model).__name__}.")
+    from tfopt import clustering
     from tfopt import pruning
 
+    if clustering.cluster_wrappers(model):
+        try:
+            stripped = clustering.strip_clustering(model)
+        except TypeError:
+            stripped = None  # subclassed: exported as it is (centroids gathered)
+        if stripped is not None:
+            warnings.warn(
+                f"to_tflite: model {model.name!r} still has clustering wrappers; it was "
+                "exported through tfopt.clustering.strip_clustering (the file holds the "
+                "clustered weights, not centroids and indices). Call strip_clustering "
+                "yourself before export to silence this warning.",
+                stacklevel=3,
+            )
+            model = stripped
     if not pruning.api.pruning_wrappers(model):
         return model
     try:
@@ -323,6 +349,14 @@ def _validate(model, quantization, representative_data, int8_io, batch_size):
                 f"{tuple(spec.shape)} with undefined dimensions; TFLite "
                 "export needs every dimension but the batch defined."
             )
+    if quantization == "int16x8" and _is_qat(model):
+        # Its fake-quant nodes become int8 QUANTIZE/DEQUANTIZE pairs, which
+        # the converter cannot give 16-bit activations.
+        raise ValueError(
+            f"Model {model.name!r} is a QAT (fake-quant int8) model: TFLite's converter "
+            "cannot make it int16x8. Export it with quantization='int8', or export the "
+            "float model it came from with 'int16x8'."
+        )
     # A QAT model carries its own ranges (fake-quant ops): no calibration.
     qat = quantization == "int8" and _is_qat(model)
     if representative_data is not None and (quantization not in _CALIBRATED or qat):
@@ -513,8 +547,13 @@ def _convert_in_child(job, representative_data, tmp):
             signal_name = signal_lib.Signals(-done.returncode).name
         except ValueError:
             signal_name = f"signal {-done.returncode}"
-    else:
-        signal_name = f"exit status {done.returncode}"
+    else:  # the child failed before converting (import error, memory...)
+        tail = "\n".join((done.stderr or "").strip().splitlines()[-20:])
+        raise ConversionError(
+            f"The conversion child process for {name!r} ({what}) failed with exit status "
+            f"{done.returncode} before it could report a conversion error; its last "
+            f"output:\n{tail}",
+            model_name=name, signal=None)
     raise ConversionError(
         f"The TFLite converter crashed ({signal_name}) converting {name!r} "
         f"({what}); it ran in a child process, so only that process died. "

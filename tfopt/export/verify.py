@@ -130,7 +130,7 @@ def evaluate_tflite(export_or_path, x, y=None, batch_size=256):
     accuracy = tfopt.export.evaluate_tflite("model.tflite", ds)
     ```
     """
-    hits, n, label_parts = 0, 0, []
+    hits, n = 0, 0
     outputs = []
     for _, y_batch, out in _stream(export_or_path, x, batch_size):
         top = out.reshape(len(out), -1).argmax(axis=1)
