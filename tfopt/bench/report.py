@@ -327,6 +327,7 @@ def plot(results, out_dir):
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import NullFormatter
 
     paths = []
     by_model = {}
@@ -348,16 +349,21 @@ def plot(results, out_dir):
                 axis.scatter(row[key], row["tflite_accuracy"],
                              marker="*" if i in front else "o",
                              s=140 if i in front else 40,
-                             color="tab:red" if i in front else "tab:blue")
-                axis.annotate(row["recipe"], (row[key], row["tflite_accuracy"]),
-                              fontsize=7, xytext=(3, 3), textcoords="offset points")
+                             color="tab:red" if i in front else "tab:blue", zorder=3)
+            # Only the front is labelled (every row is in results.md), and
+            # points that coincide share one label, so labels do not pile up.
+            for (x_value, accuracy), names in _coincident(rows, key, front).items():
+                text = ", ".join(names[:3]) + (f" +{len(names) - 3}" if len(names) > 3 else "")
+                axis.annotate(text, (x_value, accuracy), fontsize=7, xytext=(4, -10),
+                              textcoords="offset points")
             ordered = sorted((points[i] for i in front), key=lambda p: p[1])
             axis.plot([p[1] for p in ordered], [p[0] for p in ordered], "r--", linewidth=1,
-                      label="Pareto front")
+                      label="Pareto front (labelled)")
             axis.set_xscale("log")
+            axis.xaxis.set_minor_formatter(NullFormatter())   # no colliding minor labels
             axis.set_xlabel(label)
             axis.set_ylabel("TFLite accuracy")
-            axis.legend(loc="lower right")
+            axis.legend(loc="best", fontsize=8)
             axis.grid(True, alpha=0.3)
         figure.suptitle(f"{model}: accuracy vs size and latency")
         figure.tight_layout()
@@ -366,6 +372,16 @@ def plot(results, out_dir):
         plt.close(figure)
         paths.append(path)
     return paths
+
+
+def _coincident(rows, key, front):
+    """Front points grouped by where they land: `{(x, accuracy): [recipe, ...]}`."""
+    groups = {}
+    for i in sorted(front):
+        row = rows[i]
+        spot = (float(f"{row[key]:.2g}"), round(row["tflite_accuracy"], 3))
+        groups.setdefault(spot, []).append(row["recipe"])
+    return groups
 
 
 def write(results, out_dir):
