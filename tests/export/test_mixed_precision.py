@@ -1,10 +1,14 @@
 """mixed_precision: a precision per layer under a byte budget, real files."""
 
+import warnings
+
 import keras
 import numpy as np
 import pytest
 
 from tfopt import export
+from tfopt.export.mixed_precision import WARN_AGREEMENT
+from tfopt.export.mixed_precision import WARN_ERROR
 from tfopt.export.mixed_precision import format_table
 from tfopt.export.mixed_precision import measure_sensitivity
 from tests.pruning.helpers import compile_model
@@ -88,3 +92,33 @@ def test_mixed_precision_bad_inputs(setup, digits8):
         export.mixed_precision(float_export, 10**6, x[:16], candidates=("int3",))
     with pytest.raises(TypeError, match="representative_data must be a numpy array"):
         export.mixed_precision(float_export, 10**6, [1, 2])
+    with pytest.raises(ValueError, match="max_error=-1 must be a positive number"):
+        export.mixed_precision(float_export, 10**6, x[:16], max_error=-1)
+
+
+def test_lossy_choice_is_flagged_or_refused(setup, digits8, tmp_path):
+    """A budget that only int2 meets: the file's measured quality is reported,
+    a warning is given by default and `max_error` refuses it (no file)."""
+    _, float_export, smallest = setup
+    (x, _), _ = digits8
+    candidates = ("int4", "int2")
+    budget = smallest.size_bytes - 1  # int4 everywhere no longer fits: int2 is needed
+    with pytest.warns(UserWarning, match="expect an accuracy loss"):
+        chosen = export.mixed_precision(float_export, budget, x[:32],
+                                        candidates=candidates, max_rounds=0)
+    assert chosen.size_bytes <= budget
+    assert "int2" in {row["precision"] for row in chosen.layers}
+    assert chosen.output_error > WARN_ERROR or (
+        chosen.top1_agreement < WARN_AGREEMENT)
+    path = tmp_path / "refused.tflite"
+    with pytest.raises(ValueError, match="above max_error=.*Nothing was written"):
+        export.mixed_precision(float_export, budget, x[:32], candidates=candidates,
+                               max_rounds=0, max_error=chosen.output_error / 2,
+                               path=str(path))
+    assert not path.exists()
+    # A generous budget: int4/float quality, no warning, quality recorded.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        good = export.mixed_precision(float_export, smallest.size_bytes * 3, x[:32],
+                                      max_rounds=0, max_error=0.05)
+    assert 0 <= good.output_error <= 0.05 and good.top1_agreement >= 0.9

@@ -67,10 +67,18 @@ class LowBitExport(TFLiteExport):
             name, e.g. `"CONV_2D"`), `name` (its output tensor, which names
             the Keras layer), `weight_elements`, `precision` it got and
             `weight_dtype` as stored in the file (`"int4"`, `"int8"`, ...).
+        output_error: For `mixed_precision` files, the whole file's
+            normalised output error against the float file on the
+            calibration data; None otherwise.
+        top1_agreement: For `mixed_precision` files with a score-vector
+            output, the top-1 agreement with the float file on the
+            calibration data; None otherwise.
     """
 
     recipe: list = dataclasses.field(default_factory=list)
     layers: list = dataclasses.field(default_factory=list)
+    output_error: float = None
+    top1_agreement: float = None
 
 
 def quantizable_ops(float_content):
