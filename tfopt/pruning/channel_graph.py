@@ -48,6 +48,7 @@ import keras
 import numpy as np
 from keras import layers as L
 
+from tfopt import _compat
 from tfopt.graph import UnsupportedModelError  # noqa: F401  (re-exported: tfopt.pruning's public name)
 from tfopt.graph import as_functional
 from tfopt.graph import check_graph_model as _check
@@ -436,7 +437,7 @@ class ChannelGraph:
         for tensor in model.outputs:
             layout = self._layouts.get(id(tensor))
             if layout is not None:
-                producer = tensor._keras_history.operation.name
+                producer = _compat.producer(tensor).name
                 self._block(layout, f"its channels are the model output (through {producer!r})")
 
     def _opaque(self, op, layouts, node, why):

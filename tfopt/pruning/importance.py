@@ -297,7 +297,9 @@ def _loss_for(user_model, model, y):
         # A loss function gives per-example values: take their mean.
         return lambda y_true, y_pred: keras.ops.mean(loss(y_true, y_pred))
     y = np.asarray(y)
-    last = model.outputs[0]._keras_history.operation
+    from tfopt import _compat
+
+    last = _compat.producer(model.outputs[0])
     activation = getattr(getattr(last, "activation", None), "__name__", "")
     from_logits = activation != "softmax"
     if y.ndim == 1 or y.shape[-1] == 1:
