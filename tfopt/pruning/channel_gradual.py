@@ -24,8 +24,8 @@ from tfopt.pruning.channel_mask import channel_masks
 from tfopt.pruning.channel_mask import channel_plan
 from tfopt.pruning.channel_oneshot import keep_indices
 from tfopt.pruning.channel_oneshot import resolve_ratios
-from tfopt.pruning.importance import CRITERIA
-from tfopt.pruning.importance import WEIGHT_CRITERIA
+from tfopt.pruning.importance import criteria
+from tfopt.pruning.importance import weight_criteria
 from tfopt.pruning.importance import group_importance
 from tfopt.pruning.params import check_schedule
 
@@ -69,12 +69,12 @@ def prune_channels_gradually(model, pruning_schedule, criterion="l1", layers=Non
     ```
     """
     check_schedule(pruning_schedule, required=True)
-    if criterion not in CRITERIA:
-        raise ValueError(f"criterion={criterion!r} must be one of {WEIGHT_CRITERIA}.")
-    if criterion not in WEIGHT_CRITERIA:
+    if criterion not in criteria():
+        raise ValueError(f"criterion={criterion!r} must be one of {weight_criteria()}.")
+    if criterion not in weight_criteria():
         raise ValueError(
             f"criterion={criterion!r} needs sample data; gradual pruning supports "
-            f"{WEIGHT_CRITERIA}. Use prune_channels(model, ratio, criterion, data) "
+            f"{weight_criteria()}. Use prune_channels(model, ratio, criterion, data) "
             "for data criteria, then fine-tune."
         )
     graph = ChannelGraph(model)

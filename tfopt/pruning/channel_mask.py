@@ -13,7 +13,7 @@ import keras
 from keras import ops
 
 from tfopt.pruning import schedules as schedules_lib
-from tfopt.pruning.importance import WEIGHT_CRITERIA
+from tfopt.pruning.importance import weight_criteria
 from tfopt.pruning.params import MISSING_CALLBACK
 
 
@@ -55,10 +55,10 @@ class ChannelMask(keras.layers.Layer):
         super().__init__(**kwargs)
         if pruning_schedule is not None:
             pruning_schedule = schedules_lib.resolve(pruning_schedule)
-        if criterion is not None and criterion not in WEIGHT_CRITERIA:
+        if criterion is not None and criterion not in weight_criteria():
             raise ValueError(
                 f"criterion={criterion!r}: gradual channel pruning scores channels "
-                f"from the weights during training, one of {WEIGHT_CRITERIA}."
+                f"from the weights during training, one of {weight_criteria()}."
             )
         self.pruning_schedule = pruning_schedule
         self.criterion = criterion
