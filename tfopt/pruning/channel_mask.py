@@ -5,8 +5,9 @@ prunable channels; `ChannelMaskUpdater` (driven by `UpdatePruningStep`)
 grows the masks; `strip_channels` removes the masked channels for real.
 
 The schedule and criterion are the model's, not a mask's: they are stored
-once, on the model's first mask (the *lead*); the other masks hold
-`pruning_schedule=None, criterion=None` and follow it (`channel_plan`).
+once, on one mask (the *lead*, the first one `prune_channels_gradually`
+creates); the other masks hold `pruning_schedule=None, criterion=None` and
+follow it (`channel_plan`).
 """
 
 import keras
