@@ -37,6 +37,11 @@ def input_tensors_of(tensor):
     return list(operation._inbound_nodes[node_index].input_tensors)
 
 
+def nodes_by_depth(model):
+    """`{depth: [nodes]}` of a Functional model (depth 0 at the outputs)."""
+    return model._nodes_by_depth
+
+
 def inbound_nodes(operation):
     """The nodes at which `operation` was called in any graph."""
     return list(getattr(operation, "_inbound_nodes", None) or [])

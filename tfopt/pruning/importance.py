@@ -219,7 +219,7 @@ def _head_taylor(graph, data, roots, batch_size):
     layers = {r: model.get_layer(graph.group(r).name) for r in roots}
     variables = []
     for layer in layers.values():
-        variables += [v for v in (layer._value_dense.kernel, layer._value_dense.bias) if v is not None]
+        variables += [v for v in (layer.value_dense.kernel, layer.value_dense.bias) if v is not None]
     loss_fn = _loss_for(graph.model, model, y)
     sums = {r: np.zeros(graph.group(r).size) for r in roots}
     for start in range(0, len(x), batch_size):
@@ -230,7 +230,7 @@ def _head_taylor(graph, data, roots, batch_size):
         products = {id(v): np.asarray(v.numpy(), "float64") * np.asarray(g, "float64")
                     for v, g in zip(variables, grads)}
         for root, layer in layers.items():
-            value = layer._value_dense
+            value = layer.value_dense
             per_head = products[id(value.kernel)].sum(axis=(0, 2))
             if value.bias is not None:
                 per_head = per_head + products[id(value.bias)].sum(axis=1)
