@@ -31,6 +31,17 @@ def history(tensor):
     return tuple(tensor._keras_history)
 
 
+def input_tensors_of(tensor):
+    """The input tensors of the node (in this graph) that produced `tensor`."""
+    operation, node_index, _ = tensor._keras_history
+    return list(operation._inbound_nodes[node_index].input_tensors)
+
+
+def nodes_by_depth(model):
+    """`{depth: [nodes]}` of a Functional model (depth 0 at the outputs)."""
+    return model._nodes_by_depth
+
+
 def inbound_nodes(operation):
     """The nodes at which `operation` was called in any graph."""
     return list(getattr(operation, "_inbound_nodes", None) or [])
@@ -74,3 +85,21 @@ def keras_layer_scale_class():
 def sublayers(layer):
     """The layers `layer` holds directly (attributes, lists), not itself."""
     return list(layer._flatten_layers(include_self=False, recursive=False))
+
+
+def softmax_op_classes():
+    """`(Softmax, LogSoftmax)`: the operation classes behind `keras.ops.softmax`
+    and `keras.ops.log_softmax` (no public name), so a Functional model that
+    ends in the op instead of a layer is recognised."""
+    from keras.src.ops.nn import LogSoftmax
+    from keras.src.ops.nn import Softmax
+
+    return Softmax, LogSoftmax
+
+
+def scale_loss_for_distribution(loss):
+    """Keras's own scaling of a loss under `tf.distribute` (no public name):
+    each replica contributes its share of the summed gradients."""
+    from keras.src.losses.loss import scale_loss_for_distribution as scale
+
+    return scale(loss)

@@ -12,8 +12,8 @@ base of `FeatureDistillation`) and fixes those points.
 import keras
 import numpy as np
 from keras import ops
-# Keras's own rule for a loss under tf.distribute (no public name).
-from keras.src.losses.loss import scale_loss_for_distribution
+
+from tfopt._compat import scale_loss_for_distribution
 
 from tfopt.distillation import heads
 from tfopt.distillation.losses import FeatureDistillation

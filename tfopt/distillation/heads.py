@@ -8,10 +8,12 @@ its last layer and refuses to guess when it cannot tell.
 
 import keras
 from keras import ops
+
+from tfopt import _compat
+
 # The operation classes behind keras.ops.softmax / log_softmax (no public
 # name): a Functional model may end in the op instead of a layer.
-from keras.src.ops.nn import LogSoftmax as _LogSoftmaxOp
-from keras.src.ops.nn import Softmax as _SoftmaxOp
+_SoftmaxOp, _LogSoftmaxOp = _compat.softmax_op_classes()
 
 LOGITS = "logits"
 SOFTMAX = "softmax"
@@ -68,7 +70,7 @@ def _head_of(tensor, model):
 
     name = None
     while True:
-        op = tensor._keras_history.operation
+        op = _compat.producer(tensor)
         while isinstance(op, keras.layers.Wrapper):
             op = op.layer
         if isinstance(op, keras.Model):
@@ -132,8 +134,7 @@ def _single_output(model):
 
 def _input_of(tensor):
     """The (first) input of the node in this graph that produced `tensor`."""
-    operation, node_index, _ = tensor._keras_history
-    return operation._inbound_nodes[node_index].input_tensors[0]
+    return _compat.input_tensors_of(tensor)[0]
 
 
 def graph_output(model, layer):
@@ -153,10 +154,9 @@ def graph_output(model, layer):
         if id(tensor) in seen:
             continue
         seen.add(id(tensor))
-        operation, node_index, _ = tensor._keras_history
-        if operation is layer:
+        if _compat.producer(tensor) is layer:
             return tensor
-        stack.extend(operation._inbound_nodes[node_index].input_tensors)
+        stack.extend(_compat.input_tensors_of(tensor))
     raise ValueError(f"Layer {layer.name!r} is not part of model {model.name!r}'s graph.")
 
 

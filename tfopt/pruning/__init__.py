@@ -14,15 +14,18 @@ from tfopt.pruning.schedules import PruningSchedule
 from tfopt.pruning.sensitivity import plot_sensitivity
 from tfopt.pruning.sensitivity import ratios_from_sensitivity
 from tfopt.pruning.sensitivity import sensitivity_analysis
-from tfopt.pruning.structured import ChannelMask
-from tfopt.pruning.structured import prunable_layers
-from tfopt.pruning.structured import prune_channels
-from tfopt.pruning.structured import prune_channels_gradually
-from tfopt.pruning.structured import strip_structured
+from tfopt.pruning.channel_gradual import prune_channels_gradually
+from tfopt.pruning.channel_mask import ChannelMask
+from tfopt.pruning.channel_oneshot import channel_groups
+from tfopt.pruning.channel_oneshot import prunable_layers  # old name of channel_groups
+from tfopt.pruning.channel_oneshot import prune_channels
+from tfopt.pruning.channel_strip import strip_channels
+from tfopt.pruning.channel_strip import strip_structured  # old name of strip_channels
 from tfopt.pruning.wrapper import PruneLowMagnitude
 
 __all__ = [
     "ChannelMask",
+    "channel_groups",
     "ConstantSparsity",
     "PolynomialDecay",
     "PRUNE_TABLE",
@@ -41,5 +44,6 @@ __all__ = [
     "sensitivity_analysis",
     "sparsity_report",
     "strip_pruning",
+    "strip_channels",
     "strip_structured",
 ]

@@ -8,14 +8,9 @@ import numpy as np
 from tfopt import _compat
 from tfopt.graph import check_graph_model
 from tfopt.graph import clone_with
-from tfopt.pruning import schedules as schedules_lib
+from tfopt.pruning.params import PruningParams
 from tfopt.pruning.registry import prunable_weights
 from tfopt.pruning.wrapper import PruneLowMagnitude
-from tfopt.pruning.wrapper import SCOPES
-from tfopt.pruning.wrapper import check_m_by_n_layer
-from tfopt.pruning.wrapper import validate_block_size
-from tfopt.pruning.wrapper import validate_m_by_n
-from tfopt.pruning import masks as mask_math
 
 
 def prune_low_magnitude(
@@ -76,27 +71,9 @@ def prune_low_magnitude(
     final = tfopt.pruning.strip_pruning(pruned)
     ```
     """
-    options = dict(
-        pruning_schedule=pruning_schedule,
-        block_size=validate_block_size(block_size),
-        block_pooling_type=block_pooling_type,
-        sparsity_m_by_n=validate_m_by_n(sparsity_m_by_n),
-        scope=scope,
-    )
-    if scope not in SCOPES:
-        raise ValueError(f"scope={scope!r} must be one of {SCOPES}.")
-    if scope == "global" and (options["block_size"] != (1, 1) or sparsity_m_by_n):
-        raise ValueError(
-            "scope='global' prunes single weights by one threshold; it "
-            "cannot be combined with block_size or sparsity_m_by_n."
-        )
-    if pruning_schedule is not None and not isinstance(
-        pruning_schedule, schedules_lib.PruningSchedule
-    ):
-        raise TypeError(
-            "pruning_schedule must be a tfopt.pruning.PruningSchedule (e.g. "
-            f"PolynomialDecay), got {pruning_schedule!r}."
-        )
+    # Validated once, before any cloning; the wrappers take these values.
+    options = PruningParams(pruning_schedule, block_size, block_pooling_type,
+                            sparsity_m_by_n, scope)
     if isinstance(to_prune, (list, tuple)):
         return [_wrap_layer(layer, options) for layer in to_prune]
     if isinstance(to_prune, keras.Model):
@@ -116,7 +93,7 @@ def strip_pruning(model):
     variables); pruned weights are exact zeros, and its outputs equal the
     wrapped model's in inference. A model from `prune_channels_gradually`
     (structured pruning) is also shrunk: its masked channels are removed by
-    `strip_structured`, so the result is narrower than the original.
+    `strip_channels`, so the result is narrower than the original.
 
     Args:
         model: A Sequential or Functional model returned by
@@ -139,12 +116,13 @@ def strip_pruning(model):
     ```
     """
     _check_graph_model(model, "strip_pruning")
-    from tfopt.pruning import structured
+    from tfopt.pruning.channel_mask import has_channel_masks
+    from tfopt.pruning.channel_strip import strip_channels
 
     _warn_if_never_pruned(model)
 
-    if structured.has_channel_masks(model) and not pruning_wrappers(model):
-        return structured.strip_structured(model)
+    if has_channel_masks(model) and not pruning_wrappers(model):
+        return strip_channels(model)
 
     def clone(layer):
         if isinstance(layer, PruneLowMagnitude):
@@ -158,9 +136,9 @@ def strip_pruning(model):
         return layer.__class__.from_config(layer.get_config()), layer.get_weights()
 
     stripped = _clone(model, clone)
-    if structured.has_channel_masks(stripped):
+    if has_channel_masks(stripped):
         # Structured masks too: remove the masked channels for real.
-        return structured.strip_structured(stripped)
+        return strip_channels(stripped)
     return stripped
 
 
@@ -264,7 +242,7 @@ def _wrap_layer(layer, options):
             f"Expected a keras layer to wrap, got {type(layer).__name__}; "
             "pass models as a whole, not inside a list."
         )
-    return PruneLowMagnitude(layer, **options)
+    return PruneLowMagnitude(layer, **options.as_kwargs())
 
 
 def _check_graph_model(model, what, require_built=False):
@@ -328,14 +306,7 @@ def _wrap_model(model, options, layer_names, skip_unsupported):
         if not weights:
             continue
         # Validate patterns now, before any cloning or training.
-        if options["sparsity_m_by_n"]:
-            check_m_by_n_layer(layer)
-        for weight in weights:
-            label = f"{layer.name}/{weight.name}"
-            if options["sparsity_m_by_n"]:
-                mask_math.check_m_by_n(weight.shape, options["sparsity_m_by_n"], label)
-            if options["block_size"] != (1, 1):
-                mask_math.check_block_size(weight.shape, options["block_size"], label)
+        options.check_weights(layer, weights)
         selected[id(layer)] = len(weights)
     if not selected:
         raise ValueError(
@@ -352,7 +323,7 @@ def _wrap_model(model, options, layer_names, skip_unsupported):
             if build_config:
                 new.build_from_config(build_config)
             _check_rebuilt(layer, new, selected[id(layer)])
-            return PruneLowMagnitude(new, **options), layer.get_weights()
+            return PruneLowMagnitude(new, **options.as_kwargs()), layer.get_weights()
         return new, layer.get_weights()
 
     return _clone(model, clone)

@@ -7,6 +7,7 @@ import numpy as np
 
 from tfopt.pruning import masks as mask_math
 from tfopt.pruning import wrapper as wrapper_lib
+from tfopt.pruning.schedules import UpdateTracker
 
 
 def _wrappers(model):
@@ -49,6 +50,7 @@ class UpdatePruningStep(keras.callbacks.Callback):
         super().__init__()
         self._global = []
         self._channels = None
+        self._tracker = None
 
     def on_train_begin(self, logs=None):
         from tfopt.pruning import structured
@@ -65,8 +67,8 @@ class UpdatePruningStep(keras.callbacks.Callback):
                 stacklevel=2,
             )
         for wrapper in wrappers:
-            wrapper._pruning_started = True
-        self._global = [w for w in wrappers if w.scope == "global" and w._prunable]
+            wrapper.start_pruning()
+        self._global = [w for w in wrappers if w.scope == "global" and w.prunable_weights]
 
     def on_train_batch_begin(self, batch, logs=None):
         if self._channels is not None:
@@ -77,19 +79,11 @@ class UpdatePruningStep(keras.callbacks.Callback):
         # counts every batch even with steps_per_execution > 1, where this
         # hook runs once per execution).
         step = int(self._global[0].pruning_step.numpy())
-        schedule = self._global[0].pruning_schedule
-        should_prune, sparsity = schedule(step)
-        if bool(should_prune) or self._missed_update(schedule, step):
-            update_global_masks(self._global, float(sparsity))
-        self._last_step = step
-
-    def _missed_update(self, schedule, step):
-        # With several batches per execution a pruning step can fall between
-        # two calls of this hook; catch up on the next call.
-        last = getattr(self, "_last_step", None)
-        if last is None or step - last <= 1:
-            return False
-        return any(bool(schedule(s)[0]) for s in range(last + 1, step))
+        if self._tracker is None:
+            self._tracker = UpdateTracker(self._global[0].pruning_schedule)
+        due, sparsity = self._tracker.due(step)
+        if due:
+            update_global_masks(self._global, sparsity)
 
 
 def update_global_masks(wrappers, sparsity):

@@ -48,6 +48,7 @@ import keras
 import numpy as np
 from keras import layers as L
 
+from tfopt import _compat
 from tfopt.graph import UnsupportedModelError  # noqa: F401  (re-exported: tfopt.pruning's public name)
 from tfopt.graph import as_functional
 from tfopt.graph import check_graph_model as _check
@@ -411,8 +412,9 @@ class ChannelGraph:
     def _walk(self):
         model = self.functional
         nodes = []
-        for depth in sorted(model._nodes_by_depth, reverse=True):
-            nodes += model._nodes_by_depth[depth]
+        by_depth = _compat.nodes_by_depth(model)
+        for depth in sorted(by_depth, reverse=True):
+            nodes += by_depth[depth]
         uses = {}
         for node in nodes:
             if node.operation is not None and not node.is_input:
@@ -436,7 +438,7 @@ class ChannelGraph:
         for tensor in model.outputs:
             layout = self._layouts.get(id(tensor))
             if layout is not None:
-                producer = tensor._keras_history.operation.name
+                producer = _compat.producer(tensor).name
                 self._block(layout, f"its channels are the model output (through {producer!r})")
 
     def _opaque(self, op, layouts, node, why):
@@ -527,7 +529,7 @@ class ChannelGraph:
         if len(node.output_tensors) != 1:
             group.blocked = f"layer {op.name!r} (MultiHeadAttention) returns per-head attention scores"
         elif any(getattr(op, attr, None) is None for attr in
-                 ("_query_dense", "_key_dense", "_value_dense", "_output_dense")):
+                 ("query_dense", "key_dense", "value_dense", "output_dense")):
             group.blocked = f"layer {op.name!r} ({type(op).__name__}) has no Q/K/V/output projections to slice"
         return [self._fixed(t) for t in node.output_tensors]
 

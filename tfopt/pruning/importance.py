@@ -20,28 +20,6 @@ over its consumers (data). A higher score means a more important channel.
 
 import numpy as np
 
-WEIGHT_CRITERIA = ("l1", "l2")
-DATA_CRITERIA = ("taylor", "mean_activation", "apoz")
-CRITERIA = WEIGHT_CRITERIA + DATA_CRITERIA
-
-
-def validate_criterion(criterion, data):
-    """Raises ValueError for an unknown criterion or missing data."""
-    if criterion not in CRITERIA:
-        raise ValueError(f"criterion={criterion!r} must be one of {CRITERIA}.")
-    if criterion in DATA_CRITERIA and data is None:
-        raise ValueError(
-            f"criterion={criterion!r} measures activations: pass sample data, "
-            "data=x (or data=(x, y), required for 'taylor')."
-        )
-    if criterion == "taylor" and not (isinstance(data, (tuple, list)) and len(data) == 2):
-        raise ValueError(
-            "criterion='taylor' needs the loss gradient: pass data=(x, y)."
-        )
-
-
-# -- pure criteria on arrays ---------------------------------------------------
-
 
 def filter_norms(kernel, order=1):
     """L1 (`order=1`) or L2 (`order=2`) norm of each output channel.
@@ -60,6 +38,48 @@ def filter_norms(kernel, order=1):
     if order == 2:
         return np.sqrt(np.square(flat).sum(axis=0))
     raise ValueError(f"order={order!r} must be 1 or 2.")
+
+
+# Weight criteria: name -> `score(kernel) -> (out,) float64`, where `kernel`
+# holds a producer's output channels on its last axis. A group sums its
+# producers' scores; an attention head is scored by the same function on
+# the matrix of its Q/K/V/output slices (one column per head). Adding a
+# criterion is one entry here (the README's "How to extend tfopt").
+WEIGHT_SCORES = {
+    "l1": lambda kernel: filter_norms(kernel, 1),
+    "l2": lambda kernel: filter_norms(kernel, 2),
+}
+WEIGHT_CRITERIA = tuple(WEIGHT_SCORES)  # the built-in ones
+DATA_CRITERIA = ("taylor", "mean_activation", "apoz")
+CRITERIA = WEIGHT_CRITERIA + DATA_CRITERIA
+
+
+def weight_criteria():
+    """The names of the weight criteria (`WEIGHT_SCORES`), entries added included."""
+    return tuple(WEIGHT_SCORES)
+
+
+def criteria():
+    """Every criterion name: weight criteria, then data criteria."""
+    return weight_criteria() + DATA_CRITERIA
+
+
+def validate_criterion(criterion, data):
+    """Raises ValueError for an unknown criterion or missing data."""
+    if criterion not in criteria():
+        raise ValueError(f"criterion={criterion!r} must be one of {criteria()}.")
+    if criterion in DATA_CRITERIA and data is None:
+        raise ValueError(
+            f"criterion={criterion!r} measures activations: pass sample data, "
+            "data=x (or data=(x, y), required for 'taylor')."
+        )
+    if criterion == "taylor" and not (isinstance(data, (tuple, list)) and len(data) == 2):
+        raise ValueError(
+            "criterion='taylor' needs the loss gradient: pass data=(x, y)."
+        )
+
+
+# -- pure criteria on arrays ---------------------------------------------------
 
 
 def _per_sample(values):
@@ -110,25 +130,33 @@ def output_kernel(layer):
     raise ValueError(f"Layer {layer.name!r} ({type(layer).__name__}) has no output kernel to score.")
 
 
-def head_norms(layer, order=1):
-    """L1 / L2 norm of each attention head of a MultiHeadAttention layer.
+def head_weights(layer):
+    """The weights of each attention head of a MultiHeadAttention layer.
 
     A head's weights are its slices of the query, key and value kernels and
     biases and of the output projection's kernel.
 
     Returns:
-        A float64 array of shape `(num_heads,)`.
+        A float64 array of shape `(n, num_heads)`: one column per head.
     """
     from tfopt.pruning.surgery import head_axes
 
     axes = head_axes(layer)
-    total = np.zeros(layer.num_heads)
+    columns = []
     for variable in layer.weights:
         if id(variable) in axes:
             value = np.moveaxis(np.asarray(variable, dtype="float64"), axes[id(variable)], -1)
-            flat = value.reshape(-1, value.shape[-1])
-            total += np.abs(flat).sum(axis=0) if order == 1 else np.square(flat).sum(axis=0)
-    return total if order == 1 else np.sqrt(total)
+            columns.append(value.reshape(-1, value.shape[-1]))
+    return np.concatenate(columns, axis=0) if columns else np.zeros((0, layer.num_heads))
+
+
+def head_norms(layer, order=1):
+    """L1 / L2 norm of each attention head of a MultiHeadAttention layer.
+
+    Returns:
+        A float64 array of shape `(num_heads,)` (see `head_weights`).
+    """
+    return filter_norms(head_weights(layer), order)
 
 
 def group_importance(graph, criterion, data=None, roots=None, batch_size=64):
@@ -148,8 +176,8 @@ def group_importance(graph, criterion, data=None, roots=None, batch_size=64):
     if roots is None:
         roots = [g.id for g in graph.prunable_groups()]
     roots = set(roots)
-    if criterion in WEIGHT_CRITERIA:
-        order = 1 if criterion == "l1" else 2
+    if criterion in WEIGHT_SCORES:
+        score = WEIGHT_SCORES[criterion]
         scores = {}
         model_layers = {layer.name: layer for layer in graph.functional.layers}
         for root in roots:
@@ -157,9 +185,9 @@ def group_importance(graph, criterion, data=None, roots=None, batch_size=64):
             total = np.zeros(group.size)
             for name in group.producers:
                 if group.kind == "heads":
-                    total += head_norms(model_layers[name], order)
+                    total += score(head_weights(model_layers[name]))
                 else:
-                    total += filter_norms(output_kernel(model_layers[name]), order)
+                    total += score(output_kernel(model_layers[name]))
             scores[root] = total
         return scores
     heads = {r for r in roots if graph.group(r).kind == "heads"}
@@ -191,7 +219,7 @@ def _head_taylor(graph, data, roots, batch_size):
     layers = {r: model.get_layer(graph.group(r).name) for r in roots}
     variables = []
     for layer in layers.values():
-        variables += [v for v in (layer._value_dense.kernel, layer._value_dense.bias) if v is not None]
+        variables += [v for v in (layer.value_dense.kernel, layer.value_dense.bias) if v is not None]
     loss_fn = _loss_for(graph.model, model, y)
     sums = {r: np.zeros(graph.group(r).size) for r in roots}
     for start in range(0, len(x), batch_size):
@@ -202,7 +230,7 @@ def _head_taylor(graph, data, roots, batch_size):
         products = {id(v): np.asarray(v.numpy(), "float64") * np.asarray(g, "float64")
                     for v, g in zip(variables, grads)}
         for root, layer in layers.items():
-            value = layer._value_dense
+            value = layer.value_dense
             per_head = products[id(value.kernel)].sum(axis=(0, 2))
             if value.bias is not None:
                 per_head = per_head + products[id(value.bias)].sum(axis=1)
@@ -297,7 +325,9 @@ def _loss_for(user_model, model, y):
         # A loss function gives per-example values: take their mean.
         return lambda y_true, y_pred: keras.ops.mean(loss(y_true, y_pred))
     y = np.asarray(y)
-    last = model.outputs[0]._keras_history.operation
+    from tfopt import _compat
+
+    last = _compat.producer(model.outputs[0])
     activation = getattr(getattr(last, "activation", None), "__name__", "")
     from_logits = activation != "softmax"
     if y.ndim == 1 or y.shape[-1] == 1:

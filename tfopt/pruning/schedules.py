@@ -269,3 +269,39 @@ def resolve(schedule):
             f"(e.g. PolynomialDecay), got {schedule!r}."
         )
     return schedule
+
+
+class UpdateTracker:
+    """Says, batch by batch from Python, whether a schedule's update is due.
+
+    With `steps_per_execution > 1` (or a callback that only runs every few
+    batches) a step on which the schedule prunes can fall between two calls;
+    the update is then due on the next call (catch-up). Used by the
+    callback-driven updates: `scope="global"` thresholds and channel masks.
+
+    Args:
+        schedule: A `PruningSchedule`.
+
+    Example:
+
+    ```python
+    tracker = UpdateTracker(schedule)
+    due, sparsity = tracker.due(step)   # step: the model's pruning step
+    ```
+    """
+
+    def __init__(self, schedule):
+        self.schedule = schedule
+        self.last_step = None
+
+    def due(self, step):
+        """`(update_now, sparsity)` at `step` (an int); remembers `step`.
+
+        `update_now` is True when the schedule prunes at `step` or at a step
+        skipped since the previous call.
+        """
+        should, sparsity = self.schedule(step)
+        last, self.last_step = self.last_step, step
+        missed = last is not None and step - last > 1 and any(
+            bool(self.schedule(s)[0]) for s in range(last + 1, step))
+        return bool(should) or missed, float(sparsity)

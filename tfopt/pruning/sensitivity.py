@@ -3,7 +3,7 @@
 import numpy as np
 
 from tfopt.pruning.channel_graph import ChannelGraph
-from tfopt.pruning.structured import prune_channels
+from tfopt.pruning.channel_oneshot import prune_channels
 
 DEFAULT_RATIOS = (0.25, 0.5, 0.75)
 
@@ -54,7 +54,7 @@ def sensitivity_analysis(model, x_val, y_val, ratios=DEFAULT_RATIOS, criterion="
     if layers is None:
         groups = graph.prunable_groups()
     else:
-        from tfopt.pruning.structured import _group_for_name
+        from tfopt.pruning.channel_oneshot import _group_for_name
 
         groups = [_group_for_name(graph, name) for name in layers]
     baseline = float(score(model, x_val, y_val))

@@ -122,12 +122,12 @@ def head_axes(layer):
     dim)` (axis 0); the output bias has no head axis.
     """
     axes = {}
-    for name in ("_query_dense", "_key_dense", "_value_dense"):
+    for name in ("query_dense", "key_dense", "value_dense"):
         dense = getattr(layer, name)
         axes[id(dense.kernel)] = 1
         if getattr(dense, "bias", None) is not None:
             axes[id(dense.bias)] = 0
-    axes[id(layer._output_dense.kernel)] = 0
+    axes[id(layer.output_dense.kernel)] = 0
     return axes
 
 

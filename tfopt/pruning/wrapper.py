@@ -5,20 +5,16 @@ from keras import layers, ops
 
 from tfopt.pruning import masks as mask_math
 from tfopt.pruning import schedules as schedules_lib
+from tfopt.pruning.params import BLOCK_POOLING_TYPES  # noqa: F401  (the old home of these names)
+from tfopt.pruning.params import MISSING_CALLBACK as _MISSING_CALLBACK
+from tfopt.pruning.params import SCOPES  # noqa: F401
+from tfopt.pruning.params import PruningParams
+from tfopt.pruning.params import check_m_by_n_layer  # noqa: F401
+from tfopt.pruning.params import validate_block_size  # noqa: F401
+from tfopt.pruning.params import validate_m_by_n  # noqa: F401
 from tfopt.pruning.registry import prunable_weights
-from tfopt.pruning.registry import supports_m_by_n
 from tfopt.substitution import SubstitutingWrapper
 from tfopt.substitution import call_with_values
-
-BLOCK_POOLING_TYPES = ("AVG", "MAX")
-SCOPES = ("layer", "global")
-
-_MISSING_CALLBACK = (
-    "{name} is being trained, but the pruning step was never started. Add "
-    "`tfopt.pruning.UpdatePruningStep()` to the callbacks of `fit` (in a "
-    "custom training loop call its `set_model(model)` and "
-    "`on_train_begin()` before the first step)."
-)
 
 
 @keras.saving.register_keras_serializable(package="tfopt")
@@ -79,28 +75,16 @@ class PruneLowMagnitude(SubstitutingWrapper):
                 f"Layer {layer.name!r} is already wrapped for pruning; wrap "
                 "each layer once."
             )
-        pruning_schedule = schedules_lib.resolve(pruning_schedule)
-        block_size = validate_block_size(block_size)
-        if block_pooling_type not in BLOCK_POOLING_TYPES:
-            raise ValueError(
-                f"block_pooling_type={block_pooling_type!r} must be one of "
-                f"{BLOCK_POOLING_TYPES}."
-            )
-        sparsity_m_by_n = validate_m_by_n(sparsity_m_by_n)
-        if scope not in SCOPES:
-            raise ValueError(f"scope={scope!r} must be one of {SCOPES}.")
-        if scope == "global" and (block_size != (1, 1) or sparsity_m_by_n):
-            raise ValueError(
-                "scope='global' prunes single weights by one threshold; it "
-                "cannot be combined with block_size or sparsity_m_by_n."
-            )
+        params = PruningParams(schedules_lib.resolve(pruning_schedule), block_size,
+                               block_pooling_type, sparsity_m_by_n, scope)
         kwargs.setdefault("name", f"prune_low_magnitude_{layer.name}")
         super().__init__(layer, **kwargs)
-        self.pruning_schedule = pruning_schedule
-        self.block_size = block_size
-        self.block_pooling_type = block_pooling_type
-        self.sparsity_m_by_n = sparsity_m_by_n
-        self.scope = scope
+        self.params = params
+        self.pruning_schedule = params.pruning_schedule
+        self.block_size = params.block_size
+        self.block_pooling_type = params.block_pooling_type
+        self.sparsity_m_by_n = params.sparsity_m_by_n
+        self.scope = params.scope
         # Set by UpdatePruningStep.on_train_begin; checked when a training
         # call is traced, so a forgotten callback fails on the first batch.
         self._pruning_started = False
@@ -123,14 +107,7 @@ class PruneLowMagnitude(SubstitutingWrapper):
                 "`get_prunable_weights()` on it (see "
                 "tfopt.pruning.PrunableLayer) or leave it unwrapped."
             )
-        if self.sparsity_m_by_n and weights:
-            check_m_by_n_layer(self.layer)
-        for weight in weights:
-            label = f"{self.layer.name}/{weight.name}"
-            if self.sparsity_m_by_n:
-                mask_math.check_m_by_n(weight.shape, self.sparsity_m_by_n, label)
-            if self.block_size != (1, 1):
-                mask_math.check_block_size(weight.shape, self.block_size, label)
+        self.params.check_weights(self.layer, weights)
         self._prunable = weights
         self.masks = [
             self.add_weight(
@@ -163,6 +140,14 @@ class PruneLowMagnitude(SubstitutingWrapper):
             aggregation="only_first_replica",
         )
         self.built = True
+
+    def start_pruning(self):
+        """Allows training calls: done by `UpdatePruningStep.on_train_begin`.
+
+        A wrapper trained before this raises a ValueError naming the missing
+        callback on its first training call.
+        """
+        self._pruning_started = True
 
     @property
     def prunable_weights(self):
@@ -316,52 +301,3 @@ def _compiled_update():
 def compiled_global_masks():
     """`masks.global_threshold_masks`, XLA-compiled (TensorFlow backend)."""
     return _compiled("global", mask_math.global_threshold_masks)
-
-
-def validate_block_size(block_size):
-    """Returns `block_size` as a tuple of two positive ints, or raises."""
-    try:
-        rows, cols = block_size
-    except (TypeError, ValueError):
-        raise ValueError(
-            f"block_size={block_size!r} must be a pair (rows, cols) of "
-            "positive ints."
-        ) from None
-    for value in (rows, cols):
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise ValueError(
-                f"block_size={block_size!r} must be a pair (rows, cols) of "
-                "positive ints."
-            )
-    return (rows, cols)
-
-
-def validate_m_by_n(m_by_n):
-    """Returns `m_by_n` as a tuple `(m, n)` with 0 < m < n, or None."""
-    if m_by_n is None:
-        return None
-    try:
-        zeros, group = m_by_n
-    except (TypeError, ValueError):
-        raise ValueError(
-            f"sparsity_m_by_n={m_by_n!r} must be None or a pair (m, n): "
-            "m zeros in every n consecutive weights, e.g. (2, 4)."
-        ) from None
-    if not all(isinstance(v, int) and not isinstance(v, bool) for v in m_by_n):
-        raise ValueError(f"sparsity_m_by_n={m_by_n!r} must hold two ints.")
-    if not 0 < zeros < group:
-        raise ValueError(
-            f"sparsity_m_by_n={m_by_n!r}: m (zeros per group) must be at least "
-            "1 and smaller than n (the group size), e.g. (2, 4)."
-        )
-    return (zeros, group)
-
-
-def check_m_by_n_layer(layer):
-    """Raises ValueError unless N:M sparsity applies to `layer`'s kernels."""
-    if not supports_m_by_n(layer):
-        raise ValueError(
-            f"sparsity_m_by_n applies to Dense, Conv1D/2D/3D and RNN kernels, whose "
-            f"axis -2 is the input channel; layer {layer.name!r} is a "
-            f"{type(layer).__name__}. Leave it out with layers=[...]."
-        )
