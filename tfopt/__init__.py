@@ -22,7 +22,7 @@ import sys
 
 __version__ = "0.1.0"
 
-_SUBMODULES = ("bench", "clustering", "compress", "data", "distillation", "export", "graph", "models",
+_SUBMODULES = ("bench", "clustering", "compress", "data", "distillation", "distribute", "export", "graph", "models",
                "pruning", "quantization", "support", "tuning", "zoo")
 
 __all__ = ["__version__", *_SUBMODULES]
