@@ -1,0 +1,160 @@
+"""Pruning, QAT and distillation under MultiWorkerMirroredStrategy.
+
+Two real worker processes on loopback (TF_CONFIG with two localhost ports)
+train with `model.fit` (tests/multiworker_worker.py); their state must be
+identical across workers and equal to one process training on the same
+global batches.
+"""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+WORKER = os.path.join(HERE, "multiworker_worker.py")
+TIMEOUT = 240  # seconds per worker; a loaded 2-core machine imports TF slowly
+
+
+def _free_ports(count):
+    sockets = []
+    try:
+        for _ in range(count):
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.bind(("localhost", 0))
+            sockets.append(s)
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
+
+
+def _start_workers(tmp_path, count=2):
+    try:
+        ports = _free_ports(count)
+    except OSError as error:
+        pytest.skip(f"cannot open loopback sockets on this platform: {error}")
+    cluster = {"worker": [f"localhost:{port}" for port in ports]}
+    repo = os.path.dirname(HERE)
+    procs, logs = [], []
+    for index in range(count):
+        env = {
+            **os.environ,
+            "CUDA_VISIBLE_DEVICES": "",
+            "TF_CPP_MIN_LOG_LEVEL": "2",
+            "KERAS_BACKEND": "tensorflow",
+            "PYTHONPATH": os.pathsep.join([repo, os.environ.get("PYTHONPATH", "")]),
+            "TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}}),
+        }
+        log = open(tmp_path / f"worker{index}.log", "w+")
+        logs.append(log)
+        args = [sys.executable, WORKER, str(tmp_path / f"worker{index}.npz"),
+                str(tmp_path / f"worker{index}.tflite")]
+        procs.append(subprocess.Popen(args, env=env, stdout=log, stderr=subprocess.STDOUT))
+    return procs, logs
+
+
+def _wait_for_workers(tmp_path, procs, logs):
+    count = len(procs)
+    deadline = time.monotonic() + TIMEOUT
+    failed = []
+    for index, proc in enumerate(procs):
+        try:
+            proc.wait(timeout=max(1.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            failed.append(f"worker {index} timed out after {TIMEOUT} s")
+        else:
+            if proc.returncode != 0:
+                failed.append(f"worker {index} exited with {proc.returncode}")
+    for proc in procs:  # one worker failing leaves the other waiting in a collective
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    if failed:
+        report = []
+        for index, log in enumerate(logs):
+            log.seek(0)
+            lines = [line for line in log.read().splitlines()
+                     if not line.startswith(("I0000", "W0000", "E0000"))]
+            report.append(f"--- worker {index} output (last lines) ---\n" + "\n".join(lines[-40:]))
+        pytest.fail("; ".join(failed) + "\n" + "\n".join(report))
+    for log in logs:
+        log.close()
+    return [dict(np.load(tmp_path / f"worker{index}.npz")) for index in range(count)]
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    tmp_path = tmp_path_factory.mktemp("multiworker")
+    procs, logs = _start_workers(tmp_path)
+    try:
+        # The one-process reference trains while the workers start up.
+        sys.path.insert(0, HERE)
+        try:
+            import multiworker_worker
+        finally:
+            sys.path.remove(HERE)
+        import tensorflow as tf
+
+        single = multiworker_worker.train_all(tf.distribute.get_strategy())
+    finally:
+        workers = _wait_for_workers(tmp_path, procs, logs)
+    return workers, single, tmp_path
+
+
+def test_two_workers_train_like_one_process(runs):
+    (w0, w1), single, tmp_path = runs
+    assert int(w0["replicas"]) == int(w1["replicas"]) == 2
+    assert bool(w0["chief"]) and not bool(w1["chief"])
+    assert set(w0) == set(w1) == set(single)
+    assert int(single["replicas"]) == 1 and bool(single["chief"])
+
+    # (a) pruning: masks and steps identical across workers, exact sparsity,
+    # and equal to the one-process run; kernels equal within float tolerance.
+    masks = sorted(k for k in w0 if k.startswith("prune_mask_"))
+    assert len(masks) == 2
+    for key in masks:
+        np.testing.assert_array_equal(w0[key], w1[key], err_msg=key)
+        np.testing.assert_array_equal(w0[key], single[key], err_msg=key)
+        n = w0[key].size
+        assert int(n - w0[key].sum()) == n - round(n * (1 - 0.75)), key
+    for key in sorted(k for k in w0 if k.startswith("prune_step_")):
+        assert int(w0[key]) == int(w1[key]) == int(single[key]) == 8
+    for key in sorted(k for k in w0 if k.startswith("prune_kernel_")):
+        np.testing.assert_array_equal(w0[key], w1[key], err_msg=key)
+        np.testing.assert_allclose(w0[key], single[key], atol=1e-5, err_msg=key)
+
+    # (b) QAT ranges identical across workers, and (c) equal to the global
+    # batch's moving min/max of one process.
+    assert w0["qat_ranges"].shape == single["qat_ranges"].shape and w0["qat_ranges"].size >= 4
+    np.testing.assert_array_equal(w0["qat_ranges"], w1["qat_ranges"])
+    np.testing.assert_allclose(w0["qat_ranges"], single["qat_ranges"], atol=1e-5)
+    for key in sorted(k for k in w0 if k.startswith("qat_weight_")):
+        np.testing.assert_array_equal(w0[key], w1[key], err_msg=key)
+        np.testing.assert_allclose(w0[key], single[key], atol=1e-5, err_msg=key)
+
+    # (d) the distilled student trains, identically on both workers and as
+    # in one process.
+    assert np.abs(w0["student_0"] - w0["student_before"]).max() > 1e-3
+    for key in sorted(k for k in w0 if k.startswith("student_")):
+        np.testing.assert_array_equal(w0[key], w1[key], err_msg=key)
+        np.testing.assert_allclose(w0[key], single[key], atol=1e-5, err_msg=key)
+
+    # Logged losses are the global-batch losses of one process.
+    for key in ("prune_loss", "qat_loss", "distill_loss"):
+        np.testing.assert_allclose(w0[key], w1[key], rtol=1e-6, err_msg=key)
+        np.testing.assert_allclose(w0[key], single[key], rtol=1e-4, err_msg=key)
+
+    # Only the chief wrote its export, and it runs in LiteRT.
+    assert (tmp_path / "worker0.tflite").exists()
+    assert not (tmp_path / "worker1.tflite").exists()
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_path=str(tmp_path / "worker0.tflite"))
+    interpreter.allocate_tensors()
+    assert interpreter.get_output_details()[0]["shape"].tolist() == [1, 3]
