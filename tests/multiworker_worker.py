@@ -3,8 +3,8 @@
 Run as a script under `TF_CONFIG` it joins a `MultiWorkerMirroredStrategy`,
 trains three tiny models with `model.fit` (pruning, QAT, distillation) on a
 fixed global batch and writes their state to the `.npz` named on the command
-line. `train_all(strategy)` is imported by the test to train the same models
-in one process.
+line. With `--reference` it trains the same models in one process (and QAT
+under a two-device MirroredStrategy).
 """
 
 import os
@@ -15,6 +15,7 @@ GLOBAL_BATCH = 16
 STEPS = 4  # batches of GLOBAL_BATCH per epoch
 EPOCHS = 2
 SPARSITY = 0.75
+PARTS = ("prune", "qat", "distill")
 
 
 def _data(seed):
@@ -47,38 +48,61 @@ def _cnn(keras, classes=3, filters=4):
     ])
 
 
-def train_all(strategy, export_path=None):
+def train_all(strategy, export_path=None, parts=PARTS):
     """Trains the pruning, QAT and distillation models under `strategy`.
 
     Args:
         strategy: A `tf.distribute` strategy.
         export_path: Where the chief writes the stripped pruned model's
             `.tflite` (None: no export).
+        parts: Which of `PARTS` to train.
 
     Returns:
         A dict of numpy arrays (the state the test compares).
     """
+    import numpy as np
+
+    from tfopt import distribute
+
+    out = {"replicas": np.array(strategy.num_replicas_in_sync),
+           "chief": np.array(distribute.is_chief(strategy))}
+    pruned = None
+    if "prune" in parts:
+        pruned = _train_pruning(strategy, out)
+    if "qat" in parts:
+        _train_qat(strategy, out)
+    if "distill" in parts:
+        _train_distiller(strategy, out)
+    if pruned is not None and export_path and distribute.is_chief(strategy):
+        # Only the chief writes files; the stripped model exports as usual.
+        import tfopt
+
+        tfopt.export.to_tflite(tfopt.pruning.strip_pruning(pruned), export_path)
+    return out
+
+
+def _loss():
+    import keras
+
+    return keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+
+
+def _train_pruning(strategy, out):
+    # Masks reach 75% by step STEPS and keep updating every batch.
     import keras
     import numpy as np
 
-    import tfopt
-    from tfopt import distillation, distribute, pruning, quantization
+    from tfopt import distribute, pruning
     from tfopt.pruning.api import pruning_wrappers
-    from tfopt.quantization.layers import QuantizeActivation
 
     x, y = _data(0)
-    loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-    out = {"replicas": np.array(strategy.num_replicas_in_sync),
-           "chief": np.array(distribute.is_chief(strategy))}
-
-    # Pruning: masks reach 75% by step STEPS and keep updating every batch.
     with strategy.scope():
         keras.utils.set_random_seed(1)
         with warnings.catch_warnings():  # "a short ramp": short on purpose
             warnings.simplefilter("ignore")
             schedule = pruning.PolynomialDecay(0.0, SPARSITY, 0, STEPS, frequency=1)
         pruned = pruning.prune_low_magnitude(_cnn(keras), pruning_schedule=schedule)
-        pruned.compile(optimizer=keras.optimizers.SGD(0.1), loss=loss)
+        pruned.compile(optimizer=keras.optimizers.SGD(0.1), loss=_loss())
     distribute.enable_multi_worker_fit(pruned)
     history = pruned.fit(_dataset(x, y), epochs=EPOCHS, verbose=0, shuffle=False,
                          callbacks=[pruning.UpdatePruningStep()])
@@ -88,23 +112,40 @@ def train_all(strategy, export_path=None):
         for j, (weight, mask) in enumerate(zip(wrapper.prunable_weights, wrapper.masks)):
             out[f"prune_mask_{i}_{j}"] = mask.numpy()
             out[f"prune_kernel_{i}_{j}"] = weight.numpy()
+    return pruned
 
-    # QAT: activation ranges are moving averages of the global batch's min/max.
+
+def _train_qat(strategy, out):
+    # Activation ranges are moving averages of the global batch's min/max.
+    import keras
+    import numpy as np
+
+    from tfopt import distribute, quantization
+    from tfopt.quantization.layers import QuantizeActivation
+
+    x, y = _data(0)
     with strategy.scope():
         keras.utils.set_random_seed(2)
         qat = quantization.quantize_model(_cnn(keras))
-        qat.compile(optimizer=keras.optimizers.SGD(0.05), loss=loss)
+        qat.compile(optimizer=keras.optimizers.SGD(0.05), loss=_loss())
     distribute.enable_multi_worker_fit(qat)
     history = qat.fit(_dataset(x, y), epochs=EPOCHS, verbose=0, shuffle=False)
     out["qat_loss"] = np.array(history.history["loss"])
-    ranges = [layer for layer in qat.layers
-              if isinstance(layer, QuantizeActivation)]
+    ranges = [layer for layer in qat.layers if isinstance(layer, QuantizeActivation)]
     out["qat_ranges"] = np.array([[layer.range_min.numpy(), layer.range_max.numpy()]
                                   for layer in ranges])
     for i, weight in enumerate(qat.trainable_weights):
         out[f"qat_weight_{i}"] = weight.numpy()
 
-    # Distillation: a wider teacher, a small student.
+
+def _train_distiller(strategy, out):
+    # A wider teacher, a small student.
+    import keras
+    import numpy as np
+
+    from tfopt import distillation, distribute
+
+    x, y = _data(0)
     with strategy.scope():
         keras.utils.set_random_seed(3)
         teacher = _cnn(keras, filters=8)
@@ -118,18 +159,24 @@ def train_all(strategy, export_path=None):
     for i, weight in enumerate(student.get_weights()):
         out[f"student_{i}"] = weight
 
-    if distribute.is_chief(strategy) and export_path:
-        # Only the chief writes files; the stripped model exports as usual.
-        final = pruning.strip_pruning(pruned)
-        tfopt.export.to_tflite(final, export_path)
-    return out
-
 
 def main():
+    """`worker.py OUT.npz [EXPORT.tflite]` under TF_CONFIG, or `--reference OUT.npz`."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import numpy as np
     import tensorflow as tf
 
+    if sys.argv[1] == "--reference":
+        # One process: the default strategy, and QAT under a two-device
+        # MirroredStrategy (two logical CPUs).
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        tf.config.set_logical_device_configuration(
+            cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+        out = train_all(tf.distribute.get_strategy())
+        mirrored = train_all(tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]), parts=("qat",))
+        out.update({f"mirrored_{key}": value for key, value in mirrored.items()})
+        np.savez(sys.argv[2], **out)
+        return
     strategy = tf.distribute.MultiWorkerMirroredStrategy()
     np.savez(sys.argv[1], **train_all(strategy, sys.argv[2] if len(sys.argv) > 2 else None))
 

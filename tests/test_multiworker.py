@@ -34,83 +34,84 @@ def _free_ports(count):
             s.close()
 
 
-def _start_workers(tmp_path, count=2):
+def _env(**extra):
+    repo = os.path.dirname(HERE)
+    return {
+        **os.environ,
+        "CUDA_VISIBLE_DEVICES": "",
+        "TF_CPP_MIN_LOG_LEVEL": "2",
+        "KERAS_BACKEND": "tensorflow",
+        "PYTHONPATH": os.pathsep.join([repo, os.environ.get("PYTHONPATH", "")]),
+        **extra,
+    }
+
+
+def _start(tmp_path, count=2):
+    """Starts `count` workers on loopback ports and the one-process reference."""
     try:
         ports = _free_ports(count)
     except OSError as error:
         pytest.skip(f"cannot open loopback sockets on this platform: {error}")
     cluster = {"worker": [f"localhost:{port}" for port in ports]}
-    repo = os.path.dirname(HERE)
-    procs, logs = [], []
+    commands = []
     for index in range(count):
-        env = {
-            **os.environ,
-            "CUDA_VISIBLE_DEVICES": "",
-            "TF_CPP_MIN_LOG_LEVEL": "2",
-            "KERAS_BACKEND": "tensorflow",
-            "PYTHONPATH": os.pathsep.join([repo, os.environ.get("PYTHONPATH", "")]),
-            "TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}}),
-        }
-        log = open(tmp_path / f"worker{index}.log", "w+")
+        config = json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})
+        commands.append(([WORKER, str(tmp_path / f"worker{index}.npz"),
+                          str(tmp_path / f"worker{index}.tflite")],
+                         _env(TF_CONFIG=config), f"worker {index}"))
+    env = _env()
+    env.pop("TF_CONFIG", None)
+    commands.append(([WORKER, "--reference", str(tmp_path / "reference.npz")], env, "reference"))
+    procs, logs, names = [], [], []
+    for args, env, name in commands:
+        log = open(tmp_path / (name.replace(" ", "") + ".log"), "w+")
+        procs.append(subprocess.Popen([sys.executable, *args], env=env, stdout=log,
+                                      stderr=subprocess.STDOUT))
         logs.append(log)
-        args = [sys.executable, WORKER, str(tmp_path / f"worker{index}.npz"),
-                str(tmp_path / f"worker{index}.tflite")]
-        procs.append(subprocess.Popen(args, env=env, stdout=log, stderr=subprocess.STDOUT))
-    return procs, logs
+        names.append(name)
+    return procs, logs, names
 
 
-def _wait_for_workers(tmp_path, procs, logs):
-    count = len(procs)
+def _wait(tmp_path, procs, logs, names):
     deadline = time.monotonic() + TIMEOUT
     failed = []
-    for index, proc in enumerate(procs):
+    for name, proc in zip(names, procs):
         try:
             proc.wait(timeout=max(1.0, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
-            failed.append(f"worker {index} timed out after {TIMEOUT} s")
+            failed.append(f"{name} timed out after {TIMEOUT} s")
         else:
             if proc.returncode != 0:
-                failed.append(f"worker {index} exited with {proc.returncode}")
+                failed.append(f"{name} exited with {proc.returncode}")
     for proc in procs:  # one worker failing leaves the other waiting in a collective
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-    if failed:
-        report = []
-        for index, log in enumerate(logs):
-            log.seek(0)
-            lines = [line for line in log.read().splitlines()
-                     if not line.startswith(("I0000", "W0000", "E0000"))]
-            report.append(f"--- worker {index} output (last lines) ---\n" + "\n".join(lines[-40:]))
-        pytest.fail("; ".join(failed) + "\n" + "\n".join(report))
-    for log in logs:
+    report = []
+    for name, log in zip(names, logs):
+        log.seek(0)
+        lines = [line for line in log.read().splitlines()
+                 if not line.startswith(("I0000", "W0000", "E0000"))]
+        report.append(f"--- {name} output (last lines) ---\n" + "\n".join(lines[-40:]))
         log.close()
-    return [dict(np.load(tmp_path / f"worker{index}.npz")) for index in range(count)]
+    if failed:
+        pytest.fail("; ".join(failed) + "\n" + "\n".join(report))
 
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     tmp_path = tmp_path_factory.mktemp("multiworker")
-    procs, logs = _start_workers(tmp_path)
-    try:
-        # The one-process reference trains while the workers start up.
-        sys.path.insert(0, HERE)
-        try:
-            import multiworker_worker
-        finally:
-            sys.path.remove(HERE)
-        import tensorflow as tf
-
-        single = multiworker_worker.train_all(tf.distribute.get_strategy())
-    finally:
-        workers = _wait_for_workers(tmp_path, procs, logs)
-    return workers, single, tmp_path
+    _wait(tmp_path, *_start(tmp_path))
+    workers = [dict(np.load(tmp_path / f"worker{i}.npz")) for i in range(2)]
+    return workers, dict(np.load(tmp_path / "reference.npz")), tmp_path
 
 
 def test_two_workers_train_like_one_process(runs):
     (w0, w1), single, tmp_path = runs
     assert int(w0["replicas"]) == int(w1["replicas"]) == 2
     assert bool(w0["chief"]) and not bool(w1["chief"])
+    single, mirrored = ({k: v for k, v in single.items() if not k.startswith("mirrored_")},
+                        {k[9:]: v for k, v in single.items() if k.startswith("mirrored_")})
     assert set(w0) == set(w1) == set(single)
     assert int(single["replicas"]) == 1 and bool(single["chief"])
 
@@ -134,6 +135,9 @@ def test_two_workers_train_like_one_process(runs):
     assert w0["qat_ranges"].shape == single["qat_ranges"].shape and w0["qat_ranges"].size >= 4
     np.testing.assert_array_equal(w0["qat_ranges"], w1["qat_ranges"])
     np.testing.assert_allclose(w0["qat_ranges"], single["qat_ranges"], atol=1e-5)
+    # The same under a one-process MirroredStrategy over two devices.
+    assert int(mirrored["replicas"]) == 2
+    np.testing.assert_allclose(mirrored["qat_ranges"], single["qat_ranges"], atol=1e-5)
     for key in sorted(k for k in w0 if k.startswith("qat_weight_")):
         np.testing.assert_array_equal(w0[key], w1[key], err_msg=key)
         np.testing.assert_allclose(w0[key], single[key], atol=1e-5, err_msg=key)
@@ -158,3 +162,34 @@ def test_two_workers_train_like_one_process(runs):
     interpreter = Interpreter(model_path=str(tmp_path / "worker0.tflite"))
     interpreter.allocate_tensors()
     assert interpreter.get_output_details()[0]["shape"].tolist() == [1, 3]
+
+
+def test_enable_multi_worker_fit_refuses_what_would_train_silently_apart(monkeypatch):
+    import keras
+
+    from tfopt import distribute
+
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
+    with pytest.raises(TypeError, match="takes a keras.Model"):
+        distribute.enable_multi_worker_fit(keras.layers.Dense(2))
+    # One process: nothing to change, the same object comes back.
+    monkeypatch.delenv("TF_CONFIG", raising=False)
+    step = model.train_step
+    assert distribute.enable_multi_worker_fit(model) is model
+    assert model.train_step == step and distribute.is_chief()
+    # A cluster of two, but the model was built outside the strategy's scope.
+    monkeypatch.setenv("TF_CONFIG", json.dumps(
+        {"cluster": {"worker": ["localhost:1", "localhost:2"]}, "task": {"type": "worker", "index": 1}}))
+    assert distribute.num_workers_from_tf_config() == 2
+    with pytest.raises(ValueError, match=r"names 2 workers.*strategy\.scope\(\)"):
+        distribute.enable_multi_worker_fit(model)
+    with pytest.raises(ValueError, match="TF_CONFIG=.*is not valid"):
+        distribute.num_workers_from_tf_config("{not json")
+
+
+def test_cross_replica_min_max_is_plain_min_max_in_one_replica():
+    from tfopt import distribute
+
+    x = np.array([[-2.5, 1.0], [0.5, 3.25]], "float32")
+    low, high = distribute.cross_replica_min_max(x)
+    assert (float(low), float(high)) == (-2.5, 3.25)
