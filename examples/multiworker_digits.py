@@ -43,7 +43,7 @@ def main():
     parser.add_argument("--local", type=int, default=0, help="start N workers on this machine")
     parser.add_argument("--out", default="results/multiworker_digits")
     parser.add_argument("--epochs", type=int, default=10, help="float training")
-    parser.add_argument("--compress-epochs", type=int, default=4, help="pruning + QAT")
+    parser.add_argument("--compress-epochs", type=int, default=6, help="pruning + QAT")
     parser.add_argument("--batch-size", type=int, default=32, help="per worker")
     args = parser.parse_args()
     if args.local:
