@@ -178,7 +178,24 @@ def main():
         np.savez(sys.argv[2], **out)
         return
     strategy = tf.distribute.MultiWorkerMirroredStrategy()
-    np.savez(sys.argv[1], **train_all(strategy, sys.argv[2] if len(sys.argv) > 2 else None))
+    out = train_all(strategy, sys.argv[2] if len(sys.argv) > 2 else None)
+    out["refuses_steps_per_execution"] = np.array(_refuses_steps_per_execution(strategy))
+    np.savez(sys.argv[1], **out)
+
+
+def _refuses_steps_per_execution(strategy):
+    import keras
+
+    from tfopt import distribute
+
+    with strategy.scope():
+        model = _cnn(keras)
+        model.compile(optimizer="sgd", loss=_loss(), steps_per_execution=2)
+    try:
+        distribute.enable_multi_worker_fit(model)
+    except ValueError as error:
+        return "steps_per_execution=1" in str(error)
+    return False
 
 
 if __name__ == "__main__":

@@ -112,6 +112,8 @@ def test_two_workers_train_like_one_process(runs):
     assert bool(w0["chief"]) and not bool(w1["chief"])
     single, mirrored = ({k: v for k, v in single.items() if not k.startswith("mirrored_")},
                         {k[9:]: v for k, v in single.items() if k.startswith("mirrored_")})
+    # A multi-step loop, which Keras cannot run under this strategy, is refused.
+    assert bool(w0.pop("refuses_steps_per_execution")) and bool(w1.pop("refuses_steps_per_execution"))
     assert set(w0) == set(w1) == set(single)
     assert int(single["replicas"]) == 1 and bool(single["chief"])
 

@@ -187,7 +187,9 @@ def enable_multi_worker_fit(model):
         TypeError: If `model` is not a `keras.Model`.
         ValueError: If `TF_CONFIG` names several workers but the model was
             not created under a `MultiWorkerMirroredStrategy` scope (each
-            worker would train its own copy, silently).
+            worker would train its own copy, silently), or if it is compiled
+            with `steps_per_execution > 1` (Keras's multi-step loop fails
+            under this strategy).
 
     Example:
 
@@ -218,6 +220,15 @@ def enable_multi_worker_fit(model):
                 "Distiller) and compile the model inside `with strategy.scope():`."
             )
         return model
+    if getattr(model, "steps_per_execution", 1) != 1:
+        # Keras's multi-step loop (a tf.while_loop over the distributed
+        # iterator) fails at run time under this strategy ("You must feed a
+        # value for placeholder tensor ..."), plain Keras models included.
+        raise ValueError(
+            f"Model {model.name!r} is compiled with steps_per_execution="
+            f"{model.steps_per_execution}; under MultiWorkerMirroredStrategy "
+            "Keras 3's multi-step loop fails. Compile with steps_per_execution=1."
+        )
     if getattr(model, "_tfopt_multi_worker", False):
         return model
 
