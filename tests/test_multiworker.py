@@ -72,18 +72,21 @@ def _start(tmp_path, count=2):
     return procs, logs, names
 
 
-def _wait(tmp_path, procs, logs, names):
+def _wait(procs, logs, names):
+    """Waits for all processes; returns None, or the failure with their output."""
     deadline = time.monotonic() + TIMEOUT
     failed = []
-    for name, proc in zip(names, procs):
-        try:
-            proc.wait(timeout=max(1.0, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            failed.append(f"{name} timed out after {TIMEOUT} s")
-        else:
-            if proc.returncode != 0:
-                failed.append(f"{name} exited with {proc.returncode}")
-    for proc in procs:  # one worker failing leaves the other waiting in a collective
+    # Poll: a worker that fails leaves the other waiting in a collective,
+    # so stop all as soon as one fails.
+    while not failed and any(proc.poll() is None for proc in procs):
+        if time.monotonic() > deadline:
+            failed = [f"{name} timed out after {TIMEOUT} s"
+                      for name, proc in zip(names, procs) if proc.poll() is None]
+            break
+        time.sleep(0.2)
+        failed = [f"{name} exited with {proc.returncode}"
+                  for name, proc in zip(names, procs) if proc.poll() not in (None, 0)]
+    for proc in procs:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
@@ -94,14 +97,21 @@ def _wait(tmp_path, procs, logs, names):
                  if not line.startswith(("I0000", "W0000", "E0000"))]
         report.append(f"--- {name} output (last lines) ---\n" + "\n".join(lines[-40:]))
         log.close()
-    if failed:
-        pytest.fail("; ".join(failed) + "\n" + "\n".join(report))
+    return "; ".join(failed) + "\n" + "\n".join(report) if failed else None
 
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
-    tmp_path = tmp_path_factory.mktemp("multiworker")
-    _wait(tmp_path, *_start(tmp_path))
+    for attempt in range(2):
+        tmp_path = tmp_path_factory.mktemp("multiworker")
+        procs, logs, names = _start(tmp_path)
+        failure = _wait(procs, logs, names)
+        # A free port picked here can be taken by another process before a
+        # worker binds it: then start again on new ports, once.
+        if failure is None or attempt == 1 or "Could not start gRPC server" not in failure:
+            break
+    if failure is not None:
+        pytest.fail(failure)
     workers = [dict(np.load(tmp_path / f"worker{i}.npz")) for i in range(2)]
     return workers, dict(np.load(tmp_path / "reference.npz")), tmp_path
 
