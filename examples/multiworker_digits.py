@@ -45,11 +45,13 @@ def main():
     parser.add_argument("--epochs", type=int, default=10, help="float training")
     parser.add_argument("--compress-epochs", type=int, default=6, help="pruning + QAT")
     parser.add_argument("--batch-size", type=int, default=32, help="per worker")
+    parser.add_argument("--report", help="the chief writes its results to this JSON file")
     args = parser.parse_args()
     if args.local:
         launch_local(args.local, ["--out", args.out, "--epochs", str(args.epochs),
                                   "--compress-epochs", str(args.compress_epochs),
-                                  "--batch-size", str(args.batch_size)])
+                                  "--batch-size", str(args.batch_size)]
+                     + (["--report", args.report] if args.report else []))
         return
 
     import keras
@@ -73,7 +75,7 @@ def main():
         keras.utils.set_random_seed(0)
         model = tfopt.models.compile_classifier(tfopt.models.digits_cnn(8), learning_rate=3e-3)
     tfopt.distribute.enable_multi_worker_fit(model)
-    model.fit(train, epochs=args.epochs, verbose=2 if chief else 0)
+    model.fit(train, epochs=args.epochs, verbose=2 if chief else 0, shuffle=False)
 
     with strategy.scope():  # prune to 75% and quantization-aware train together
         compressed = tfopt.pruning.prune_low_magnitude(
@@ -81,18 +83,29 @@ def main():
             pruning_schedule=tfopt.pruning.PolynomialDecay(0.0, 0.75, 0, steps // 2, frequency=1))
         tfopt.models.compile_classifier(compressed, learning_rate=1e-3)
     tfopt.distribute.enable_multi_worker_fit(compressed)
-    compressed.fit(train, epochs=args.compress_epochs, verbose=2 if chief else 0,
+    compressed.fit(train, epochs=args.compress_epochs, verbose=2 if chief else 0, shuffle=False,
                    callbacks=[tfopt.pruning.UpdatePruningStep()])
 
     if chief:
         os.makedirs(args.out, exist_ok=True)
+        # A direct call reads this worker's copy of the weights (no collective).
+        float_accuracy = float(np.mean(np.argmax(model(x_test, training=False), -1) == y_test))
         final = tfopt.pruning.strip_pruning(compressed)
         path = os.path.join(args.out, "digits_int8.tflite")
         exported = tfopt.export.to_tflite(final, path, quantization="int8")
         report = tfopt.export.verify(exported, final, x_test, y_test)
-        print(f"{strategy.num_replicas_in_sync} workers: {path} {exported.size_bytes} B, "
-              f"sparsity {tfopt.pruning.sparsity_report(final)['total']['sparsity']:.2f}, "
-              f"Keras {report['keras_accuracy']:.4f}, TFLite {report['tflite_accuracy']:.4f}")
+        result = {"workers": strategy.num_replicas_in_sync, "global_batch": global_batch,
+                  "float_accuracy": float_accuracy,
+                  "keras_accuracy": float(report["keras_accuracy"]),
+                  "tflite_accuracy": float(report["tflite_accuracy"]),
+                  "sparsity": float(tfopt.pruning.sparsity_report(final)["total"]["sparsity"]),
+                  "size_bytes": exported.size_bytes}
+        print(f"{result['workers']} workers: {path} {exported.size_bytes} B, sparsity "
+              f"{result['sparsity']:.2f}, float {float_accuracy:.4f}, pruned+QAT Keras "
+              f"{result['keras_accuracy']:.4f}, TFLite {result['tflite_accuracy']:.4f}")
+        if args.report:
+            with open(args.report, "w") as f:
+                json.dump(result, f)
 
 
 if __name__ == "__main__":

@@ -187,9 +187,11 @@ def enable_multi_worker_fit(model):
         TypeError: If `model` is not a `keras.Model`.
         ValueError: If `TF_CONFIG` names several workers but the model was
             not created under a `MultiWorkerMirroredStrategy` scope (each
-            worker would train its own copy, silently), or if it is compiled
+            worker would train its own copy), or if it is compiled
             with `steps_per_execution > 1` (Keras's multi-step loop fails
             under this strategy).
+        RuntimeError: If the installed Keras no longer has the trainer
+            internals this fix replaces.
 
     Example:
 
@@ -211,7 +213,7 @@ def enable_multi_worker_fit(model):
     strategy = getattr(model, "_distribute_strategy", None)
     if strategy is None or not _multi_worker(strategy):
         workers = num_workers_from_tf_config()
-        if workers > 1 and not _multi_worker(tf.distribute.get_strategy()):
+        if workers > 1:
             raise ValueError(
                 f"TF_CONFIG names {workers} workers, but model {model.name!r} was "
                 "not created under a MultiWorkerMirroredStrategy scope: each "
@@ -231,6 +233,12 @@ def enable_multi_worker_fit(model):
         )
     if getattr(model, "_tfopt_multi_worker", False):
         return model
+    if not hasattr(model, "_symbolic_build"):
+        raise RuntimeError(
+            f"Keras {keras.__version__} has changed the trainer this fix is made "
+            "for (no Model._symbolic_build); check whether model.fit runs under "
+            "MultiWorkerMirroredStrategy without tfopt.distribute."
+        )
 
     def maybe_symbolic_build(iterator=None, data_batch=None):
         if iterator is not None:
