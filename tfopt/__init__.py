@@ -3,9 +3,10 @@
 Subpackages: `tfopt.pruning` (magnitude and structured pruning),
 `tfopt.clustering` (weight clustering),
 `tfopt.quantization` (quantization-aware training), `tfopt.distillation`
-(knowledge distillation), `tfopt.export` (TFLite export, inspection,
-verification), `tfopt.bench` (latency and benchmark suites), `tfopt.tuning`
-(compression search with KerasTuner), `tfopt.compress` (one-call recipes on a
+(knowledge distillation), `tfopt.distribute` (`model.fit` on several
+machines), `tfopt.export` (TFLite export, inspection, verification),
+`tfopt.bench` (latency and benchmark suites), `tfopt.tuning` (compression
+search with KerasTuner), `tfopt.compress` (one-call recipes on a
 user's model and data), `tfopt.data` (the embedded datasets and input
 handling), `tfopt.models` (small reference models).
 
@@ -22,8 +23,8 @@ import sys
 
 __version__ = "0.1.0"
 
-_SUBMODULES = ("bench", "clustering", "compress", "data", "distillation", "export", "graph", "models",
-               "pruning", "quantization", "support", "tuning", "zoo")
+_SUBMODULES = ("bench", "clustering", "compress", "data", "distillation", "distribute", "export",
+               "graph", "models", "pruning", "quantization", "support", "tuning", "zoo")
 
 __all__ = ["__version__", *_SUBMODULES]
 

@@ -56,8 +56,13 @@ class QuantizeActivation(layers.Layer):
     def call(self, inputs, training=None):
         if training and self.fixed_range is None:
             # Ranges are statistics, not trained: no gradient through them.
-            batch_min = ops.stop_gradient(ops.minimum(ops.min(inputs), 0.0))
-            batch_max = ops.stop_gradient(ops.maximum(ops.max(inputs), 0.0))
+            # Min/max of the global batch (across tf.distribute replicas and
+            # workers), so every replica keeps the same range.
+            from tfopt.distribute import cross_replica_min_max
+
+            low, high = cross_replica_min_max(inputs)
+            batch_min = ops.stop_gradient(ops.minimum(low, 0.0))
+            batch_max = ops.stop_gradient(ops.maximum(high, 0.0))
             first = ops.equal(self.range_seen, 0.0)
             new_min = ops.where(first, batch_min, self.decay * self.range_min + (1 - self.decay) * batch_min)
             new_max = ops.where(first, batch_max, self.decay * self.range_max + (1 - self.decay) * batch_max)
