@@ -18,10 +18,10 @@ import numpy as np
 
 RECIPES = ("float", "ptq-dynamic", "ptq-float16", "ptq-int8", "prune-50", "prune-80",
            "qat-int8", "channels-50")
-BATCH_SIZE = 32
-REPRESENTATIVE_EXAMPLES = 200
-# QAT fine-tunes a trained model: a tenth of Adam's default rate.
-QAT_LEARNING_RATE = 1e-4
+from tfopt.defaults import BATCH_SIZE
+from tfopt.defaults import EXPORT_BATCH
+from tfopt.defaults import QAT_LEARNING_RATE
+from tfopt.defaults import REPRESENTATIVE_EXAMPLES
 DEFAULT_EPOCHS = 3
 TEST_FRACTION = 0.2
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
@@ -408,7 +408,7 @@ def _make_model(model, data, recipe, epochs):
 
 
 def compress(model, data, recipe, out, epochs=DEFAULT_EPOCHS, verify_examples=512,
-             batch_size=1):
+             batch_size=EXPORT_BATCH):
     """Applies a compression recipe to a model, exports and verifies it.
 
     The one recipe pipeline of the `tfopt compress` and `tfopt bench

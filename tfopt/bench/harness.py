@@ -23,8 +23,8 @@ import traceback
 from typing import Callable
 
 from tfopt.bench import latency as latency_lib
+from tfopt.defaults import NO_GPU  # noqa: F401  (re-exported)
 
-NO_GPU = "no GPU"
 NO_TF_GPU = "no CUDA GPU (TF)"
 NOT_ASKED = "not measured (--device cpu)"
 DEVICES = ("auto", "cpu", "gpu")

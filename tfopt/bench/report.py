@@ -5,7 +5,7 @@ import json
 import os
 import platform
 
-NO_GPU = "no GPU"
+from tfopt.defaults import NO_GPU  # noqa: F401  (re-exported)
 
 
 def environment():

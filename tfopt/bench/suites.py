@@ -32,15 +32,10 @@ from tfopt.bench.harness import Artifact
 from tfopt.bench.harness import Case
 from tfopt.bench.harness import Recipe
 
-BATCH_SIZE = 32
-REPRESENTATIVE_EXAMPLES = 200
-# QAT fine-tunes a trained model: a tenth of the training rate (1e-3) keeps
-# it from forgetting while ranges settle (measured on digits-mobilenet-28:
-# 1e-3 lost 1.7 points of int8 accuracy, 1e-4 gained 1.7).
-QAT_LEARNING_RATE = 1e-4
-# Files are exported for batch-1 inference, the deployment shape: a fixed
-# shape lets XNNPACK plan once (a dynamic batch was up to 30% slower here).
-EXPORT_BATCH = 1
+from tfopt.defaults import BATCH_SIZE
+from tfopt.defaults import EXPORT_BATCH
+from tfopt.defaults import QAT_LEARNING_RATE
+from tfopt.defaults import REPRESENTATIVE_EXAMPLES
 
 
 # -- models -----------------------------------------------------------------
@@ -136,14 +131,8 @@ def prunable_layer_names(model, include_depthwise=False):
     Returns:
         Layer names for `tfopt.pruning.prune_low_magnitude(..., layers=...)`.
     """
-    names = []
-    for layer in pruning.api.iter_layers(model):
-        if not pruning.registry.is_supported(layer) or not pruning.registry.prunable_weights(layer):
-            continue
-        if isinstance(layer, _DEPTHWISE) and not include_depthwise:
-            continue
-        names.append(layer.name)
-    return names
+    return [layer.name for layer, _ in pruning.prunable_weights(model)
+            if include_depthwise or not isinstance(layer, _DEPTHWISE)]
 
 
 def _prune(model, target, pattern, epochs, data):
@@ -164,7 +153,7 @@ def _prune(model, target, pattern, epochs, data):
     if y is None:
         # Frozen BatchNormalization runs in inference mode, so the masking
         # step leaves its statistics alone too.
-        for layer in pruning.api.iter_layers(pruned):
+        for layer in _all_layers(pruned):
             if isinstance(layer, keras.layers.BatchNormalization):
                 layer.trainable = False
         pruned.compile(optimizer=keras.optimizers.SGD(0.0), loss="mse")
@@ -180,13 +169,14 @@ def _prune(model, target, pattern, epochs, data):
 
 
 def _m_by_n_layers(model):
-    names = []
-    for layer in pruning.api.iter_layers(model):
-        weights = pruning.registry.prunable_weights(layer) or []
-        if weights and pruning.registry.supports_m_by_n(layer) and all(
-                w.shape[-2] % 4 == 0 for w in weights):
-            names.append(layer.name)
-    return names
+    return [fit.name for fit in pruning.pattern_support(model, sparsity_m_by_n=(2, 4)) if fit.fits]
+
+
+def _all_layers(model):
+    for layer in model.layers:
+        yield layer
+        if isinstance(layer, keras.Model):
+            yield from _all_layers(layer)
 
 
 def prune_recipe(target, epochs=5, sparsity_format=False, pattern="magnitude"):

@@ -15,22 +15,20 @@ import warnings
 
 import keras
 import keras_tuner
-import numpy as np
 
 from tfopt import export
 from tfopt.graph import UnsupportedModelError
 from tfopt import pruning
+from tfopt.pruning import introspection
 from tfopt.distillation import Distiller
 from tfopt import quantization
 from tfopt.tuning import measure
 from tfopt.tuning import space as space_lib
 from tfopt.tuning.objectives import Scalarization
 
-BATCH_SIZE = 32
-# Exported for batch-1 inference, the deployment shape (as tfopt.bench does).
-EXPORT_BATCH = 1
-# PTQ calibration examples (a few hundred suffice, as in tfopt.bench).
-REPRESENTATIVE_EXAMPLES = 200
+from tfopt.defaults import BATCH_SIZE
+from tfopt.defaults import EXPORT_BATCH
+from tfopt.defaults import REPRESENTATIVE_EXAMPLES
 # Polynomial/constant schedules reach their target within this fraction of
 # the training steps, leaving the rest to recover accuracy at the final mask.
 RAMP_FRACTION = 0.75
@@ -182,7 +180,7 @@ class CompressionHyperModel(keras_tuner.HyperModel):
         self.base_model = base_model
         self.teacher = teacher
         self.structured = bool(structured)
-        self.block_size = pruning.wrapper.validate_block_size(block_size)
+        self.block_size = introspection.validate_pattern(block_size=block_size)[0]
         if isinstance(qat_epochs, bool) or not isinstance(qat_epochs, int) or qat_epochs < 1:
             raise ValueError(f"qat_epochs={qat_epochs!r} must be an int >= 1.")
         if not 0 < qat_learning_rate_scale <= 1:
@@ -195,10 +193,35 @@ class CompressionHyperModel(keras_tuner.HyperModel):
         self.baseline_width = float(baseline_width)
         self.latency = measure.latency_settings(latency)
         self.seed = int(seed)
-        self._build_takes_hp = build_model is not None and _takes_hp(build_model)
+        self._takes_hp = build_model is not None and _takes_hp(build_model)
         self.space = space_lib.normalize_space(space, self._applicable())
-        # Set by tfopt's Hyperband: the epoch budget comes from the oracle.
-        self.epochs_from_tuner = False
+        self._epochs_from_tuner = False
+
+    # -- what a tuner asks of the hypermodel --------------------------------
+
+    @property
+    def build_takes_hp(self):
+        """True when `build_model(hp)` declares its own hyperparameters
+        (then the widths, and so the smallest model, are not known ahead)."""
+        return self._takes_hp
+
+    @property
+    def epochs_from_tuner(self):
+        """True when the tuner gives each trial its epochs (Hyperband's
+        `tuner/epochs`) and the `epochs` hyperparameter is not declared."""
+        return self._epochs_from_tuner
+
+    def use_tuner_epochs(self):
+        """Lets the tuner set each trial's epochs (called by tfopt's `Hyperband`).
+
+        Example:
+
+        ```python
+        hypermodel.use_tuner_epochs()
+        hypermodel.epochs_from_tuner  # True
+        ```
+        """
+        self._epochs_from_tuner = True
 
     # -- the search space ----------------------------------------------------
 
@@ -257,11 +280,32 @@ class CompressionHyperModel(keras_tuner.HyperModel):
             ValueError: If the model has no defined input shape.
         """
         cfg = self.config(hp)
-        return self._architecture(cfg, hp)
+        return self.architecture(cfg, hp)
 
-    def _architecture(self, cfg, hp=None):
+    def architecture(self, cfg, hp=None):
+        """The model a `TrialConfig` describes, before compression in `fit`.
+
+        Args:
+            cfg: A `TrialConfig` (e.g. `config(hp)` or `baseline_config()`).
+            hp: The trial's `HyperParameters` for a `build_model(hp)`
+                function (None: every user hyperparameter at its default).
+
+        Returns:
+            A `keras.Model`: the width-scaled build or a copy of the base
+            model, channel-pruned when `cfg.structured_ratio` > 0.
+
+        Raises:
+            TypeError: If the build function does not return a Keras model.
+            ValueError: If the model has no defined input shape.
+
+        Example:
+
+        ```python
+        smallest = hypermodel.architecture(hypermodel.baseline_config())
+        ```
+        """
         if self.build_model is not None:
-            if self._build_takes_hp:
+            if self._takes_hp:
                 if hp is None:  # the baseline: every user hyperparameter at its default
                     hp = keras_tuner.HyperParameters()
                     hp.Fixed("width", cfg.width)
@@ -344,11 +388,7 @@ class CompressionHyperModel(keras_tuner.HyperModel):
             The lower bound, an int.
         """
         per_element = {"none": 4, "int4": 0.5}.get(cfg.quantization, 1)
-        elements = 0
-        for layer in pruning.api.iter_layers(model):
-            for weight in pruning.registry.prunable_weights(layer) or []:
-                elements += int(np.prod(weight.shape))
-        return int(elements * per_element)
+        return int(pruning.count_prunable(model) * per_element)
 
     # -- training, export, measurement -----------------------------------
 
@@ -400,16 +440,40 @@ class CompressionHyperModel(keras_tuner.HyperModel):
         cfg = self.config(hp)
         if epochs is not None:
             cfg = dataclasses.replace(cfg, epochs=int(epochs))
-        return self._run_config(cfg, model, x, y, validation_data, batch_size, callbacks,
-                                verbose, export_path)
+        return self.run_config(cfg, model, x, y, validation_data, batch_size, callbacks,
+                               verbose, export_path)
 
     def _needs_training(self, cfg):
         # A base model is trained already: it is fine-tuned only when the
         # recipe changes its weights (pruning, channels removed, distillation).
         return self.build_model is not None or cfg.pruned or cfg.structured_ratio > 0 or cfg.distillation
 
-    def _run_config(self, cfg, model, x, y, validation_data, batch_size=BATCH_SIZE,
-                    callbacks=None, verbose=0, export_path=None):
+    def run_config(self, cfg, model, x, y, validation_data, batch_size=BATCH_SIZE,
+                   callbacks=None, verbose=0, export_path=None):
+        """Runs the recipe of a `TrialConfig` on `model` and measures the file.
+
+        `run` reads the config from `hp`; a tuner that already holds the
+        config (with its epoch budget) calls this.
+
+        Args:
+            cfg: The trial's `TrialConfig`.
+            model: Its architecture (from `build` or `architecture`).
+            x, y: Training data (numpy arrays, integer labels).
+            validation_data: `(x_val, y_val)`.
+            batch_size, callbacks, verbose, export_path: As in `run`.
+
+        Returns:
+            A `TrialOutcome`.
+
+        Raises:
+            ValueError: As `run`.
+
+        Example:
+
+        ```python
+        outcome = hypermodel.run_config(hypermodel.config(hp), model, x, y, (x_val, y_val))
+        ```
+        """
         x_val, y_val = _validation(validation_data)
         callbacks = list(callbacks or [])
         start = time.perf_counter()
@@ -496,8 +560,8 @@ class CompressionHyperModel(keras_tuner.HyperModel):
         """
         keras.utils.set_random_seed(self.seed)
         cfg = self.baseline_config(epochs)
-        model = self._architecture(cfg) if self.build_model is not None else self.base_model
-        return self._run_config(cfg, model, x, y, validation_data, batch_size,
+        model = self.architecture(cfg) if self.build_model is not None else self.base_model
+        return self.run_config(cfg, model, x, y, validation_data, batch_size,
                                 export_path=export_path).metrics
 
 
@@ -557,22 +621,11 @@ def _validation(validation_data):
 
 def _layers_fitting(model, pattern, block_size):
     """Names of the prunable layers whose kernels fit `pattern`."""
-    names = []
-    for layer in pruning.api.iter_layers(model):
-        if isinstance(layer, keras.Model):
-            continue
-        weights = pruning.registry.prunable_weights(layer)
-        if not weights:
-            continue
-        if pattern == "2:4":
-            if not pruning.registry.supports_m_by_n(layer) or any(
-                    len(w.shape) < 2 or w.shape[-2] % 4 for w in weights):
-                continue
-        elif pattern == "block":
-            try:
-                for weight in weights:
-                    pruning.masks.check_block_size(weight.shape, block_size, weight.name)
-            except ValueError:
-                continue
-        names.append(layer.name)
-    return names
+    fits = pruning.pattern_support(
+        model, block_size=block_size if pattern == "block" else None,
+        sparsity_m_by_n=(2, 4) if pattern == "2:4" else None)
+    return [fit.name for fit in fits if fit.fits]
+
+
+# Kept for callers written against the earlier private name.
+CompressionHyperModel._run_config = CompressionHyperModel.run_config

@@ -6,7 +6,7 @@ import glob
 import json
 import os
 
-from keras_tuner.src.engine import trial as trial_module
+from keras_tuner.engine import trial as trial_module
 
 from tfopt.bench.report import pareto_front as _non_dominated
 from tfopt.tuning.objectives import METRICS

@@ -142,7 +142,7 @@ class CompressionTuner:
         self._objective_spec = objectives_lib.resolve_objective(objective, baseline is not False)
         if isinstance(self, keras_tuner.Hyperband):
             # Hyperband hands each trial its epoch budget (`tuner/epochs`).
-            hypermodel.epochs_from_tuner = True
+            hypermodel.use_tuner_epochs()
         super().__init__(hypermodel, *args, objective=self._objective_spec, **kwargs)
         self._check_size_feasible()
 
@@ -156,7 +156,7 @@ class CompressionTuner:
     def _check_size_feasible(self):
         # Contradictory max_bytes: even the smallest configuration of the
         # space needs more. Only knowable when the widths are ours.
-        if self.constraints.max_bytes is None or self.hypermodel._build_takes_hp:
+        if self.constraints.max_bytes is None or self.hypermodel.build_takes_hp:
             return
         hypermodel = self.hypermodel
         space = hypermodel.space
@@ -167,7 +167,7 @@ class CompressionTuner:
             structured_ratio=max(space.get("structured_ratio", (0.0,))),
             quantization="ptq" if set(space["quantization"]) - {"none"} else "none",
         )
-        bound = hypermodel.size_lower_bound(hypermodel._architecture(smallest), smallest)
+        bound = hypermodel.size_lower_bound(hypermodel.architecture(smallest), smallest)
         keras.backend.clear_session()
         if bound > self.constraints.max_bytes:
             raise ValueError(
@@ -257,7 +257,7 @@ class CompressionTuner:
             if over is not None and self._scores_with_penalty:
                 return self._reject(record, directory, bound, over, start)
             stage = "compress, export and measure"
-            outcome = self.hypermodel._run_config(
+            outcome = self.hypermodel.run_config(
                 cfg, model, x, y, validation_data, batch_size, callbacks, verbose,
                 export_path=os.path.join(directory, trials_lib.TFLITE_FILE))
         except (ValueError, TypeError) as error:
