@@ -2,14 +2,13 @@
 
 One trial = build (width / base model, structured pruning) -> train with the
 pruning wrappers (optionally distilled) -> strip -> QAT fine-tune (optional)
--> export to TFLite -> measure the exported file. The pipeline calls tfopt's
-public functions like a user would; the measurements live in
-`tfopt.tuning.measure`.
+-> export to TFLite -> measure the exported file. The stages are
+`tfopt.pipeline`'s (the ones `tfopt compress` and the benchmark suites run);
+the measurements live in `tfopt.tuning.measure`.
 """
 
 import dataclasses
 import inspect
-import math
 import time
 import warnings
 
@@ -17,18 +16,15 @@ import keras
 import keras_tuner
 
 from tfopt import export
-from tfopt.graph import UnsupportedModelError
+from tfopt import pipeline
 from tfopt import pruning
+from tfopt.defaults import BATCH_SIZE
+from tfopt.graph import UnsupportedModelError
 from tfopt.pruning import introspection
-from tfopt.distillation import Distiller
-from tfopt import quantization
 from tfopt.tuning import measure
 from tfopt.tuning import space as space_lib
 from tfopt.tuning.objectives import Scalarization
 
-from tfopt.defaults import BATCH_SIZE
-from tfopt.defaults import EXPORT_BATCH
-from tfopt.defaults import REPRESENTATIVE_EXAMPLES
 # Polynomial/constant schedules reach their target within this fraction of
 # the training steps, leaving the rest to recover accuracy at the final mask.
 RAMP_FRACTION = 0.75
@@ -339,6 +335,25 @@ class CompressionHyperModel(keras_tuner.HyperModel):
         """
         if not cfg.pruned:
             return model
+        schedule, kwargs = self.pruning_plan(model, cfg, total_steps)
+        return pruning.prune_low_magnitude(model, pruning_schedule=schedule, **kwargs)
+
+    def pruning_plan(self, model, cfg, total_steps):
+        """The schedule and `prune_low_magnitude` options of a pruned trial.
+
+        Args:
+            model: The architecture (from `build`).
+            cfg: The trial's `TrialConfig` (`cfg.pruned` True).
+            total_steps: Training steps of the phase the schedule spans.
+
+        Returns:
+            `(schedule, options)`: options holds `layers` (the layers that
+            fit the pattern) and the pattern's `block_size` or
+            `sparsity_m_by_n`.
+
+        Raises:
+            ValueError: If no layer of the model fits the pattern.
+        """
         end = max(1, int(RAMP_FRACTION * total_steps))
         if cfg.schedule == "polynomial":
             # A ramp of fewer than MIN_RAMP_UPDATES mask updates jumps in big
@@ -369,7 +384,8 @@ class CompressionHyperModel(keras_tuner.HyperModel):
                 + (f" with block_size={self.block_size}" if cfg.pruning == "block" else "")
                 + "; restrict space['pruning'] for this model."
             )
-        return pruning.prune_low_magnitude(model, pruning_schedule=schedule, layers=names, **kwargs)
+        kwargs["layers"] = names
+        return schedule, kwargs
 
     def size_lower_bound(self, model, cfg):
         """Bytes the exported file needs at least, known before training.
@@ -476,38 +492,39 @@ class CompressionHyperModel(keras_tuner.HyperModel):
         """
         x_val, y_val = _validation(validation_data)
         callbacks = list(callbacks or [])
+        training = dict(batch_size=batch_size, callbacks=callbacks, verbose=verbose,
+                        from_logits=self.from_logits,
+                        teacher=self.teacher if cfg.distillation else None,
+                        temperature=cfg.temperature, alpha=cfg.alpha)
         start = time.perf_counter()
         params = int(model.count_params())
         epochs_trained = 0
         if self._needs_training(cfg):
-            steps = int(math.ceil(len(x) / batch_size)) * cfg.epochs
-            trainable = self.apply_pruning(model, cfg, steps)
-            extra = [pruning.UpdatePruningStep()] if cfg.pruned else []
-            trainable = self._train(trainable, cfg, x, y, cfg.epochs, cfg.learning_rate,
-                                    batch_size, callbacks + extra, verbose)
-            model = pruning.strip_pruning(trainable) if cfg.pruned else trainable
+            if cfg.pruned:
+                steps = pipeline.steps_per_epoch(x, batch_size) * cfg.epochs
+                schedule, options = self.pruning_plan(model, cfg, steps)
+                model, _ = pipeline.prune(model, x, y, schedule, cfg.epochs, **options,
+                                          learning_rate=cfg.learning_rate, **training)
+            else:
+                model = pipeline.train(model, x, y, cfg.epochs, cfg.learning_rate, **training)
             epochs_trained += cfg.epochs
         # Sparsity before QAT: QAT (preserve_sparsity) keeps these zeros.
-        sparsity = pruning.sparsity_report(model)["total"]["sparsity"]
+        sparsity = pipeline.sparsity(model)
         if cfg.quantization == "qat":
-            qat = quantization.quantize_model(model, preserve_sparsity=cfg.pruned)
-            model = self._train(qat, cfg, x, y, self.qat_epochs,
-                                cfg.learning_rate * self.qat_learning_rate_scale,
-                                batch_size, callbacks, verbose)
+            model = pipeline.quantize_aware(
+                model, x, y, self.qat_epochs,
+                learning_rate=cfg.learning_rate * self.qat_learning_rate_scale,
+                preserve_sparsity=cfg.pruned, **training)
             epochs_trained += self.qat_epochs
         train_seconds = time.perf_counter() - start
         if cfg.quantization in space_lib.LOWBIT_QUANTIZATION_MODES:
-            exported = export.quantize_tflite(
-                export.to_tflite(model, batch_size=EXPORT_BATCH), export_path,
-                mode="int4_blockwise" if cfg.quantization == "int4" else "int16x8",
-                representative_data=x[:REPRESENTATIVE_EXAMPLES])
+            exported = pipeline.export(
+                model, export_path, representative_data=x,
+                lowbit="int4_blockwise" if cfg.quantization == "int4" else "int16x8")
         else:
-            exported = export.to_tflite(
-                model, export_path,
-                quantization=None if cfg.quantization == "none" else "int8",
-                representative_data=x[:REPRESENTATIVE_EXAMPLES] if cfg.quantization == "ptq" else None,
-                batch_size=EXPORT_BATCH,
-            )
+            exported = pipeline.export(
+                model, export_path, quantization=None if cfg.quantization == "none" else "int8",
+                representative_data=x if cfg.quantization == "ptq" else None)
         metrics = measure.measure(model, exported, x_val, y_val, self.latency)
         metrics.update(
             params=float(params),
@@ -516,21 +533,6 @@ class CompressionHyperModel(keras_tuner.HyperModel):
             epochs_trained=float(epochs_trained),
         )
         return TrialOutcome(cfg, metrics, model, exported)
-
-    def _train(self, model, cfg, x, y, epochs, learning_rate, batch_size, callbacks, verbose):
-        if cfg.distillation:
-            trainer = _apply_distillation(model, self.teacher, cfg.temperature, cfg.alpha,
-                                          learning_rate)
-            trainer.fit(x, y, batch_size=batch_size, epochs=epochs, callbacks=callbacks,
-                        verbose=verbose)
-            return trainer.student
-        model.compile(
-            optimizer=keras.optimizers.Adam(learning_rate),
-            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=self.from_logits),
-            metrics=["accuracy"],
-        )
-        model.fit(x, y, batch_size=batch_size, epochs=epochs, callbacks=callbacks, verbose=verbose)
-        return model
 
     # -- the dense baseline ----------------------------------------------------
 
@@ -566,13 +568,6 @@ class CompressionHyperModel(keras_tuner.HyperModel):
 
 
 # -- the distillation and structured-pruning branches ---------------------------
-
-
-def _apply_distillation(student, teacher, temperature, alpha, learning_rate):
-    """A compiled `tfopt.distillation.Distiller` training `student`."""
-    distiller = Distiller(student=student, teacher=teacher, temperature=temperature, alpha=alpha)
-    distiller.compile(optimizer=keras.optimizers.Adam(learning_rate), metrics=["accuracy"])
-    return distiller
 
 
 def _apply_structured(model, ratio, data=None):
