@@ -33,6 +33,11 @@ COLLAPSE_POINTS = 0.05
 GPU_CHECK_EXAMPLES = 4
 
 
+class Skipped(Exception):
+    """Raised by a recipe that cannot run here (e.g. no baselines directory):
+    its row is reported `skipped: <message>`, not failed."""
+
+
 @dataclasses.dataclass
 class Case:
     """A model under test and its data.
@@ -222,6 +227,8 @@ def _run_recipe(case, recipe, model, data, settings, workdir, gpu):
         row.update(_tf_gpu_columns(artifact, data, settings, gpu))
         row.update(artifact.extra)
         row["status"] = "ok"
+    except Skipped as skipped:
+        row.update(status="skipped", reason=str(skipped))
     except Exception as error:  # recorded with its reason; the suite goes on
         row.update(status="failed", reason=_reason(error))
     row["seconds"] = round(time.perf_counter() - start, 2)
@@ -370,7 +377,7 @@ def _gpu_summary(gpu):
     }
 
 
-def run_suite(name, out_dir, settings=None, command=None):
+def run_suite(name, out_dir, settings=None, command=None, baselines=None):
     """Runs suite `name` and writes results.json, results.md and PNGs.
 
     Args:
@@ -379,6 +386,9 @@ def run_suite(name, out_dir, settings=None, command=None):
         out_dir: Output directory (created).
         settings: A `Settings`; default the suite's own.
         command: The command line to record (default: this call).
+        baselines: Directory of the tfmot baseline scripts (the source
+            checkout's `benchmarks/`); None: the `TFOPT_BASELINES`
+            environment variable, else the tfmot rows are skipped.
 
     Returns:
         The results dict that was written.
@@ -400,7 +410,7 @@ def run_suite(name, out_dir, settings=None, command=None):
     from tfopt.bench import suites
 
     if isinstance(name, str):
-        cases = suites.get_suite(name)
+        cases = suites.get_suite(name, baselines=baselines)
         if settings is None:
             settings = Settings(**suites.SETTINGS[name])
     else:

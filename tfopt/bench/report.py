@@ -232,9 +232,12 @@ def summary_lines(results):
             lines.append(f"- {r['latency_verdict'].capitalize()} than float (beyond the noise): "
                          f"{r['model']} / {r['recipe']}: p50 x{r['p50_ratio_paired']:.2f} "
                          f"[{low:.2f}, {high:.2f}].")
-    failed = [r for r in rows if r["status"] != "ok"]
+    failed = [r for r in rows if r["status"] not in ("ok", "skipped")]
     if failed:
         lines.append(f"- {len(failed)} row(s) failed (reasons in the tables).")
+    skipped = [r for r in rows if r["status"] == "skipped"]
+    if skipped:
+        lines.append(f"- {len(skipped)} row(s) skipped: {skipped[0].get('reason')}.")
     refused = [r for r in rows if r.get("gpu_litert_status") == "refused"]
     if refused:
         lines.append(f"- LiteRT GPU refused {len(refused)} file(s) (reasons in the tables).")
@@ -287,7 +290,8 @@ def markdown(results):
         for row in rows:
             if row["status"] != "ok":
                 reason = row.get("reason", "").splitlines()[0][:300].replace("|", "/") if row.get("reason") else ""
-                lines.append(f"| {row['recipe']} | failed: {reason} |" + " |" * (len(COLUMNS) - 2))
+                lines.append(f"| {row['recipe']} | {row['status']}: {reason} |"
+                             + " |" * (len(COLUMNS) - 2))
                 continue
             lines.append("| " + " | ".join(_cell(row, key, digits) for _, key, digits in COLUMNS) + " |")
         lines.append("")
