@@ -45,6 +45,9 @@ METRICS = {
     "bytes_vs_float": ("min", "size_bytes / the float model's"),
     "gzip_vs_float": ("min", "gzip_bytes / the float model's"),
     "p50_vs_float": ("min", "p50_ms / the float model's"),
+    # The compression search's own: its oracle objective and feasibility.
+    "score": ("min", "the search's scalarised objective (tfopt.tuning.Scalarization)"),
+    "feasible": ("max", "1.0 when the trial is within every constraint, else 0.0"),
 }
 # Names written before the vocabulary was shared, still written beside the
 # new ones and read back by `canonical_metrics`: bench rows said `cpu_p50_ms`,
@@ -56,6 +59,24 @@ LEGACY_NAMES = {
     "gzip_vs_baseline": "gzip_vs_float",
     "p50_vs_baseline": "p50_vs_float",
 }
+
+
+def direction(name):
+    """`"max"` or `"min"`: which way metric `name` (or a legacy name) is better.
+
+    Raises:
+        ValueError: For a name outside `METRICS` and `LEGACY_NAMES`.
+
+    Example:
+
+    >>> direction("size_bytes"), direction("cpu_p50_ms")
+    ('min', 'min')
+    """
+    canonical = LEGACY_NAMES.get(name, name)
+    if canonical not in METRICS:
+        known = sorted(set(METRICS) | set(LEGACY_NAMES))
+        raise ValueError(f"Unknown objective(s) [{name!r}]; known metrics: {known}.")
+    return METRICS[canonical][0]
 
 
 def canonical_metrics(metrics):

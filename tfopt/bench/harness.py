@@ -172,6 +172,8 @@ def _sample_latency(rows, settings):
             row.update(status="failed", reason=f"LiteRT cannot load this model: {entry['error']}"[:500])
             continue
         row.update({f"cpu_{k}": v for k, v in entry["result"].to_dict().items() if k != "device"})
+        # The shared vocabulary (tfopt.pipeline.METRICS): p50_ms is LiteRT CPU.
+        row.update(p50_ms=row["cpu_p50_ms"], p90_ms=row["cpu_p90_ms"])
         row["cpu_round_p50_ms"] = entry["round_p50_ms"]
 
 

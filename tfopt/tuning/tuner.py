@@ -21,6 +21,7 @@ import keras
 import keras_tuner
 import numpy as np
 
+from tfopt import pipeline
 from tfopt.tuning import objectives as objectives_lib
 from tfopt.tuning import trials as trials_lib
 from tfopt.tuning.constraints import Constraints
@@ -311,12 +312,16 @@ class CompressionTuner:
         if not self.baseline:
             return {}
         base = self.baseline
-        return {
+        relative = {
             "accuracy_drop": base["tflite_accuracy"] - metrics["tflite_accuracy"],
-            "bytes_vs_baseline": metrics["size_bytes"] / base["size_bytes"],
-            "gzip_vs_baseline": metrics["gzip_bytes"] / base["gzip_bytes"],
-            "p50_vs_baseline": metrics["p50_ms"] / max(base["p50_ms"], 1e-9),
+            "bytes_vs_float": metrics["size_bytes"] / base["size_bytes"],
+            "gzip_vs_float": metrics["gzip_bytes"] / base["gzip_bytes"],
+            "p50_vs_float": metrics["p50_ms"] / max(base["p50_ms"], 1e-9),
         }
+        # The names of earlier searches (objectives and constraints may name them).
+        relative.update({old: relative[new] for old, new in pipeline.LEGACY_NAMES.items()
+                         if new in relative})
+        return relative
 
     # -- the baseline, measured once per project -------------------------
 
