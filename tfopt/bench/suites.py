@@ -684,7 +684,11 @@ def get_suite(name, baselines=None):
     if name not in SUITES:
         raise ValueError(f"Unknown suite {name!r}; choose one of {sorted(SUITES)}.")
     directory = baselines_directory(baselines)
-    if name == "zoo":  # zoo_suite reads the environment variable itself
+    if name == "zoo":
+        # zoo_suite finds its tfmot script through _baseline_script(), which
+        # falls back on the environment variable.
+        if directory is not None:
+            os.environ[BASELINES_ENV] = directory
         return SUITES[name]()
     return SUITES[name](directory)
 

@@ -224,6 +224,7 @@ class CompressionHyperModel(keras_tuner.HyperModel):
     def _applicable(self):
         teacher = None if self.teacher is not None else "distillation needs teacher="
         return {
+            **dict.fromkeys(space_lib.NAMES),  # a new dimension applies everywhere
             "width": None if self.build_model is not None else
             "a base model has a fixed width (search width with build_model=)",
             "learning_rate": None,
