@@ -64,7 +64,7 @@ def digits_case():
         suites.lowbit_recipe("int4_blockwise", 32), suites.lowbit_recipe("int4_blockwise", 64),
         suites.lowbit_recipe("int4_blockwise", 128), suites.lowbit_recipe("int16x8"),
         suites.cluster_recipe(16), suites.cluster_recipe(32),
-        suites.tfmot_cluster_recipe(16), suites.tfmot_cluster_recipe(32),
+        suites.tfmot_cluster_recipe(16, baselines=HERE), suites.tfmot_cluster_recipe(32, baselines=HERE),
         suites.mixed_recipe(0.75), suites.mixed_recipe(0.5), suites.mixed_recipe(0.25),
         mixed_at_int4_bytes(), suites.keras_quantize_int4_recipe(),
     ]

@@ -42,6 +42,9 @@ def test_console_script_is_installed():
 def test_bench_rejects_unknown_suite_and_missing_gpu(tmp_path):
     with pytest.raises(SystemExit, match="Unknown suite 'huge'"):
         cli.main(["bench", "--suite", "huge", "--out", str(tmp_path)])
+    with pytest.raises(SystemExit, match="baselines directory .*does not exist"):
+        cli.main(["bench", "--suite", "quick", "--baselines", str(tmp_path / "no"),
+                  "--out", str(tmp_path)])
     from tfopt import bench
 
     if not bench.gpu_devices():

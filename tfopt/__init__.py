@@ -23,8 +23,9 @@ import sys
 
 __version__ = "0.1.0"
 
-_SUBMODULES = ("bench", "clustering", "compress", "data", "distillation", "distribute", "export",
-               "graph", "models", "pruning", "quantization", "support", "tuning", "zoo")
+_SUBMODULES = ("bench", "clustering", "compress", "data", "defaults", "distillation", "distribute",
+               "export", "graph", "models", "pipeline", "pruning", "quantization", "support",
+               "tuning", "zoo")
 
 __all__ = ["__version__", *_SUBMODULES]
 

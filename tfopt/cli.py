@@ -1,7 +1,7 @@
 """The `tfopt` command line.
 
     tfopt bench --suite quick|standard|zoo --out DIR  benchmark suite: JSON, Markdown, PNGs
-        [--device auto|cpu|gpu] [--threads N]
+        [--device auto|cpu|gpu] [--threads N] [--baselines benchmarks/]
     tfopt bench MODEL.tflite [--threads N] [--runs N] [--json OUT.json]
                                                   latency p50/p90/p99, size, gzip, ops
     tfopt bench MODEL.keras --data DATA --out DIR [--recipes R,R,...] [--epochs N]
@@ -260,6 +260,7 @@ def _sparsity(args):
 # Options that only one form of `tfopt bench` reads: given to another, an error.
 _BENCH_ONLY = {
     "suite": ("--suite", ("suite",)), "device": ("--device", ("suite",)),
+    "baselines": ("--baselines", ("suite",)),
     "json": ("--json", ("tflite",)), "data": ("--data", ("keras",)),
     "recipes": ("--recipes", ("keras",)), "epochs": ("--epochs", ("keras",)),
     "runs": ("--runs", ("tflite", "keras")), "min_seconds": ("--min-seconds", ("tflite", "keras")),
@@ -303,7 +304,7 @@ def _bench(args):
     from tfopt.bench import suites
 
     try:
-        suites.get_suite(args.suite)
+        suites.get_suite(args.suite, baselines=args.baselines)
         settings = bench.Settings(**suites.SETTINGS[args.suite], device=args.device,
                                   num_threads=args.threads)
     except ValueError as error:
@@ -317,15 +318,18 @@ def _bench(args):
         print("tfopt: no GPU and no Vulkan adapter found; GPU columns will say why.", file=sys.stderr)
     out = args.out or "results/bench"
     command = "tfopt " + " ".join(args.argv)
-    results = bench.run_suite(args.suite, out, settings, command=command)
+    results = bench.run_suite(args.suite, out, settings, command=command, baselines=args.baselines)
     _print_results(results, out)
 
 
 def _print_results(results, out):
-    failed = [r for r in results["rows"] if r["status"] != "ok"]
+    failed = [r for r in results["rows"] if r["status"] not in ("ok", "skipped")]
+    skipped = [r for r in results["rows"] if r["status"] == "skipped"]
     print(open(os.path.join(out, "results.md")).read())
+    ok = len(results["rows"]) - len(failed) - len(skipped)
     print(f"wrote {out}/results.json, results.md and {len(results['plots'])} plot(s); "
-          f"{len(results['rows']) - len(failed)} rows ok, {len(failed)} failed (reasons in the table)")
+          f"{ok} rows ok, {len(failed)} failed"
+          + (f", {len(skipped)} skipped" if skipped else "") + " (reasons in the table)")
 
 
 def _bench_tflite(args):
@@ -511,6 +515,10 @@ def _parser():
     bench.add_argument("--suite", default=None, help="quick (default), standard or zoo")
     bench.add_argument("--out", default=None,
                        help="output directory (default results/bench, or results/bench-model)")
+    bench.add_argument("--baselines", default=None, metavar="DIR",
+                       help="suites: directory of the tfmot baseline scripts (the source "
+                            "checkout's benchmarks/; default $TFOPT_BASELINES, else those "
+                            "rows are skipped)")
     bench.add_argument("--device", default=None, choices=["auto", "cpu", "gpu"],
                        help="suites (default auto): GPU columns where a GPU exists, "
                             "'no GPU' otherwise")

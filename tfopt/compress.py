@@ -18,10 +18,10 @@ import numpy as np
 
 RECIPES = ("float", "ptq-dynamic", "ptq-float16", "ptq-int8", "prune-50", "prune-80",
            "qat-int8", "channels-50")
-BATCH_SIZE = 32
-REPRESENTATIVE_EXAMPLES = 200
-# QAT fine-tunes a trained model: a tenth of Adam's default rate.
-QAT_LEARNING_RATE = 1e-4
+from tfopt.defaults import BATCH_SIZE  # noqa: F401  (re-exported)
+from tfopt.defaults import EXPORT_BATCH
+from tfopt.defaults import QAT_LEARNING_RATE
+from tfopt.defaults import REPRESENTATIVE_EXAMPLES  # noqa: F401  (re-exported)
 DEFAULT_EPOCHS = 3
 TEST_FRACTION = 0.2
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
@@ -361,36 +361,24 @@ def _clone(model):
     return copy
 
 
-def _train(model, data, epochs, learning_rate=1e-3, callbacks=()):
-    import keras
-
-    from tfopt.models import compile_classifier
-
-    x, y = data[0], data[1]
-    keras.utils.set_random_seed(0)
-    compile_classifier(model, learning_rate)
-    model.fit(x, y, batch_size=BATCH_SIZE, epochs=epochs, verbose=0, callbacks=list(callbacks))
-    return model
-
-
 def _prune(model, data, target, epochs):
+    from tfopt import pipeline
     from tfopt import pruning
 
-    steps = int(np.ceil(len(data[0]) / BATCH_SIZE))
+    steps = pipeline.steps_per_epoch(data[0])
     # Ramp over all but the last epoch (at least MIN_RAMP_UPDATES steps),
     # then fine-tune at the final sparsity.
     ramp = max(pruning.schedules.MIN_RAMP_UPDATES - 1, max(1, epochs - 1) * steps)
     schedule = pruning.PolynomialDecay(0.0, target, 0, ramp, frequency=1)
-    wrapped = pruning.prune_low_magnitude(_clone(model), pruning_schedule=schedule)
     epochs_needed = max(epochs, int(np.ceil((ramp + 1) / steps)))
-    _train(wrapped, data, epochs_needed, callbacks=[pruning.UpdatePruningStep()])
-    return pruning.strip_pruning(wrapped)
+    final, _ = pipeline.prune(_clone(model), data[0], data[1], schedule, epochs_needed, seed=0)
+    return final
 
 
 def _make_model(model, data, recipe, epochs):
     """The Keras model to export for `recipe`, and its export mode."""
+    from tfopt import pipeline
     from tfopt import pruning
-    from tfopt import quantization
 
     if recipe == "float":
         return model, None
@@ -399,16 +387,16 @@ def _make_model(model, data, recipe, epochs):
     if recipe.startswith("prune-"):
         return _prune(model, data, int(recipe[len("prune-"):]) / 100, epochs), None
     if recipe == "qat-int8":
-        qat = quantization.quantize_model(_clone(model))
-        return _train(qat, data, epochs, learning_rate=QAT_LEARNING_RATE), "int8"
+        return pipeline.quantize_aware(_clone(model), data[0], data[1], epochs,
+                                       learning_rate=QAT_LEARNING_RATE, seed=0), "int8"
     if recipe == "channels-50":
         small = pruning.prune_channels(model, 0.5)
-        return _train(small, data, epochs), None
+        return pipeline.train(small, data[0], data[1], epochs, seed=0), None
     raise AssertionError(recipe)  # unreachable: checked by _check_recipe
 
 
 def compress(model, data, recipe, out, epochs=DEFAULT_EPOCHS, verify_examples=512,
-             batch_size=1):
+             batch_size=EXPORT_BATCH):
     """Applies a compression recipe to a model, exports and verifies it.
 
     The one recipe pipeline of the `tfopt compress` and `tfopt bench
@@ -462,8 +450,7 @@ def compress(model, data, recipe, out, epochs=DEFAULT_EPOCHS, verify_examples=51
     """
     import keras
 
-    from tfopt import export
-    from tfopt import pruning
+    from tfopt import pipeline
 
     _check_recipe(recipe)
     if not isinstance(epochs, int) or isinstance(epochs, bool) or epochs < 1:
@@ -479,16 +466,8 @@ def compress(model, data, recipe, out, epochs=DEFAULT_EPOCHS, verify_examples=51
     _check_data(model, data)
     final, mode = _make_model(model, data, recipe, epochs)
     calibrated = mode == "int8" and recipe != "qat-int8"  # QAT carries its ranges
-    exported = export.to_tflite(
-        final, out, quantization=mode,
-        representative_data=data[0][:REPRESENTATIVE_EXAMPLES] if calibrated else None,
-        batch_size=batch_size)
-    x_test, y_test = data[2][:verify_examples], data[3][:verify_examples]
-    report = export.verify(exported, final, x_test, y_test)
-    report.update(
-        sparsity=pruning.sparsity_report(final)["total"]["sparsity"],
-        params=int(final.count_params()),
-        size_bytes=exported.size_bytes,
-        gzip_bytes=exported.gzip_bytes,
-    )
+    exported = pipeline.export(final, out, quantization=mode,
+                               representative_data=data[0] if calibrated else None,
+                               batch_size=batch_size)
+    report = pipeline.verify(exported, final, data[2], data[3], examples=verify_examples)
     return CompressResult(recipe, os.fspath(out), exported, final, report)

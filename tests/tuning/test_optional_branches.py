@@ -1,6 +1,7 @@
 """Distillation (issue 5) and structured pruning (issue 6) inside a trial.
 
-These branches plug in through `_apply_distillation` / `_apply_structured`.
+Distillation runs through `tfopt.pipeline.train(teacher=...)`, structured
+pruning through `prune_channels` in `CompressionHyperModel.architecture`.
 """
 
 import keras

@@ -23,14 +23,19 @@ import traceback
 from typing import Callable
 
 from tfopt.bench import latency as latency_lib
+from tfopt.defaults import NO_GPU  # noqa: F401  (re-exported)
 
-NO_GPU = "no GPU"
 NO_TF_GPU = "no CUDA GPU (TF)"
 NOT_ASKED = "not measured (--device cpu)"
 DEVICES = ("auto", "cpu", "gpu")
 # A row whose TFLite accuracy is this far under the float row's has collapsed.
 COLLAPSE_POINTS = 0.05
 GPU_CHECK_EXAMPLES = 4
+
+
+class Skipped(Exception):
+    """Raised by a recipe that cannot run here (e.g. no baselines directory):
+    its row is reported `skipped: <message>`, not failed."""
 
 
 @dataclasses.dataclass
@@ -167,6 +172,8 @@ def _sample_latency(rows, settings):
             row.update(status="failed", reason=f"LiteRT cannot load this model: {entry['error']}"[:500])
             continue
         row.update({f"cpu_{k}": v for k, v in entry["result"].to_dict().items() if k != "device"})
+        # The shared vocabulary (tfopt.pipeline.METRICS): p50_ms is LiteRT CPU.
+        row.update(p50_ms=row["cpu_p50_ms"], p90_ms=row["cpu_p90_ms"])
         row["cpu_round_p50_ms"] = entry["round_p50_ms"]
 
 
@@ -222,6 +229,8 @@ def _run_recipe(case, recipe, model, data, settings, workdir, gpu):
         row.update(_tf_gpu_columns(artifact, data, settings, gpu))
         row.update(artifact.extra)
         row["status"] = "ok"
+    except Skipped as skipped:
+        row.update(status="skipped", reason=str(skipped))
     except Exception as error:  # recorded with its reason; the suite goes on
         row.update(status="failed", reason=_reason(error))
     row["seconds"] = round(time.perf_counter() - start, 2)
@@ -370,7 +379,7 @@ def _gpu_summary(gpu):
     }
 
 
-def run_suite(name, out_dir, settings=None, command=None):
+def run_suite(name, out_dir, settings=None, command=None, baselines=None):
     """Runs suite `name` and writes results.json, results.md and PNGs.
 
     Args:
@@ -379,6 +388,9 @@ def run_suite(name, out_dir, settings=None, command=None):
         out_dir: Output directory (created).
         settings: A `Settings`; default the suite's own.
         command: The command line to record (default: this call).
+        baselines: Directory of the tfmot baseline scripts (the source
+            checkout's `benchmarks/`); None: the `TFOPT_BASELINES`
+            environment variable, else the tfmot rows are skipped.
 
     Returns:
         The results dict that was written.
@@ -400,7 +412,7 @@ def run_suite(name, out_dir, settings=None, command=None):
     from tfopt.bench import suites
 
     if isinstance(name, str):
-        cases = suites.get_suite(name)
+        cases = suites.get_suite(name, baselines=baselines)
         if settings is None:
             settings = Settings(**suites.SETTINGS[name])
     else:

@@ -5,7 +5,7 @@ import json
 import os
 import platform
 
-NO_GPU = "no GPU"
+from tfopt.defaults import NO_GPU  # noqa: F401  (re-exported)
 
 
 def environment():
@@ -95,36 +95,90 @@ def _cpu_model():
     return platform.processor() or platform.machine()
 
 
-def pareto_front(points, maximize=None, intervals=None):
-    """Indices of the non-dominated points (accuracy up, costs down by default).
+DEFAULT_PARETO_OBJECTIVES = ("tflite_accuracy", "size_bytes", "p50_ms")
+
+
+def pareto_front(items, objectives=None, include_infeasible=False, maximize=None, intervals=None):
+    """The non-dominated points, trials or rows (the one Pareto front of tfopt).
 
     A point dominates another when it is at least as good in every
     coordinate and strictly better in one. Points equal in every coordinate
     do not dominate each other, so ties are all kept.
 
+    Two forms:
+
+    - Points: `items` are equal-length tuples, e.g. `(accuracy, bytes,
+      latency)`; returns their indices. `maximize` says which coordinates
+      are better larger (default: the first up, the others down).
+    - Records: `items` are search trials (`tfopt.tuning.TrialRecord`) or
+      benchmark rows (dicts of `results.json`); `objectives` names metrics
+      of the shared vocabulary (`tfopt.pipeline.METRICS`, default TFLite
+      accuracy up, bytes and p50 latency down); returns the items on the
+      front, in input order. Failed rows and trials, trials rejected before
+      training and (unless `include_infeasible`) infeasible trials are
+      left out, as are items lacking an objective.
+
     Args:
-        points: A list of equal-length tuples, e.g. `(accuracy, cost)` or
-            `(accuracy, bytes, latency)`.
-        maximize: One bool per coordinate: True where larger is better.
-            Default: the first coordinate up (accuracy), the others down.
-        intervals: Optional noise of measured coordinates: one entry per
-            point, a tuple with, per coordinate, None (exact) or a
+        items: Tuples, `TrialRecord`s or row dicts.
+        objectives: Records: metric names (at least two).
+        include_infeasible: Records: also consider trials breaking a
+            constraint.
+        maximize: Points: one bool per coordinate.
+        intervals: Optional noise of measured coordinates, one entry per
+            item: a tuple with, per coordinate, None (exact) or a
             `(low, high)` interval. Two points whose intervals overlap in a
             coordinate are equal there, so a latency inside the noise
             neither wins nor loses.
 
     Returns:
-        The indices of the non-dominated points, in input order.
+        Points: the indices of the non-dominated points. Records: the
+        items on the front.
 
     Raises:
-        ValueError: If the points differ in length or `maximize` does not
-            match it.
+        ValueError: If the points differ in length, `maximize` does not
+            match it, or an objective is unknown or fewer than two.
 
     Example:
 
     >>> pareto_front([(0.9, 10), (0.8, 5), (0.7, 20)])
     [0, 1]
     """
+    if items and not isinstance(items[0], (tuple, list)):
+        return _record_front(items, objectives, include_infeasible, intervals)
+    if objectives is not None and maximize is None:
+        maximize = objectives  # the earlier signature: pareto_front(points, maximize)
+    return _point_front(items, maximize, intervals)
+
+
+def _record_front(items, objectives, include_infeasible, intervals):
+    from tfopt.pipeline import direction
+
+    objectives = tuple(objectives or DEFAULT_PARETO_OBJECTIVES)
+    if len(objectives) < 2:
+        raise ValueError(f"A Pareto front needs at least two objectives, got {objectives!r}.")
+    maximize = tuple(direction(name) == "max" for name in objectives)
+
+    def values(item):
+        if isinstance(item, dict):  # a bench row
+            return item if item.get("status", "ok") == "ok" else None
+        if not item.measured or not (include_infeasible or item.feasible):
+            return None
+        return item.metrics
+
+    pool, noise = [], []
+    for i, item in enumerate(items):
+        metrics = values(item)
+        if metrics is None or not all(
+                isinstance(metrics.get(n), (int, float)) and not isinstance(metrics.get(n), bool)
+                for n in objectives):
+            continue
+        pool.append((item, tuple(metrics[n] for n in objectives)))
+        noise.append(None if intervals is None else intervals[i])
+    front = _point_front([p for _, p in pool], maximize, None if intervals is None else noise)
+    return [pool[i][0] for i in front]
+
+
+def _point_front(points, maximize, intervals):
     if not points:
         return []
     width = len(points[0])
@@ -232,9 +286,12 @@ def summary_lines(results):
             lines.append(f"- {r['latency_verdict'].capitalize()} than float (beyond the noise): "
                          f"{r['model']} / {r['recipe']}: p50 x{r['p50_ratio_paired']:.2f} "
                          f"[{low:.2f}, {high:.2f}].")
-    failed = [r for r in rows if r["status"] != "ok"]
+    failed = [r for r in rows if r["status"] not in ("ok", "skipped")]
     if failed:
         lines.append(f"- {len(failed)} row(s) failed (reasons in the tables).")
+    skipped = [r for r in rows if r["status"] == "skipped"]
+    if skipped:
+        lines.append(f"- {len(skipped)} row(s) skipped: {skipped[0].get('reason')}.")
     refused = [r for r in rows if r.get("gpu_litert_status") == "refused"]
     if refused:
         lines.append(f"- LiteRT GPU refused {len(refused)} file(s) (reasons in the tables).")
@@ -287,7 +344,8 @@ def markdown(results):
         for row in rows:
             if row["status"] != "ok":
                 reason = row.get("reason", "").splitlines()[0][:300].replace("|", "/") if row.get("reason") else ""
-                lines.append(f"| {row['recipe']} | failed: {reason} |" + " |" * (len(COLUMNS) - 2))
+                lines.append(f"| {row['recipe']} | {row['status']}: {reason} |"
+                             + " |" * (len(COLUMNS) - 2))
                 continue
             lines.append("| " + " | ".join(_cell(row, key, digits) for _, key, digits in COLUMNS) + " |")
         lines.append("")

@@ -1,28 +1,42 @@
 """The benchmark suites: which models, which recipes.
 
-`quick` is the README's main job (a few minutes on 2 cores); `standard` adds
-the full-size MobileNetV2 and the 28x28 digits and times longer. Models with
-no labels (MobileNetV2 with random weights, `weights=None` as nothing is
-downloaded) are measured for size, latency and agreement with Keras only.
+A suite is a declarative table (`TABLE`): one `SuiteRow` per model, with its
+recipes and the suites it belongs to. `quick` is the README's main job (a few
+minutes on 2 cores); `standard` adds the full-size MobileNetV2 and the 28x28
+digits and times longer. Models with no labels (MobileNetV2 with random
+weights, `weights=None` as nothing is downloaded) are measured for size,
+latency and agreement with Keras only.
+
+Every recipe runs through `tfopt.pipeline` (train, prune, QAT, export) with
+`tfopt.defaults`. The tfmot baselines run scripts that import tf_keras and
+tfmot, which tfopt never does: they live outside the package (the source
+checkout's `benchmarks/`), and a suite finds them only when given their
+directory (`baselines=`, `tfopt bench --baselines DIR` or the
+`TFOPT_BASELINES` environment variable); without one, those rows are
+reported `skipped: no baselines directory given`.
 """
 
+import dataclasses
 import json
 import os
 import subprocess
 import sys
 import tempfile
-import time
 import weakref
+from typing import Callable
 
 import keras
 import numpy as np
 
 from tfopt import data as data_lib
-from tfopt import distillation
 from tfopt import export
+from tfopt import pipeline
 from tfopt import pruning
 from tfopt import quantization
+from tfopt.bench.harness import Skipped
 from tfopt.bench.training import step_time_ratio
+from tfopt.pipeline import KD_ALPHA
+from tfopt.pipeline import KD_TEMPERATURE
 from tfopt.models import compile_classifier
 from tfopt.models import digits_cnn
 from tfopt.models import digits_mlp
@@ -32,15 +46,10 @@ from tfopt.bench.harness import Artifact
 from tfopt.bench.harness import Case
 from tfopt.bench.harness import Recipe
 
-BATCH_SIZE = 32
-REPRESENTATIVE_EXAMPLES = 200
-# QAT fine-tunes a trained model: a tenth of the training rate (1e-3) keeps
-# it from forgetting while ranges settle (measured on digits-mobilenet-28:
-# 1e-3 lost 1.7 points of int8 accuracy, 1e-4 gained 1.7).
-QAT_LEARNING_RATE = 1e-4
-# Files are exported for batch-1 inference, the deployment shape: a fixed
-# shape lets XNNPACK plan once (a dynamic batch was up to 30% slower here).
-EXPORT_BATCH = 1
+from tfopt.defaults import BATCH_SIZE
+from tfopt.defaults import EXPORT_BATCH
+from tfopt.defaults import QAT_LEARNING_RATE
+from tfopt.defaults import REPRESENTATIVE_EXAMPLES
 
 
 # -- models -----------------------------------------------------------------
@@ -50,8 +59,7 @@ def _trained(build, image_size, epochs, seed=0):
     def make():
         keras.utils.set_random_seed(seed)
         (x, y), (x_test, y_test) = data_lib.load_digits(image_size)
-        model = compile_classifier(build())
-        model.fit(x, y, batch_size=BATCH_SIZE, epochs=epochs, verbose=0)
+        model = pipeline.train(build(), x, y, epochs)
         return model, (x, y, x_test, y_test)
 
     return make
@@ -83,38 +91,38 @@ def _path(workdir, model, recipe):
 
 def float_recipe():
     def make(model, data, workdir):
-        exported = export.to_tflite(model, _path(workdir, model, "float"), batch_size=EXPORT_BATCH)
-        return Artifact(exported, model)
+        return Artifact(pipeline.export(model, _path(workdir, model, "float")), model)
 
     return Recipe("float", make, group="float")
 
 
 def ptq_recipe(mode):
     def make(model, data, workdir):
-        representative = data[0][:REPRESENTATIVE_EXAMPLES]
-        exported = export.to_tflite(
-            model,
-            _path(workdir, model, f"ptq-{mode}"),
-            quantization=mode,
-            representative_data=representative if mode in ("int8", "int16x8") else None,
-            batch_size=EXPORT_BATCH,
-        )
+        exported = pipeline.export(model, _path(workdir, model, f"ptq-{mode}"), quantization=mode,
+                                   representative_data=data[0])
         return Artifact(exported, model)
 
     return Recipe(f"ptq-{mode}", make, group="ptq")
 
 
-# Pruned models per base model, so a "+sparsity" row reuses the training of
-# its plain row; weak keys let a finished case's models be freed.
-_PRUNED = weakref.WeakKeyDictionary()
+# One cache of the trained intermediate models a case's recipes share (a
+# "+sparsity" row reuses its plain row's pruning, "+kd" rows one student,
+# structured rows one channel-pruned model), per case model; weak keys let a
+# finished case's models be freed.
+_CACHE = weakref.WeakKeyDictionary()
+
+
+def _cached(model, key, make):
+    """`make()` once per (case model, key)."""
+    entries = _CACHE.setdefault(model, {})
+    if key not in entries:
+        entries[key] = make()
+    return entries[key]
 
 
 def _pruned_model(model, data, target, pattern, epochs):
-    cache = _PRUNED.setdefault(model, {})
-    key = (target, pattern, epochs)
-    if key not in cache:
-        cache[key] = _prune(model, target, pattern, epochs, data)
-    return cache[key]
+    return _cached(model, ("pruned", target, pattern, epochs),
+                   lambda: _prune(model, target, pattern, epochs, data))
 
 
 _DEPTHWISE = (keras.layers.DepthwiseConv1D, keras.layers.DepthwiseConv2D,
@@ -136,19 +144,13 @@ def prunable_layer_names(model, include_depthwise=False):
     Returns:
         Layer names for `tfopt.pruning.prune_low_magnitude(..., layers=...)`.
     """
-    names = []
-    for layer in pruning.api.iter_layers(model):
-        if not pruning.registry.is_supported(layer) or not pruning.registry.prunable_weights(layer):
-            continue
-        if isinstance(layer, _DEPTHWISE) and not include_depthwise:
-            continue
-        names.append(layer.name)
-    return names
+    return [layer.name for layer, _ in pruning.prunable_weights(model)
+            if include_depthwise or not isinstance(layer, _DEPTHWISE)]
 
 
 def _prune(model, target, pattern, epochs, data):
     x, y = data[0], data[1]
-    steps = int(np.ceil(len(x) / BATCH_SIZE))
+    steps = pipeline.steps_per_epoch(x)
     keras.utils.set_random_seed(0)
     kwargs = {"layers": prunable_layer_names(model)}
     if pattern == "2:4":
@@ -160,33 +162,32 @@ def _prune(model, target, pattern, epochs, data):
     else:
         ramp = max(1, epochs - 2) * steps
         schedule = pruning.PolynomialDecay(0.0, target, 0, ramp, frequency=1)
+    if y is not None:
+        return pipeline.prune(model, x, y, schedule, epochs, **kwargs)
     pruned = pruning.prune_low_magnitude(model, pruning_schedule=schedule, **kwargs)
-    if y is None:
-        # Frozen BatchNormalization runs in inference mode, so the masking
-        # step leaves its statistics alone too.
-        for layer in pruning.api.iter_layers(pruned):
-            if isinstance(layer, keras.layers.BatchNormalization):
-                layer.trainable = False
-        pruned.compile(optimizer=keras.optimizers.SGD(0.0), loss="mse")
-        outputs = pruned.predict(x[:BATCH_SIZE], verbose=0)
-        pruned.fit(x[:BATCH_SIZE], outputs, batch_size=BATCH_SIZE, epochs=1, verbose=0,
-                   callbacks=[pruning.UpdatePruningStep()])
-    else:
-        compile_classifier(pruned)
-        pruned.fit(x, y, batch_size=BATCH_SIZE, epochs=epochs, verbose=0,
-                   callbacks=[pruning.UpdatePruningStep()])
+    # One-shot on unlabelled data: one masking step at learning rate 0.
+    # Frozen BatchNormalization runs in inference mode, so the masking
+    # step leaves its statistics alone too.
+    for layer in _all_layers(pruned):
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.trainable = False
+    pruned.compile(optimizer=keras.optimizers.SGD(0.0), loss="mse")
+    outputs = pruned.predict(x[:BATCH_SIZE], verbose=0)
+    pruned.fit(x[:BATCH_SIZE], outputs, batch_size=BATCH_SIZE, epochs=1, verbose=0,
+               callbacks=[pruning.UpdatePruningStep()])
     final = pruning.strip_pruning(pruned)
-    return final, pruning.sparsity_report(final)["total"]["sparsity"]
+    return final, pipeline.sparsity(final)
 
 
 def _m_by_n_layers(model):
-    names = []
-    for layer in pruning.api.iter_layers(model):
-        weights = pruning.registry.prunable_weights(layer) or []
-        if weights and pruning.registry.supports_m_by_n(layer) and all(
-                w.shape[-2] % 4 == 0 for w in weights):
-            names.append(layer.name)
-    return names
+    return [fit.name for fit in pruning.pattern_support(model, sparsity_m_by_n=(2, 4)) if fit.fits]
+
+
+def _all_layers(model):
+    for layer in model.layers:
+        yield layer
+        if isinstance(layer, keras.Model):
+            yield from _all_layers(layer)
 
 
 def prune_recipe(target, epochs=5, sparsity_format=False, pattern="magnitude"):
@@ -195,18 +196,21 @@ def prune_recipe(target, epochs=5, sparsity_format=False, pattern="magnitude"):
 
     def make(model, data, workdir):
         final, sparsity = _pruned_model(model, data, target, pattern, epochs)
-        exported = export.to_tflite(final, _path(workdir, model, name), sparsity=sparsity_format,
-                                    batch_size=EXPORT_BATCH)
+        exported = pipeline.export(final, _path(workdir, model, name), sparsity=sparsity_format)
         return Artifact(exported, final, extra={"sparsity": sparsity})
 
     return Recipe(name, make, group="pruning")
 
 
-def tfmot_prune_recipe(target, epochs=5):
-    """tfmot's pruning on tf_keras, in a subprocess, same data and steps."""
+def tfmot_prune_recipe(target, epochs=5, baselines=None):
+    """tfmot's pruning on tf_keras, in a subprocess, same data and steps.
+
+    `baselines`: the directory holding the tfmot scripts (see the module
+    docstring); without one the row is skipped.
+    """
 
     def make(model, data, workdir):
-        result = _run_baseline("tfmot_baseline.py", model, data, workdir, [
+        result = _run_baseline("tfmot_baseline.py", model, data, workdir, baselines, [
             "--sparsities", str(target), "--frequency", "1",
             "--ramp-epochs", str(max(1, epochs - 2)), "--finetune-epochs", "2",
             "--batch-size", str(BATCH_SIZE), "--skip-timing", "--tflite-dir", workdir])
@@ -218,13 +222,9 @@ def tfmot_prune_recipe(target, epochs=5):
 
 
 def _fit_qat(base, data, epochs, preserve_sparsity=False):
-    x, y = data[0], data[1]
     keras.utils.set_random_seed(0)
-    qat = compile_classifier(quantization.quantize_model(base, preserve_sparsity=preserve_sparsity),
-                             QAT_LEARNING_RATE)
-    start = time.perf_counter()
-    qat.fit(x, y, batch_size=BATCH_SIZE, epochs=epochs, verbose=0)
-    return qat, time.perf_counter() - start
+    return pipeline.quantize_aware(base, data[0], data[1], epochs,
+                                   preserve_sparsity=preserve_sparsity)
 
 
 def qat_recipe(epochs=2, prune_target=None):
@@ -237,9 +237,8 @@ def qat_recipe(epochs=2, prune_target=None):
         else:
             base, sparsity = _pruned_model(model, data, prune_target, "magnitude", 5)
             extra = {"sparsity_before_qat": sparsity}
-        qat, seconds = _fit_qat(base, data, epochs, preserve_sparsity=prune_target is not None)
-        exported = export.to_tflite(qat, _path(workdir, model, name), quantization="int8",
-                                    batch_size=EXPORT_BATCH)
+        qat = _fit_qat(base, data, epochs, preserve_sparsity=prune_target is not None)
+        exported = pipeline.export(qat, _path(workdir, model, name), quantization="int8")
         int8_kernels = [w for w in exported.weights if w["dtype"] == "int8" and w["size"] >= 64]
         extra["sparsity"] = (sum(w["zero_fraction"] * w["size"] for w in int8_kernels)
                              / max(1, sum(w["size"] for w in int8_kernels)))
@@ -255,11 +254,11 @@ def qat_recipe(epochs=2, prune_target=None):
     return Recipe(name, make, group="qat")
 
 
-def tfmot_qat_recipe(epochs=2):
+def tfmot_qat_recipe(epochs=2, baselines=None):
     """tfmot's QAT on tf_keras, in a subprocess, same data and epochs."""
 
     def make(model, data, workdir):
-        run = _run_baseline("tfmot_qat_baseline.py", model, data, workdir, [
+        run = _run_baseline("tfmot_qat_baseline.py", model, data, workdir, baselines, [
             "--epochs", str(epochs), "--batch-size", str(BATCH_SIZE), "--lr", str(QAT_LEARNING_RATE),
             "--tflite-path", os.path.join(workdir, f"{model.name}-tfmot-qat.tflite")])
         extra = {"train_step_vs_plain": run["timing"]["ratio"]} if "timing" in run else {}
@@ -268,9 +267,9 @@ def tfmot_qat_recipe(epochs=2):
     return Recipe("tfmot-qat-int8", make, group="baseline")
 
 
-def _run_baseline(script_name, model, data, workdir, arguments):
+def _run_baseline(script_name, model, data, workdir, baselines, arguments):
     """Runs a tf_keras baseline script on the case's data and weights."""
-    script = _baseline_script(script_name)
+    script = _baseline_script(script_name, baselines)
     x, y, x_test, y_test = data
     with tempfile.TemporaryDirectory() as tmp:
         npz = os.path.join(tmp, "data.npz")
@@ -293,20 +292,46 @@ def keras_quantize_recipe():
         clone = keras.models.clone_model(model)
         clone.set_weights(model.get_weights())
         clone.quantize("int8")
-        exported = export.to_tflite(clone, _path(workdir, model, "keras-quantize-int8"),
-                                    batch_size=EXPORT_BATCH)
+        exported = pipeline.export(clone, _path(workdir, model, "keras-quantize-int8"))
         return Artifact(exported, clone)
 
     return Recipe("keras-quantize-int8", make, group="baseline")
 
 
-def _baseline_script(name):
-    # Baselines import tf_keras/tfmot, which tfopt itself never does; they
-    # live in the source checkout's benchmarks/ folder.
-    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    path = os.path.join(root, "benchmarks", name)
+BASELINES_ENV = "TFOPT_BASELINES"
+NO_BASELINES = ("no baselines directory given (tfopt bench --baselines DIR, or "
+                f"{BASELINES_ENV}=DIR: the source checkout's benchmarks/)")
+
+
+def baselines_directory(baselines=None):
+    """The directory of the tfmot baseline scripts, or None.
+
+    Args:
+        baselines: A directory, or None for the `TFOPT_BASELINES`
+            environment variable.
+
+    Returns:
+        The directory, or None when neither names one.
+
+    Raises:
+        ValueError: If the directory given does not exist.
+    """
+    directory = baselines if baselines is not None else os.environ.get(BASELINES_ENV) or None
+    if directory is not None and not os.path.isdir(directory):
+        raise ValueError(f"baselines directory {directory!r} does not exist (give the source "
+                         "checkout's benchmarks/ folder).")
+    return directory
+
+
+def _baseline_script(name, baselines=None):
+    # Baselines import tf_keras/tfmot, which tfopt itself never does: they
+    # live outside the package, in the directory the caller names.
+    directory = baselines_directory(baselines)
+    if directory is None:
+        raise Skipped(NO_BASELINES)
+    path = os.path.join(directory, name)
     if not os.path.isfile(path):
-        raise RuntimeError(f"baseline script {path} not found (run from a source checkout)")
+        raise RuntimeError(f"baseline script {path} not found in the baselines directory")
     return path
 
 
@@ -314,10 +339,6 @@ def _baseline_script(name):
 # A case's model is the teacher; these recipes train a student with <= 1/4
 # of its parameters, so the float row (the teacher's file) is the reference
 # for the size and latency ratios.
-
-KD_TEMPERATURE = 4.0
-KD_ALPHA = 0.1
-
 
 def train_student(build, data, epochs, seed=0, teacher=None, temperature=KD_TEMPERATURE,
                   alpha=KD_ALPHA, learning_rate=1e-3):
@@ -329,17 +350,9 @@ def train_student(build, data, epochs, seed=0, teacher=None, temperature=KD_TEMP
     Returns:
         The trained student.
     """
-    x, y = data[0], data[1]
     keras.utils.set_random_seed(seed)
-    student = build()
-    if teacher is None:
-        compile_classifier(student, learning_rate)
-        student.fit(x, y, batch_size=BATCH_SIZE, epochs=epochs, verbose=0)
-        return student
-    distiller = distillation.Distiller(student, teacher, temperature=temperature, alpha=alpha)
-    distiller.compile(optimizer=keras.optimizers.Adam(learning_rate))
-    distiller.fit(x, y, batch_size=BATCH_SIZE, epochs=epochs, verbose=0)
-    return student
+    return pipeline.train(build(), data[0], data[1], epochs, learning_rate, teacher=teacher,
+                          temperature=temperature, alpha=alpha)
 
 
 def distil_prune_quantize(student, teacher, data, target=0.8, epochs=6, learning_rate=5e-4,
@@ -350,27 +363,18 @@ def distil_prune_quantize(student, teacher, data, target=0.8, epochs=6, learning
     applies before fake quantization); sparsity ramps over the first half of
     the epochs. Returns the stripped QAT model, ready for int8 export.
     """
-    x, y = data[0], data[1]
     keras.utils.set_random_seed(seed)
-    steps = int(np.ceil(len(x) / BATCH_SIZE)) * epochs
+    steps = pipeline.steps_per_epoch(data[0]) * epochs
     schedule = pruning.PolynomialDecay(0.0, target, 0, steps // 2, frequency=1)
-    wrapped = pruning.prune_low_magnitude(quantization.quantize_model(student),
-                                          pruning_schedule=schedule)
-    distiller = distillation.Distiller(wrapped, teacher, temperature=temperature, alpha=alpha)
-    distiller.compile(optimizer=keras.optimizers.Adam(learning_rate))
-    distiller.fit(x, y, batch_size=BATCH_SIZE, epochs=epochs, verbose=0,
-                  callbacks=[pruning.UpdatePruningStep()])
-    return pruning.strip_pruning(distiller.student)
-
-
-_STUDENTS = weakref.WeakKeyDictionary()  # teacher -> {distilled: student}
+    final, _ = pipeline.prune(quantization.quantize_model(student), data[0], data[1], schedule,
+                              epochs, learning_rate=learning_rate, teacher=teacher,
+                              temperature=temperature, alpha=alpha)
+    return final
 
 
 def _student(teacher, data, build, epochs, distilled):
-    cache = _STUDENTS.setdefault(teacher, {})
-    if distilled not in cache:
-        cache[distilled] = train_student(build, data, epochs, teacher=teacher if distilled else None)
-    return cache[distilled]
+    return _cached(teacher, ("student", distilled), lambda: train_student(
+        build, data, epochs, teacher=teacher if distilled else None))
 
 
 def student_recipe(build, epochs=20, distilled=False, compress=False):
@@ -381,12 +385,11 @@ def student_recipe(build, epochs=20, distilled=False, compress=False):
         student = _student(teacher, data, build, epochs, distilled)
         extra = {"params_vs_teacher": student.count_params() / teacher.count_params()}
         if not compress:
-            exported = export.to_tflite(student, _path(workdir, teacher, name), batch_size=EXPORT_BATCH)
+            exported = pipeline.export(student, _path(workdir, teacher, name))
             return Artifact(exported, student, extra=extra)
         final = distil_prune_quantize(student, teacher, data)
-        exported = export.to_tflite(final, _path(workdir, teacher, name), quantization="int8",
-                                    batch_size=EXPORT_BATCH)
-        extra["sparsity"] = pruning.sparsity_report(final)["total"]["sparsity"]
+        exported = pipeline.export(final, _path(workdir, teacher, name), quantization="int8")
+        extra["sparsity"] = pipeline.sparsity(final)
         return Artifact(exported, final, extra=extra)
 
     return Recipe(name, make, group="distillation")
@@ -404,19 +407,17 @@ def _distillation_recipes(image_size):
 # random-weight MobileNetV2 cases are pruned only (size/latency).
 
 STRUCTURED_FINETUNE_EPOCHS = 5
-_STRUCTURED = weakref.WeakKeyDictionary()
 
 
 def _structured_model(model, data, ratio, epochs):
-    cache = _STRUCTURED.setdefault(model, {})
-    if (ratio, epochs) not in cache:
+    def make():
         small = pruning.prune_channels(model, ratio)
-        x, y = data[0], data[1]
-        if y is not None:
+        if data[1] is not None:
             keras.utils.set_random_seed(0)
-            compile_classifier(small).fit(x, y, batch_size=BATCH_SIZE, epochs=epochs, verbose=0)
-        cache[(ratio, epochs)] = small
-    return cache[(ratio, epochs)]
+            pipeline.train(small, data[0], data[1], epochs)
+        return small
+
+    return _cached(model, ("structured", ratio, epochs), make)
 
 
 def structured_recipe(ratio, int8=False, epochs=STRUCTURED_FINETUNE_EPOCHS):
@@ -425,10 +426,9 @@ def structured_recipe(ratio, int8=False, epochs=STRUCTURED_FINETUNE_EPOCHS):
 
     def make(model, data, workdir):
         small = _structured_model(model, data, ratio, epochs)
-        exported = export.to_tflite(
-            small, _path(workdir, model, name), quantization="int8" if int8 else None,
-            representative_data=data[0][:REPRESENTATIVE_EXAMPLES] if int8 else None,
-            batch_size=EXPORT_BATCH)
+        exported = pipeline.export(small, _path(workdir, model, name),
+                                   quantization="int8" if int8 else None,
+                                   representative_data=data[0])
         extra = {"params_vs_float": small.count_params() / model.count_params()}
         return Artifact(exported, small, extra=extra)
 
@@ -458,9 +458,8 @@ def lowbit_recipe(mode, block_size=32):
     name = f"lowbit-{mode}" + (f"-b{block_size}" if mode == "int4_blockwise" else "")
 
     def make(model, data, workdir):
-        exported = export.quantize_tflite(
-            _float_file(model), _path(workdir, model, name), mode=mode, block_size=block_size,
-            representative_data=data[0][:REPRESENTATIVE_EXAMPLES])
+        exported = pipeline.export(model, _path(workdir, model, name), lowbit=mode,
+                                   block_size=block_size, representative_data=data[0])
         return Artifact(exported, model, extra={
             "precisions": sorted({row["precision"] for row in exported.layers})})
 
@@ -473,8 +472,7 @@ def mixed_recipe(fraction_of_int8):
 
     def make(model, data, workdir):
         representative = data[0][:REPRESENTATIVE_EXAMPLES]
-        int8 = export.to_tflite(model, quantization="int8", representative_data=representative,
-                                batch_size=EXPORT_BATCH)
+        int8 = pipeline.export(model, quantization="int8", representative_data=representative)
         budget = int(fraction_of_int8 * int8.size_bytes)
         exported = export.mixed_precision(_float_file(model), budget, representative,
                                           path=_path(workdir, model, name),
@@ -491,26 +489,23 @@ def cluster_recipe(number_of_clusters, epochs=CLUSTER_FINETUNE_EPOCHS):
     from tfopt import clustering
 
     def make(model, data, workdir):
-        x, y = data[0], data[1]
         keras.utils.set_random_seed(0)
         clustered = clustering.cluster_weights(model, number_of_clusters)
-        if y is not None:
-            compile_classifier(clustered, QAT_LEARNING_RATE * 10)
-            clustered.fit(x, y, batch_size=BATCH_SIZE, epochs=epochs, verbose=0)
+        if data[1] is not None:
+            pipeline.train(clustered, data[0], data[1], epochs, QAT_LEARNING_RATE * 10)
         final = clustering.strip_clustering(clustered)
-        exported = export.to_tflite(final, _path(workdir, model, f"cluster-{number_of_clusters}"),
-                                    batch_size=EXPORT_BATCH)
+        exported = pipeline.export(final, _path(workdir, model, f"cluster-{number_of_clusters}"))
         distinct = max(row["distinct_values"] for row in clustering.clustering_report(final))
         return Artifact(exported, final, extra={"max_distinct_values": distinct})
 
     return Recipe(f"cluster-{number_of_clusters}", make, group="clustering")
 
 
-def tfmot_cluster_recipe(number_of_clusters, epochs=CLUSTER_FINETUNE_EPOCHS):
+def tfmot_cluster_recipe(number_of_clusters, epochs=CLUSTER_FINETUNE_EPOCHS, baselines=None):
     """tfmot's `cluster_weights` on tf_keras, in a subprocess, same data and epochs."""
 
     def make(model, data, workdir):
-        run = _run_baseline("tfmot_cluster_baseline.py", model, data, workdir, [
+        run = _run_baseline("tfmot_cluster_baseline.py", model, data, workdir, baselines, [
             "--clusters", str(number_of_clusters), "--epochs", str(epochs),
             "--batch-size", str(BATCH_SIZE), "--lr", str(QAT_LEARNING_RATE * 10),
             "--architecture", model.name,
@@ -528,29 +523,62 @@ def keras_quantize_int4_recipe():
         clone = keras.models.clone_model(model)
         clone.set_weights(model.get_weights())
         clone.quantize("int4")
-        exported = export.to_tflite(clone, _path(workdir, model, "keras-quantize-int4"),
-                                    batch_size=EXPORT_BATCH)
+        exported = pipeline.export(clone, _path(workdir, model, "keras-quantize-int4"))
         return Artifact(exported, clone)
 
     return Recipe("keras-quantize-int4", make, group="baseline")
 
 
-def lowbit_recipes(baselines=True):
+def lowbit_recipes(baselines=True, baselines_dir=None):
     """The below-int8 rows: clustering 16/32, int4 weight-only and blockwise,
-    int16x8, mixed precision at 0.5x and 0.25x of int8 (+ baselines)."""
+    int16x8, mixed precision at 0.5x and 0.25x of int8 (+ baselines; the
+    tfmot one from `baselines_dir`)."""
     recipes = [cluster_recipe(16), cluster_recipe(32), lowbit_recipe("int4_weight_only"),
                lowbit_recipe("int4_blockwise"), lowbit_recipe("int16x8"),
                mixed_recipe(0.5), mixed_recipe(0.25)]
     if baselines:
-        recipes += [keras_quantize_int4_recipe(), tfmot_cluster_recipe(16)]
+        recipes += [keras_quantize_int4_recipe(), tfmot_cluster_recipe(16, baselines=baselines_dir)]
     return recipes
 
 
 # -- suites -----------------------------------------------------------------
+# One declarative table: a row per model, its recipes (a function of the
+# baselines directory, so the table is built fresh for every run) and the
+# suites it belongs to. A suite is the table's rows that name it, in order.
+
+
+@dataclasses.dataclass(frozen=True)
+class SuiteRow:
+    """One model of the suites and the recipes run on it.
+
+    Attributes:
+        name: The case's name (row label of the report).
+        build: `() -> (model, data)`, see `harness.Case.build`.
+        recipes: `(baselines_dir) -> [Recipe]`; the first is `float_recipe()`.
+        description: One line for the report.
+        suites: The suites this row is part of.
+        random_weights: An untrained model (size/latency only).
+    """
+
+    name: str
+    build: Callable
+    recipes: Callable
+    description: str
+    suites: tuple = ("quick", "standard")
+    random_weights: bool = False
+
+    def case(self, baselines=None):
+        """The `harness.Case` of this row (fresh recipe objects)."""
+        return Case(self.name, self.build, list(self.recipes(baselines)), self.description,
+                    random_weights=self.random_weights)
+
+
+def _ptq_rows():
+    return [float_recipe()] + [ptq_recipe(m) for m in ("dynamic", "float16", "int8")]
 
 
 def _standard_recipes(prune=True, two_four=True, baselines=True):
-    recipes = [float_recipe()] + [ptq_recipe(m) for m in ("dynamic", "float16", "int8")]
+    recipes = _ptq_rows()
     if prune:
         for target in (0.5, 0.8, 0.9):
             recipes.append(prune_recipe(target))
@@ -562,51 +590,75 @@ def _standard_recipes(prune=True, two_four=True, baselines=True):
     return recipes
 
 
-def quick():
-    """The README's main job: digits CNN, MLP and MobileNet-style net; small MobileNetV2."""
-    cnn_recipes = _standard_recipes() + [
-        tfmot_prune_recipe(0.8), qat_recipe(), qat_recipe(prune_target=0.8), tfmot_qat_recipe()]
-    cnn_recipes += structured_recipes()
-    cnn_recipes += lowbit_recipes(baselines=False)  # baselines: standard, benchmarks/lowbit.py
-    mobilenet_recipes = [float_recipe()] + [ptq_recipe(m) for m in ("dynamic", "float16", "int8")]
-    mobilenet_recipes += [prune_recipe(0.8), prune_recipe(0.8, sparsity_format=True)]
-    mobilenet_recipes += structured_recipes()
-    return [
-        Case("digits-cnn-16", _trained(lambda: digits_cnn(16), 16, epochs=20), cnn_recipes,
+def _cnn_recipes(baselines, structured, lowbit_baselines):
+    return (_standard_recipes()
+            + [tfmot_prune_recipe(0.8, baselines=baselines), qat_recipe(),
+               qat_recipe(prune_target=0.8), tfmot_qat_recipe(baselines=baselines)]
+            + (structured_recipes() if structured else [])
+            + lowbit_recipes(baselines=lowbit_baselines, baselines_dir=baselines))
+
+
+def _mobilenet_recipes(prune):
+    recipes = _ptq_rows()
+    if prune:
+        recipes += [prune_recipe(0.8), prune_recipe(0.8, sparsity_format=True)]
+    return recipes + structured_recipes()
+
+
+TABLE = (
+    SuiteRow("digits-cnn-16", _trained(lambda: digits_cnn(16), 16, epochs=20),
+             # low-bit baselines: standard and benchmarks/lowbit.py only
+             lambda b: _cnn_recipes(b, structured=True, lowbit_baselines=False),
              "Conv(12)+Dense CNN on 16x16 digits"),
-        Case("digits-mlp", _trained(digits_mlp, 8, epochs=30),
-             _standard_recipes() + [qat_recipe(), qat_recipe(prune_target=0.8)],
+    SuiteRow("digits-cnn-28", _trained(lambda: digits_cnn(28), 28, epochs=20),
+             lambda b: _cnn_recipes(b, structured=False, lowbit_baselines=True),
+             "Conv(12)+Dense CNN on 28x28 digits", suites=("standard",)),
+    SuiteRow("digits-mlp", _trained(digits_mlp, 8, epochs=30),
+             lambda b: _standard_recipes() + [qat_recipe(), qat_recipe(prune_target=0.8)],
              "MLP 128-64-10 on 8x8 digits (non-convolutional)"),
-        Case("digits-mobilenet-28", _trained(lambda: digits_mobilenet(28), 28, epochs=15),
-             [float_recipe(), ptq_recipe("int8"), qat_recipe(), qat_recipe(prune_target=0.8)],
+    SuiteRow("digits-mobilenet-28", _trained(lambda: digits_mobilenet(28), 28, epochs=15),
+             lambda b: [float_recipe(), ptq_recipe("int8"), qat_recipe(),
+                        qat_recipe(prune_target=0.8)],
              "MobileNetV2-style net (inverted residuals, BN, ReLU6) on 28x28 digits"),
-        Case("digits-kd-16", _trained(lambda: digits_teacher(16), 16, epochs=15),
-             _distillation_recipes(16),
+    SuiteRow("digits-kd-16", _trained(lambda: digits_teacher(16), 16, epochs=15),
+             lambda b: _distillation_recipes(16),
              "Teacher CNN (315k params, softmax head) distilled into the 6k-param digits CNN"),
-        Case("mobilenetv2-0.35-96", _mobilenet(0.35, 96), mobilenet_recipes,
+    SuiteRow("digits-kd-28", _trained(lambda: digits_teacher(28), 28, epochs=15),
+             lambda b: _distillation_recipes(28),
+             "Teacher CNN (1.2M params, softmax head) distilled into the 20k-param digits CNN",
+             suites=("standard",)),
+    SuiteRow("mobilenetv2-0.35-96", _mobilenet(0.35, 96), lambda b: _mobilenet_recipes(True),
              "MobileNetV2 alpha 0.35, 96x96, random weights (size/latency only)",
              random_weights=True),
-    ]
+    SuiteRow("mobilenetv2-1.0-224", _mobilenet(1.0, 224),
+             lambda b: _mobilenet_recipes(False) + [lowbit_recipe("int4_blockwise")],
+             "MobileNetV2 alpha 1.0, 224x224, random weights (size/latency only)",
+             suites=("standard",), random_weights=True),
+)
 
 
-def standard():
+def cases(suite, baselines=None):
+    """The `harness.Case`s of `suite` from `TABLE`, in table order.
+
+    Args:
+        suite: A suite name of the table (`"quick"`, `"standard"`).
+        baselines: The tfmot baseline scripts' directory (see the module
+            docstring), or None.
+
+    Returns:
+        A list of `harness.Case`.
+    """
+    return [row.case(baselines) for row in TABLE if suite in row.suites]
+
+
+def quick(baselines=None):
+    """The README's main job: digits CNN, MLP and MobileNet-style net; small MobileNetV2."""
+    return cases("quick", baselines)
+
+
+def standard(baselines=None):
     """`quick` plus 28x28 digits and MobileNetV2 1.0 at 224x224."""
-    cases = quick()
-    cases.insert(1, Case(
-        "digits-cnn-28", _trained(lambda: digits_cnn(28), 28, epochs=20),
-        _standard_recipes() + [tfmot_prune_recipe(0.8), qat_recipe(), qat_recipe(prune_target=0.8),
-                               tfmot_qat_recipe()] + lowbit_recipes(),
-        "Conv(12)+Dense CNN on 28x28 digits"))
-    cases.insert(cases.index(next(c for c in cases if c.name == "digits-kd-16")) + 1, Case(
-        "digits-kd-28", _trained(lambda: digits_teacher(28), 28, epochs=15), _distillation_recipes(28),
-        "Teacher CNN (1.2M params, softmax head) distilled into the 20k-param digits CNN"))
-    cases.append(Case(
-        "mobilenetv2-1.0-224", _mobilenet(1.0, 224),
-        [float_recipe()] + [ptq_recipe(m) for m in ("dynamic", "float16", "int8")]
-        + structured_recipes() + [lowbit_recipe("int4_blockwise")],
-        "MobileNetV2 alpha 1.0, 224x224, random weights (size/latency only)",
-        random_weights=True))
-    return cases
+    return cases("standard", baselines)
 
 
 SUITES = {"quick": quick, "standard": standard}
@@ -616,11 +668,29 @@ SETTINGS = {
 }
 
 
-def get_suite(name):
-    """The cases of suite `name`; raises ValueError for an unknown name."""
+def get_suite(name, baselines=None):
+    """The cases of suite `name`.
+
+    Args:
+        name: `"quick"`, `"standard"` or `"zoo"`.
+        baselines: The directory of the tfmot baseline scripts (the source
+            checkout's `benchmarks/`); None: the `TFOPT_BASELINES`
+            environment variable, else the tfmot rows are skipped.
+
+    Raises:
+        ValueError: For an unknown name or a baselines directory that
+            does not exist.
+    """
     if name not in SUITES:
         raise ValueError(f"Unknown suite {name!r}; choose one of {sorted(SUITES)}.")
-    return SUITES[name]()
+    directory = baselines_directory(baselines)
+    if name == "zoo":
+        # zoo_suite finds its tfmot script through _baseline_script(), which
+        # falls back on the environment variable.
+        if directory is not None:
+            os.environ[BASELINES_ENV] = directory
+        return SUITES[name]()
+    return SUITES[name](directory)
 
 
 # -- zoo ----------------------------------------------------------------------

@@ -28,7 +28,7 @@ from tfopt.bench.harness import Artifact
 from tfopt.bench.harness import Case
 from tfopt.bench.harness import Recipe
 
-BATCH_SIZE = 32
+from tfopt.defaults import BATCH_SIZE
 EPOCHS = 1
 N_TRAIN = 384
 N_TEST = 128

@@ -5,6 +5,7 @@ from tfopt.pruning.api import sparsity_report
 from tfopt.pruning.api import strip_pruning
 from tfopt.pruning.callbacks import PruningSummaries
 from tfopt.pruning.callbacks import UpdatePruningStep
+from tfopt.pruning.introspection import count_prunable, pattern_support, prunable_weights  # noqa: E501
 from tfopt.pruning.registry import PRUNE_TABLE
 from tfopt.pruning.registry import PrunableLayer
 from tfopt.pruning.registry import PruneRule
@@ -35,6 +36,7 @@ __all__ = [
     "PruningSchedule",
     "PruningSummaries",
     "UpdatePruningStep",
+    "count_prunable", "pattern_support", "prunable_weights",
     "plot_sensitivity",
     "prunable_layers",
     "prune_channels",

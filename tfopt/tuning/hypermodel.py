@@ -2,35 +2,29 @@
 
 One trial = build (width / base model, structured pruning) -> train with the
 pruning wrappers (optionally distilled) -> strip -> QAT fine-tune (optional)
--> export to TFLite -> measure the exported file. The pipeline calls tfopt's
-public functions like a user would; the measurements live in
-`tfopt.tuning.measure`.
+-> export to TFLite -> measure the exported file. The stages are
+`tfopt.pipeline`'s (the ones `tfopt compress` and the benchmark suites run);
+the measurements live in `tfopt.tuning.measure`.
 """
 
 import dataclasses
 import inspect
-import math
 import time
 import warnings
 
 import keras
 import keras_tuner
-import numpy as np
 
 from tfopt import export
-from tfopt.graph import UnsupportedModelError
+from tfopt import pipeline
 from tfopt import pruning
-from tfopt.distillation import Distiller
-from tfopt import quantization
+from tfopt.defaults import BATCH_SIZE
+from tfopt.graph import UnsupportedModelError
+from tfopt.pruning import introspection
 from tfopt.tuning import measure
 from tfopt.tuning import space as space_lib
 from tfopt.tuning.objectives import Scalarization
 
-BATCH_SIZE = 32
-# Exported for batch-1 inference, the deployment shape (as tfopt.bench does).
-EXPORT_BATCH = 1
-# PTQ calibration examples (a few hundred suffice, as in tfopt.bench).
-REPRESENTATIVE_EXAMPLES = 200
 # Polynomial/constant schedules reach their target within this fraction of
 # the training steps, leaving the rest to recover accuracy at the final mask.
 RAMP_FRACTION = 0.75
@@ -182,7 +176,7 @@ class CompressionHyperModel(keras_tuner.HyperModel):
         self.base_model = base_model
         self.teacher = teacher
         self.structured = bool(structured)
-        self.block_size = pruning.wrapper.validate_block_size(block_size)
+        self.block_size = introspection.validate_pattern(block_size=block_size)[0]
         if isinstance(qat_epochs, bool) or not isinstance(qat_epochs, int) or qat_epochs < 1:
             raise ValueError(f"qat_epochs={qat_epochs!r} must be an int >= 1.")
         if not 0 < qat_learning_rate_scale <= 1:
@@ -195,16 +189,42 @@ class CompressionHyperModel(keras_tuner.HyperModel):
         self.baseline_width = float(baseline_width)
         self.latency = measure.latency_settings(latency)
         self.seed = int(seed)
-        self._build_takes_hp = build_model is not None and _takes_hp(build_model)
+        self._takes_hp = build_model is not None and _takes_hp(build_model)
         self.space = space_lib.normalize_space(space, self._applicable())
-        # Set by tfopt's Hyperband: the epoch budget comes from the oracle.
-        self.epochs_from_tuner = False
+        self._epochs_from_tuner = False
+
+    # -- what a tuner asks of the hypermodel --------------------------------
+
+    @property
+    def build_takes_hp(self):
+        """True when `build_model(hp)` declares its own hyperparameters
+        (then the widths, and so the smallest model, are not known ahead)."""
+        return self._takes_hp
+
+    @property
+    def epochs_from_tuner(self):
+        """True when the tuner gives each trial its epochs (Hyperband's
+        `tuner/epochs`) and the `epochs` hyperparameter is not declared."""
+        return self._epochs_from_tuner
+
+    def use_tuner_epochs(self):
+        """Lets the tuner set each trial's epochs (called by tfopt's `Hyperband`).
+
+        Example:
+
+        ```python
+        hypermodel.use_tuner_epochs()
+        hypermodel.epochs_from_tuner  # True
+        ```
+        """
+        self._epochs_from_tuner = True
 
     # -- the search space ----------------------------------------------------
 
     def _applicable(self):
         teacher = None if self.teacher is not None else "distillation needs teacher="
         return {
+            **dict.fromkeys(space_lib.NAMES),  # a new dimension applies everywhere
             "width": None if self.build_model is not None else
             "a base model has a fixed width (search width with build_model=)",
             "learning_rate": None,
@@ -257,11 +277,32 @@ class CompressionHyperModel(keras_tuner.HyperModel):
             ValueError: If the model has no defined input shape.
         """
         cfg = self.config(hp)
-        return self._architecture(cfg, hp)
+        return self.architecture(cfg, hp)
 
-    def _architecture(self, cfg, hp=None):
+    def architecture(self, cfg, hp=None):
+        """The model a `TrialConfig` describes, before compression in `fit`.
+
+        Args:
+            cfg: A `TrialConfig` (e.g. `config(hp)` or `baseline_config()`).
+            hp: The trial's `HyperParameters` for a `build_model(hp)`
+                function (None: every user hyperparameter at its default).
+
+        Returns:
+            A `keras.Model`: the width-scaled build or a copy of the base
+            model, channel-pruned when `cfg.structured_ratio` > 0.
+
+        Raises:
+            TypeError: If the build function does not return a Keras model.
+            ValueError: If the model has no defined input shape.
+
+        Example:
+
+        ```python
+        smallest = hypermodel.architecture(hypermodel.baseline_config())
+        ```
+        """
         if self.build_model is not None:
-            if self._build_takes_hp:
+            if self._takes_hp:
                 if hp is None:  # the baseline: every user hyperparameter at its default
                     hp = keras_tuner.HyperParameters()
                     hp.Fixed("width", cfg.width)
@@ -295,6 +336,25 @@ class CompressionHyperModel(keras_tuner.HyperModel):
         """
         if not cfg.pruned:
             return model
+        schedule, kwargs = self.pruning_plan(model, cfg, total_steps)
+        return pruning.prune_low_magnitude(model, pruning_schedule=schedule, **kwargs)
+
+    def pruning_plan(self, model, cfg, total_steps):
+        """The schedule and `prune_low_magnitude` options of a pruned trial.
+
+        Args:
+            model: The architecture (from `build`).
+            cfg: The trial's `TrialConfig` (`cfg.pruned` True).
+            total_steps: Training steps of the phase the schedule spans.
+
+        Returns:
+            `(schedule, options)`: options holds `layers` (the layers that
+            fit the pattern) and the pattern's `block_size` or
+            `sparsity_m_by_n`.
+
+        Raises:
+            ValueError: If no layer of the model fits the pattern.
+        """
         end = max(1, int(RAMP_FRACTION * total_steps))
         if cfg.schedule == "polynomial":
             # A ramp of fewer than MIN_RAMP_UPDATES mask updates jumps in big
@@ -325,7 +385,8 @@ class CompressionHyperModel(keras_tuner.HyperModel):
                 + (f" with block_size={self.block_size}" if cfg.pruning == "block" else "")
                 + "; restrict space['pruning'] for this model."
             )
-        return pruning.prune_low_magnitude(model, pruning_schedule=schedule, layers=names, **kwargs)
+        kwargs["layers"] = names
+        return schedule, kwargs
 
     def size_lower_bound(self, model, cfg):
         """Bytes the exported file needs at least, known before training.
@@ -344,11 +405,7 @@ class CompressionHyperModel(keras_tuner.HyperModel):
             The lower bound, an int.
         """
         per_element = {"none": 4, "int4": 0.5}.get(cfg.quantization, 1)
-        elements = 0
-        for layer in pruning.api.iter_layers(model):
-            for weight in pruning.registry.prunable_weights(layer) or []:
-                elements += int(np.prod(weight.shape))
-        return int(elements * per_element)
+        return int(pruning.count_prunable(model) * per_element)
 
     # -- training, export, measurement -----------------------------------
 
@@ -400,50 +457,75 @@ class CompressionHyperModel(keras_tuner.HyperModel):
         cfg = self.config(hp)
         if epochs is not None:
             cfg = dataclasses.replace(cfg, epochs=int(epochs))
-        return self._run_config(cfg, model, x, y, validation_data, batch_size, callbacks,
-                                verbose, export_path)
+        return self.run_config(cfg, model, x, y, validation_data, batch_size, callbacks,
+                               verbose, export_path)
 
     def _needs_training(self, cfg):
         # A base model is trained already: it is fine-tuned only when the
         # recipe changes its weights (pruning, channels removed, distillation).
         return self.build_model is not None or cfg.pruned or cfg.structured_ratio > 0 or cfg.distillation
 
-    def _run_config(self, cfg, model, x, y, validation_data, batch_size=BATCH_SIZE,
-                    callbacks=None, verbose=0, export_path=None):
+    def run_config(self, cfg, model, x, y, validation_data, batch_size=BATCH_SIZE,
+                   callbacks=None, verbose=0, export_path=None):
+        """Runs the recipe of a `TrialConfig` on `model` and measures the file.
+
+        `run` reads the config from `hp`; a tuner that already holds the
+        config (with its epoch budget) calls this.
+
+        Args:
+            cfg: The trial's `TrialConfig`.
+            model: Its architecture (from `build` or `architecture`).
+            x, y: Training data (numpy arrays, integer labels).
+            validation_data: `(x_val, y_val)`.
+            batch_size, callbacks, verbose, export_path: As in `run`.
+
+        Returns:
+            A `TrialOutcome`.
+
+        Raises:
+            ValueError: As `run`.
+
+        Example:
+
+        ```python
+        outcome = hypermodel.run_config(hypermodel.config(hp), model, x, y, (x_val, y_val))
+        ```
+        """
         x_val, y_val = _validation(validation_data)
         callbacks = list(callbacks or [])
+        training = dict(batch_size=batch_size, callbacks=callbacks, verbose=verbose,
+                        from_logits=self.from_logits,
+                        teacher=self.teacher if cfg.distillation else None,
+                        temperature=cfg.temperature, alpha=cfg.alpha)
         start = time.perf_counter()
         params = int(model.count_params())
         epochs_trained = 0
         if self._needs_training(cfg):
-            steps = int(math.ceil(len(x) / batch_size)) * cfg.epochs
-            trainable = self.apply_pruning(model, cfg, steps)
-            extra = [pruning.UpdatePruningStep()] if cfg.pruned else []
-            trainable = self._train(trainable, cfg, x, y, cfg.epochs, cfg.learning_rate,
-                                    batch_size, callbacks + extra, verbose)
-            model = pruning.strip_pruning(trainable) if cfg.pruned else trainable
+            if cfg.pruned:
+                steps = pipeline.steps_per_epoch(x, batch_size) * cfg.epochs
+                schedule, options = self.pruning_plan(model, cfg, steps)
+                model, _ = pipeline.prune(model, x, y, schedule, cfg.epochs, **options,
+                                          learning_rate=cfg.learning_rate, **training)
+            else:
+                model = pipeline.train(model, x, y, cfg.epochs, cfg.learning_rate, **training)
             epochs_trained += cfg.epochs
         # Sparsity before QAT: QAT (preserve_sparsity) keeps these zeros.
-        sparsity = pruning.sparsity_report(model)["total"]["sparsity"]
+        sparsity = pipeline.sparsity(model)
         if cfg.quantization == "qat":
-            qat = quantization.quantize_model(model, preserve_sparsity=cfg.pruned)
-            model = self._train(qat, cfg, x, y, self.qat_epochs,
-                                cfg.learning_rate * self.qat_learning_rate_scale,
-                                batch_size, callbacks, verbose)
+            model = pipeline.quantize_aware(
+                model, x, y, self.qat_epochs,
+                learning_rate=cfg.learning_rate * self.qat_learning_rate_scale,
+                preserve_sparsity=cfg.pruned, **training)
             epochs_trained += self.qat_epochs
         train_seconds = time.perf_counter() - start
         if cfg.quantization in space_lib.LOWBIT_QUANTIZATION_MODES:
-            exported = export.quantize_tflite(
-                export.to_tflite(model, batch_size=EXPORT_BATCH), export_path,
-                mode="int4_blockwise" if cfg.quantization == "int4" else "int16x8",
-                representative_data=x[:REPRESENTATIVE_EXAMPLES])
+            exported = pipeline.export(
+                model, export_path, representative_data=x,
+                lowbit="int4_blockwise" if cfg.quantization == "int4" else "int16x8")
         else:
-            exported = export.to_tflite(
-                model, export_path,
-                quantization=None if cfg.quantization == "none" else "int8",
-                representative_data=x[:REPRESENTATIVE_EXAMPLES] if cfg.quantization == "ptq" else None,
-                batch_size=EXPORT_BATCH,
-            )
+            exported = pipeline.export(
+                model, export_path, quantization=None if cfg.quantization == "none" else "int8",
+                representative_data=x if cfg.quantization == "ptq" else None)
         metrics = measure.measure(model, exported, x_val, y_val, self.latency)
         metrics.update(
             params=float(params),
@@ -452,21 +534,6 @@ class CompressionHyperModel(keras_tuner.HyperModel):
             epochs_trained=float(epochs_trained),
         )
         return TrialOutcome(cfg, metrics, model, exported)
-
-    def _train(self, model, cfg, x, y, epochs, learning_rate, batch_size, callbacks, verbose):
-        if cfg.distillation:
-            trainer = _apply_distillation(model, self.teacher, cfg.temperature, cfg.alpha,
-                                          learning_rate)
-            trainer.fit(x, y, batch_size=batch_size, epochs=epochs, callbacks=callbacks,
-                        verbose=verbose)
-            return trainer.student
-        model.compile(
-            optimizer=keras.optimizers.Adam(learning_rate),
-            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=self.from_logits),
-            metrics=["accuracy"],
-        )
-        model.fit(x, y, batch_size=batch_size, epochs=epochs, callbacks=callbacks, verbose=verbose)
-        return model
 
     # -- the dense baseline ----------------------------------------------------
 
@@ -496,19 +563,12 @@ class CompressionHyperModel(keras_tuner.HyperModel):
         """
         keras.utils.set_random_seed(self.seed)
         cfg = self.baseline_config(epochs)
-        model = self._architecture(cfg) if self.build_model is not None else self.base_model
-        return self._run_config(cfg, model, x, y, validation_data, batch_size,
+        model = self.architecture(cfg) if self.build_model is not None else self.base_model
+        return self.run_config(cfg, model, x, y, validation_data, batch_size,
                                 export_path=export_path).metrics
 
 
 # -- the distillation and structured-pruning branches ---------------------------
-
-
-def _apply_distillation(student, teacher, temperature, alpha, learning_rate):
-    """A compiled `tfopt.distillation.Distiller` training `student`."""
-    distiller = Distiller(student=student, teacher=teacher, temperature=temperature, alpha=alpha)
-    distiller.compile(optimizer=keras.optimizers.Adam(learning_rate), metrics=["accuracy"])
-    return distiller
 
 
 def _apply_structured(model, ratio, data=None):
@@ -557,22 +617,11 @@ def _validation(validation_data):
 
 def _layers_fitting(model, pattern, block_size):
     """Names of the prunable layers whose kernels fit `pattern`."""
-    names = []
-    for layer in pruning.api.iter_layers(model):
-        if isinstance(layer, keras.Model):
-            continue
-        weights = pruning.registry.prunable_weights(layer)
-        if not weights:
-            continue
-        if pattern == "2:4":
-            if not pruning.registry.supports_m_by_n(layer) or any(
-                    len(w.shape) < 2 or w.shape[-2] % 4 for w in weights):
-                continue
-        elif pattern == "block":
-            try:
-                for weight in weights:
-                    pruning.masks.check_block_size(weight.shape, block_size, weight.name)
-            except ValueError:
-                continue
-        names.append(layer.name)
-    return names
+    fits = pruning.pattern_support(
+        model, block_size=block_size if pattern == "block" else None,
+        sparsity_m_by_n=(2, 4) if pattern == "2:4" else None)
+    return [fit.name for fit in fits if fit.fits]
+
+
+# Kept for callers written against the earlier private name.
+CompressionHyperModel._run_config = CompressionHyperModel.run_config

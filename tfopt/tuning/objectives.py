@@ -11,35 +11,23 @@ import math
 
 import keras_tuner
 
+from tfopt import pipeline
+
 # Every metric a finished (trained and measured) trial logs, with the
-# direction in which it is better. Trials rejected before training log only
-# `score`, `feasible`, `rejected_before_training` and `size_bytes_lower_bound`.
-METRICS = {
-    "score": "min",
-    "tflite_accuracy": "max",
-    "keras_accuracy": "max",
-    "size_bytes": "min",
-    "gzip_bytes": "min",
-    "p50_ms": "min",
-    "p90_ms": "min",
-    "params": "min",
-    "sparsity": "max",
-    "accuracy_drop": "min",  # only with a baseline
-    "bytes_vs_baseline": "min",  # only with a baseline
-    "gzip_vs_baseline": "min",  # only with a baseline
-    "p50_vs_baseline": "min",  # only with a baseline
-    "feasible": "max",
-}
-# Logged too, but nothing to optimise.
-INFO_METRICS = (
-    "rejected_before_training",
-    "size_bytes_lower_bound",
-    "violation",
-    "train_seconds",
-    "trial_seconds",
-    "epochs_trained",
-)
-BASELINE_METRICS = ("accuracy_drop", "bytes_vs_baseline", "gzip_vs_baseline", "p50_vs_baseline")
+# direction in which it is better (from the shared vocabulary,
+# `tfopt.pipeline.METRICS`). Trials rejected before training log only
+# `score`, `feasible`, `rejected_before_training` and `size_bytes_lower_bound`;
+# every trial also logs `violation`, `train_seconds`, `trial_seconds` and
+# `epochs_trained` (information, nothing to optimise).
+_LOGGED = ("score", "tflite_accuracy", "keras_accuracy", "size_bytes", "gzip_bytes", "p50_ms",
+           "p90_ms", "params", "sparsity",
+           # only with a baseline: tfopt.pipeline's names, then this module's earlier ones
+           "accuracy_drop", "bytes_vs_float", "gzip_vs_float", "p50_vs_float",
+           "bytes_vs_baseline", "gzip_vs_baseline", "p50_vs_baseline",
+           "feasible")
+METRICS = {name: pipeline.direction(name) for name in _LOGGED}
+BASELINE_METRICS = ("accuracy_drop", "bytes_vs_baseline", "gzip_vs_baseline", "p50_vs_baseline",
+                    "bytes_vs_float", "gzip_vs_float", "p50_vs_float")
 SIZE_METRICS = ("size_bytes", "gzip_bytes")
 
 # Added to the score of an infeasible trial (plus its relative violation):

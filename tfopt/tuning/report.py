@@ -5,6 +5,7 @@ import csv
 import json
 import os
 
+from tfopt.pipeline import canonical_metrics
 from tfopt.tuning import trials as trials_lib
 
 # Hyperparameter columns, in this order, then any others the space had.
@@ -15,7 +16,7 @@ METRIC_COLUMNS = (
     ("keras_accuracy", "keras acc", 4),
     ("accuracy_drop", "drop", 4),
     ("size_bytes", "bytes", 0),
-    ("bytes_vs_baseline", "bytes/base", 3),
+    ("bytes_vs_float", "bytes/base", 3),
     ("gzip_bytes", "gzip", 0),
     ("p50_ms", "p50 ms", 4),
     ("sparsity", "zeros", 3),  # measured; the row key is "zeros" (hp "sparsity" is the target)
@@ -50,7 +51,8 @@ def trials_table(records, front=None, columns=None):
     for r in records:
         row = {"trial": r.trial_id, "status": _status(r), "pareto": r.trial_id in on_front}
         row.update({name: r.values.get(name) for name in names})
-        row.update({_row_key(key): r.metrics.get(key) for key, _, _ in METRIC_COLUMNS})
+        metrics = canonical_metrics(r.metrics)  # searches logged before: *_vs_baseline
+        row.update({_row_key(key): metrics.get(key) for key, _, _ in METRIC_COLUMNS})
         for name in extra_names:
             row[name] = (columns or {}).get(r.trial_id, {}).get(name)
         row["reason"] = r.reason

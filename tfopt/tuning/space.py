@@ -18,24 +18,6 @@ LOWBIT_QUANTIZATION_MODES = ("int4", "int16x8")
 # fixed 50% by construction.
 _SPARSITY_PATTERNS = ("unstructured", "block")
 
-# The default space; the first value of each is its default. A name applies
-# only in some setups (see `applicable_names`).
-DEFAULT_SPACE = {
-    "width": (1.0, 0.75, 0.5),
-    "learning_rate": (1e-3, 3e-3),
-    "epochs": (4, 8),
-    "pruning": PRUNING_PATTERNS,
-    "sparsity": (0.5, 0.75, 0.9),
-    "schedule": SCHEDULES,
-    "structured_ratio": (0.0, 0.25, 0.5),
-    "quantization": QUANTIZATION_MODES,
-    "distillation": (True, False),
-    "temperature": (4.0, 2.0, 8.0),
-    "alpha": (0.1, 0.5),
-}
-NAMES = tuple(DEFAULT_SPACE)
-
-
 def _number(low=None, high=None, integer=False, low_open=False, high_open=False):
     def check(name, value):
         kinds = (int,) if integer else (int, float)
@@ -61,19 +43,31 @@ def _boolean(name, value):
     return None if isinstance(value, bool) else "must be True or False"
 
 
-_CHECKS = {
-    "width": _number(0.0, low_open=True),
-    "learning_rate": _number(0.0, low_open=True),
-    "epochs": _number(1, integer=True),
-    "pruning": _one_of(PRUNING_PATTERNS),
-    "sparsity": _number(0.0, 1.0, low_open=True, high_open=True),
-    "schedule": _one_of(SCHEDULES),
-    "structured_ratio": _number(0.0, 1.0, high_open=True),
-    "quantization": _one_of(QUANTIZATION_MODES + LOWBIT_QUANTIZATION_MODES),
-    "distillation": _boolean,
-    "temperature": _number(0.0, low_open=True),
-    "alpha": _number(0.0, 1.0),
+# The search dimensions: name -> (values, check). The first value is the
+# default; `check(name, value)` returns what is wrong with a value, or None.
+# A name applies only in some setups (see `CompressionHyperModel`). Adding a
+# dimension: one entry here and one `TrialConfig` field of the same name; the
+# recipe reads `cfg.<name>` (see docs/extend_recipes.md).
+DIMENSIONS = {
+    "width": ((1.0, 0.75, 0.5), _number(0.0, low_open=True)),
+    "learning_rate": ((1e-3, 3e-3), _number(0.0, low_open=True)),
+    "epochs": ((4, 8), _number(1, integer=True)),
+    "pruning": (PRUNING_PATTERNS, _one_of(PRUNING_PATTERNS)),
+    "sparsity": ((0.5, 0.75, 0.9), _number(0.0, 1.0, low_open=True, high_open=True)),
+    "schedule": (SCHEDULES, _one_of(SCHEDULES)),
+    "structured_ratio": ((0.0, 0.25, 0.5), _number(0.0, 1.0, high_open=True)),
+    "quantization": (QUANTIZATION_MODES, _one_of(QUANTIZATION_MODES + LOWBIT_QUANTIZATION_MODES)),
+    "distillation": ((True, False), _boolean),
+    "temperature": ((4.0, 2.0, 8.0), _number(0.0, low_open=True)),
+    "alpha": ((0.1, 0.5), _number(0.0, 1.0)),
 }
+DEFAULT_SPACE = {name: values for name, (values, _) in DIMENSIONS.items()}
+NAMES = tuple(DEFAULT_SPACE)
+_CHECKS = {name: check for name, (_, check) in DIMENSIONS.items()}
+# Declared by `read_config` in this order (then the conditional ones); any
+# other dimension is declared after them, unconditionally.
+_UNCONDITIONAL = ("width", "learning_rate", "epochs", "pruning", "structured_ratio", "quantization")
+_BUILT_IN = _UNCONDITIONAL + ("sparsity", "schedule", "distillation", "temperature", "alpha")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -160,16 +154,25 @@ def normalize_space(overrides, applicable):
     return space
 
 
+def _numeric(name, values):
+    """Whether KerasTuner should see `values` as floats: the built-in numbers,
+    and another dimension's numbers when one of them is a float."""
+    if name in _BUILT_IN:
+        return name not in ("pruning", "schedule", "quantization", "distillation")
+    return (all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
+            and any(isinstance(v, float) for v in values))
+
+
 def declare(hp, name, values):
     """Declares `name` in `hp` (Fixed for one value, else Choice/Boolean)."""
     if name == "epochs":
         values = tuple(int(v) for v in values)
-    elif name not in ("pruning", "schedule", "quantization", "distillation"):
+    elif _numeric(name, values):
         # KerasTuner's Choice wants one type: 1 and 0.5 must both be floats.
         values = tuple(float(v) for v in values)
     if len(values) == 1:
         return hp.Fixed(name, values[0])
-    if name == "distillation":
+    if all(isinstance(v, bool) for v in values):
         # Choice would turn booleans into ints.
         return hp.Boolean(name, default=values[0])
     return hp.Choice(name, list(values), default=values[0])
@@ -193,7 +196,7 @@ def read_config(hp, space, epochs_from_tuner=False):
         A `TrialConfig`.
     """
     values = {}
-    for name in ("width", "learning_rate", "epochs", "pruning", "structured_ratio", "quantization"):
+    for name in _UNCONDITIONAL:
         if name in space and not (name == "epochs" and epochs_from_tuner):
             values[name] = declare(hp, name, space[name])
     if epochs_from_tuner:
@@ -212,4 +215,7 @@ def read_config(hp, space, epochs_from_tuner=False):
                 alpha = declare(hp, "alpha", space["alpha"])
             if values["distillation"]:
                 values["temperature"], values["alpha"] = temperature, alpha
+    for name in NAMES:
+        if name not in _BUILT_IN and name in space:
+            values[name] = declare(hp, name, space[name])
     return TrialConfig(**values)

@@ -6,10 +6,10 @@ import glob
 import json
 import os
 
-from keras_tuner.src.engine import trial as trial_module
+from keras_tuner.engine import trial as trial_module
 
-from tfopt.bench.report import pareto_front as _non_dominated
-from tfopt.tuning.objectives import METRICS
+from tfopt.bench.report import DEFAULT_PARETO_OBJECTIVES  # noqa: F401  (re-exported)
+from tfopt.bench.report import pareto_front as _pareto_front
 
 # Written by the worker that ran a trial, next to KerasTuner's trial.json:
 # the failure or infeasibility reason (KerasTuner's gRPC protocol does not
@@ -17,7 +17,6 @@ from tfopt.tuning.objectives import METRICS
 RECORD_FILE = "tfopt_trial.json"
 TFLITE_FILE = "model.tflite"
 KERAS_FILE = "model.keras"
-DEFAULT_PARETO_OBJECTIVES = ("tflite_accuracy", "size_bytes", "p50_ms")
 
 
 @dataclasses.dataclass
@@ -138,45 +137,7 @@ def load_trials(project_dir):
     return sorted(records, key=lambda r: r.trial_id)
 
 
-def pareto_front(records, objectives=DEFAULT_PARETO_OBJECTIVES, include_infeasible=False):
-    """The non-dominated trials.
-
-    A trial is on the front when no other trial is at least as good in every
-    objective and strictly better in one (directions from
-    `tfopt.tuning.objectives.METRICS`: accuracy up, bytes and latency down).
-    Trials equal in every objective are all kept.
-
-    Args:
-        records: `TrialRecord`s (e.g. `tuner.trials()` or `load_trials`).
-        objectives: Names of logged metrics to trade off.
-        include_infeasible: Also consider trials that break a constraint.
-            Failed trials and trials rejected before training are never
-            considered (they have no measurements).
-
-    Returns:
-        The records on the front, in input order.
-
-    Raises:
-        ValueError: On an unknown objective name or fewer than two.
-
-    Example:
-
-    ```python
-    for record in tfopt.tuning.pareto_front(tuner.trials()):
-        print(record.trial_id, record.metrics["size_bytes"])
-    ```
-    """
-    objectives = tuple(objectives)
-    if len(objectives) < 2:
-        raise ValueError(f"A Pareto front needs at least two objectives, got {objectives!r}.")
-    unknown = [name for name in objectives if name not in METRICS]
-    if unknown:
-        raise ValueError(f"Unknown objective(s) {unknown}; logged metrics: {sorted(METRICS)}.")
-    pool = [
-        r for r in records
-        if r.measured and (include_infeasible or r.feasible)
-        and all(name in r.metrics for name in objectives)
-    ]
-    points = [tuple(r.metrics[name] for name in objectives) for r in pool]
-    maximize = tuple(METRICS[name] == "max" for name in objectives)
-    return [pool[i] for i in _non_dominated(points, maximize=maximize)]
+# The one Pareto front of tfopt (points, trials or bench rows): see
+# `tfopt.bench.report.pareto_front`. Trials: `pareto_front(records,
+# objectives=DEFAULT_PARETO_OBJECTIVES, include_infeasible=False)`.
+pareto_front = _pareto_front

@@ -21,6 +21,7 @@ import keras
 import keras_tuner
 import numpy as np
 
+from tfopt import pipeline
 from tfopt.tuning import objectives as objectives_lib
 from tfopt.tuning import trials as trials_lib
 from tfopt.tuning.constraints import Constraints
@@ -142,7 +143,7 @@ class CompressionTuner:
         self._objective_spec = objectives_lib.resolve_objective(objective, baseline is not False)
         if isinstance(self, keras_tuner.Hyperband):
             # Hyperband hands each trial its epoch budget (`tuner/epochs`).
-            hypermodel.epochs_from_tuner = True
+            hypermodel.use_tuner_epochs()
         super().__init__(hypermodel, *args, objective=self._objective_spec, **kwargs)
         self._check_size_feasible()
 
@@ -156,7 +157,7 @@ class CompressionTuner:
     def _check_size_feasible(self):
         # Contradictory max_bytes: even the smallest configuration of the
         # space needs more. Only knowable when the widths are ours.
-        if self.constraints.max_bytes is None or self.hypermodel._build_takes_hp:
+        if self.constraints.max_bytes is None or self.hypermodel.build_takes_hp:
             return
         hypermodel = self.hypermodel
         space = hypermodel.space
@@ -167,7 +168,7 @@ class CompressionTuner:
             structured_ratio=max(space.get("structured_ratio", (0.0,))),
             quantization="ptq" if set(space["quantization"]) - {"none"} else "none",
         )
-        bound = hypermodel.size_lower_bound(hypermodel._architecture(smallest), smallest)
+        bound = hypermodel.size_lower_bound(hypermodel.architecture(smallest), smallest)
         keras.backend.clear_session()
         if bound > self.constraints.max_bytes:
             raise ValueError(
@@ -257,7 +258,7 @@ class CompressionTuner:
             if over is not None and self._scores_with_penalty:
                 return self._reject(record, directory, bound, over, start)
             stage = "compress, export and measure"
-            outcome = self.hypermodel._run_config(
+            outcome = self.hypermodel.run_config(
                 cfg, model, x, y, validation_data, batch_size, callbacks, verbose,
                 export_path=os.path.join(directory, trials_lib.TFLITE_FILE))
         except (ValueError, TypeError) as error:
@@ -311,12 +312,16 @@ class CompressionTuner:
         if not self.baseline:
             return {}
         base = self.baseline
-        return {
+        relative = {
             "accuracy_drop": base["tflite_accuracy"] - metrics["tflite_accuracy"],
-            "bytes_vs_baseline": metrics["size_bytes"] / base["size_bytes"],
-            "gzip_vs_baseline": metrics["gzip_bytes"] / base["gzip_bytes"],
-            "p50_vs_baseline": metrics["p50_ms"] / max(base["p50_ms"], 1e-9),
+            "bytes_vs_float": metrics["size_bytes"] / base["size_bytes"],
+            "gzip_vs_float": metrics["gzip_bytes"] / base["gzip_bytes"],
+            "p50_vs_float": metrics["p50_ms"] / max(base["p50_ms"], 1e-9),
         }
+        # The names of earlier searches (objectives and constraints may name them).
+        relative.update({old: relative[new] for old, new in pipeline.LEGACY_NAMES.items()
+                         if new in relative})
+        return relative
 
     # -- the baseline, measured once per project -------------------------
 

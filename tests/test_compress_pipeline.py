@@ -1,0 +1,53 @@
+"""tfopt.pipeline: the stages compress, the suites and the search share, and
+their one metric vocabulary."""
+
+import keras
+import numpy as np
+import pytest
+
+from tfopt import pipeline
+from tfopt import pruning
+from tfopt.bench import report
+from tfopt.data import load_digits
+
+
+def test_one_vocabulary_reads_old_names():
+    assert pipeline.direction("tflite_accuracy") == "max"
+    assert pipeline.direction("cpu_p50_ms") == pipeline.direction("p50_vs_baseline") == "min"
+    with pytest.raises(ValueError, match="Unknown objective.*val_acc"):
+        pipeline.direction("val_acc")
+    old_row = {"cpu_p50_ms": 2.0, "bytes_vs_baseline": 0.5, "p50_ms": None}
+    new = pipeline.canonical_metrics(old_row)
+    assert new["bytes_vs_float"] == 0.5 and new["cpu_p50_ms"] == 2.0
+    assert new["p50_ms"] is None  # an existing key is never overwritten
+    # Bench rows and trials share one Pareto front.
+    rows = [{"status": "ok", "tflite_accuracy": 0.9, "size_bytes": 10, "p50_ms": 1.0},
+            {"status": "ok", "tflite_accuracy": 0.8, "size_bytes": 20, "p50_ms": 2.0},
+            {"status": "failed"},
+            {"status": "ok", "tflite_accuracy": 0.7, "size_bytes": 5, "p50_ms": 3.0}]
+    assert report.pareto_front(rows) == [rows[0], rows[3]]
+    assert report.pareto_front([(1, 2), (2, 1), (2, 2)], (False, False)) == [0, 1]
+
+
+def test_prune_export_verify_on_a_real_model(tmp_path):
+    (x, y), (x_test, y_test) = load_digits(8)
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Flatten(),
+                              keras.layers.Dense(16, activation="relu"), keras.layers.Dense(10)])
+    model = pipeline.train(model, x, y, epochs=1)
+    schedule = pruning.PolynomialDecay(0.0, 0.75, 0, pipeline.steps_per_epoch(x), frequency=1)
+    final, sparsity = pipeline.prune(model, x, y, schedule, epochs=2)
+    assert sparsity == pytest.approx(0.75, abs=0.01)
+    assert not any(isinstance(l, pruning.PruneLowMagnitude) for l in final.layers)
+    exported = pipeline.export(final, str(tmp_path / "p.tflite"), quantization="int8",
+                               representative_data=x)
+    assert exported.size_bytes > 0 and {w["dtype"] for w in exported.weights
+                                        if w["size"] >= 64} == {"int8"}
+    checked = pipeline.verify(exported, final, x_test, y_test, examples=128)
+    # int8 file vs the Keras model it came from, far above chance (0.1).
+    assert checked["n"] == 128 and checked["tflite_accuracy"] > 0.3
+    assert abs(checked["tflite_accuracy"] - checked["keras_accuracy"]) <= 0.03
+    assert checked["sparsity"] == pytest.approx(sparsity) and checked["params"] == 1210
+    with pytest.raises(ValueError, match="epochs"):
+        pipeline.train(model, x, y, epochs=0)
+    assert np.isfinite(checked["max_abs_diff"])

@@ -1,0 +1,335 @@
+"""The one recipe pipeline: train -> compress -> strip -> export -> verify -> measure.
+
+`tfopt compress`, `tfopt bench` (its suites and `tfopt bench FILE.keras`) and
+the compression search (`tfopt tune`, `tfopt.tuning`) all run their recipes
+through these stages, so a recipe means the same thing everywhere: the same
+compile (Adam, a cross-entropy matching the model's head), batch size,
+calibration set, export shape and the same metric names (`METRICS`).
+
+Stages (each takes and returns plain Keras models / `TFLiteExport`s):
+
+- `train`: `fit` a classifier, alone or distilled from a teacher.
+- `prune`: magnitude pruning inside `fit`, stripped afterwards.
+- `quantize_aware`: QAT fine-tuning (optionally keeping pruning's zeros).
+- `export`: TFLite file, float / PTQ / QAT int8 / litert-quantizer low-bit.
+- `verify`: the exported file against the Keras model on held-out data.
+"""
+
+import numpy as np
+
+from tfopt.defaults import BATCH_SIZE
+from tfopt.defaults import EXPORT_BATCH
+from tfopt.defaults import LEARNING_RATE
+from tfopt.defaults import QAT_LEARNING_RATE
+from tfopt.defaults import REPRESENTATIVE_EXAMPLES
+
+# Knowledge-distillation defaults of the recipes that distil.
+KD_TEMPERATURE = 4.0
+KD_ALPHA = 0.1
+
+# The metric names of every results file and trial (one vocabulary): whether
+# larger ("max") or smaller ("min") is better, and what the name means. The
+# reference of the `*_vs_float` ratios is the dense float model: a suite's
+# float row, a search's dense baseline.
+METRICS = {
+    "keras_accuracy": ("max", "top-1 accuracy of the Keras model on the held-out data"),
+    "tflite_accuracy": ("max", "top-1 accuracy of the exported file (LiteRT) on the held-out data"),
+    "top1_agreement": ("max", "fraction of held-out examples where file and Keras agree"),
+    "size_bytes": ("min", "bytes of the .tflite file"),
+    "gzip_bytes": ("min", "bytes of the gzipped .tflite file"),
+    "p50_ms": ("min", "median LiteRT CPU latency of one batch-1 invoke, ms"),
+    "p90_ms": ("min", "90th percentile LiteRT CPU latency, ms"),
+    "params": ("min", "parameters of the final Keras model"),
+    "sparsity": ("max", "zero fraction of the prunable weights"),
+    "accuracy_drop": ("min", "the float model's tflite_accuracy minus this one's"),
+    "bytes_vs_float": ("min", "size_bytes / the float model's"),
+    "gzip_vs_float": ("min", "gzip_bytes / the float model's"),
+    "p50_vs_float": ("min", "p50_ms / the float model's"),
+    # The compression search's own: its oracle objective and feasibility.
+    "score": ("min", "the search's scalarised objective (tfopt.tuning.Scalarization)"),
+    "feasible": ("max", "1.0 when the trial is within every constraint, else 0.0"),
+}
+# Names written before the vocabulary was shared, still written beside the
+# new ones and read back by `canonical_metrics`: bench rows said `cpu_p50_ms`,
+# search trials `*_vs_baseline` (objectives and constraints may name them).
+LEGACY_NAMES = {
+    "cpu_p50_ms": "p50_ms",
+    "cpu_p90_ms": "p90_ms",
+    "bytes_vs_baseline": "bytes_vs_float",
+    "gzip_vs_baseline": "gzip_vs_float",
+    "p50_vs_baseline": "p50_vs_float",
+}
+
+
+def direction(name):
+    """`"max"` or `"min"`: which way metric `name` (or a legacy name) is better.
+
+    Raises:
+        ValueError: For a name outside `METRICS` and `LEGACY_NAMES`.
+
+    Example:
+
+    >>> direction("size_bytes"), direction("cpu_p50_ms")
+    ('min', 'min')
+    """
+    canonical = LEGACY_NAMES.get(name, name)
+    if canonical not in METRICS:
+        known = sorted(set(METRICS) | set(LEGACY_NAMES))
+        raise ValueError(f"Unknown objective(s) [{name!r}]; known metrics: {known}.")
+    return METRICS[canonical][0]
+
+
+def canonical_metrics(metrics):
+    """A copy of `metrics` with every metric also under its `METRICS` name.
+
+    Old keys are kept (files and callers that read them go on working);
+    the canonical name is added next to each.
+
+    Args:
+        metrics: A dict (a bench row, a trial's metrics).
+
+    Returns:
+        A new dict.
+
+    Example:
+
+    >>> canonical_metrics({"cpu_p50_ms": 1.5})["p50_ms"]
+    1.5
+    """
+    out = dict(metrics)
+    for old, new in LEGACY_NAMES.items():
+        if old in metrics and new not in out:
+            out[new] = metrics[old]
+    return out
+
+
+def steps_per_epoch(x, batch_size=BATCH_SIZE):
+    """Training steps of one epoch over `x` (the last batch may be partial)."""
+    return int(np.ceil(len(x) / batch_size))
+
+
+def train(model, x, y, epochs, learning_rate=LEARNING_RATE, batch_size=BATCH_SIZE, callbacks=(),
+          teacher=None, temperature=KD_TEMPERATURE, alpha=KD_ALPHA, from_logits=None, seed=None,
+          verbose=0):
+    """Trains a classifier with integer labels, alone or distilled.
+
+    Args:
+        model: A `keras.Model` (compiled here: Adam at `learning_rate`,
+            sparse cross-entropy).
+        x, y: Training inputs and integer labels.
+        epochs: Epochs of `fit`.
+        learning_rate: Adam's learning rate.
+        batch_size: `fit`'s batch size.
+        callbacks: Keras callbacks (e.g. `tfopt.pruning.UpdatePruningStep()`).
+        teacher: A trained model to distil from (`tfopt.distillation.Distiller`
+            with `temperature` and `alpha`), or None.
+        from_logits: Whether the model outputs logits; None detects it from
+            the model's head (a softmax last layer: probabilities).
+        seed: Set with `keras.utils.set_random_seed` before compiling
+            (None: leave the random state alone).
+        verbose: `fit`'s verbosity.
+
+    Returns:
+        The trained model (the student, when distilled).
+
+    Raises:
+        ValueError: If `epochs` is not a positive int.
+
+    Example:
+
+    ```python
+    model = tfopt.pipeline.train(model, x, y, epochs=3)
+    ```
+    """
+    import keras
+
+    if isinstance(epochs, bool) or not isinstance(epochs, (int, np.integer)) or epochs < 1:
+        raise ValueError(f"train: epochs={epochs!r} must be a positive int.")
+    if seed is not None:
+        keras.utils.set_random_seed(seed)
+    callbacks = list(callbacks)
+    if teacher is not None:
+        from tfopt.distillation import Distiller
+
+        distiller = Distiller(student=model, teacher=teacher, temperature=temperature, alpha=alpha)
+        distiller.compile(optimizer=keras.optimizers.Adam(learning_rate), metrics=["accuracy"])
+        distiller.fit(x, y, batch_size=batch_size, epochs=epochs, callbacks=callbacks,
+                      verbose=verbose)
+        return distiller.student
+    if from_logits is None:
+        from tfopt.models import compile_classifier
+
+        compile_classifier(model, learning_rate)
+    else:
+        model.compile(
+            optimizer=keras.optimizers.Adam(learning_rate),
+            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=from_logits),
+            metrics=["accuracy"],
+        )
+    model.fit(x, y, batch_size=batch_size, epochs=epochs, callbacks=callbacks, verbose=verbose)
+    return model
+
+
+def sparsity(model):
+    """Zero fraction of `model`'s prunable weights (`sparsity_report`'s total)."""
+    from tfopt import pruning
+
+    return float(pruning.sparsity_report(model)["total"]["sparsity"])
+
+
+def prune(model, x, y, schedule, epochs, layers=None, block_size=None, sparsity_m_by_n=None,
+          **train_kwargs):
+    """Magnitude pruning inside `fit`, then stripped: a plain sparse model.
+
+    Args:
+        model: The model to prune (not modified: `prune_low_magnitude`
+            works on a copy).
+        x, y: Training data.
+        schedule: A `tfopt.pruning.PruningSchedule`.
+        epochs: Training epochs (the schedule should end within them).
+        layers: Layer names to prune (None: every prunable layer).
+        block_size, sparsity_m_by_n: Pattern options of
+            `prune_low_magnitude`.
+        **train_kwargs: More `train` arguments (`learning_rate`,
+            `teacher`, `callbacks`, `seed`, ...).
+
+    Returns:
+        `(stripped_model, sparsity)`.
+
+    Raises:
+        ValueError: From `prune_low_magnitude` (no layer to prune, a
+            pattern that does not fit).
+
+    Example:
+
+    ```python
+    schedule = tfopt.pruning.PolynomialDecay(0.0, 0.8, 0, 200, frequency=1)
+    final, sparsity = tfopt.pipeline.prune(model, x, y, schedule, epochs=5)
+    ```
+    """
+    from tfopt import pruning
+
+    kwargs = {}
+    if layers is not None:
+        kwargs["layers"] = layers
+    if block_size is not None:
+        kwargs["block_size"] = block_size
+    if sparsity_m_by_n is not None:
+        kwargs["sparsity_m_by_n"] = sparsity_m_by_n
+    wrapped = pruning.prune_low_magnitude(model, pruning_schedule=schedule, **kwargs)
+    callbacks = list(train_kwargs.pop("callbacks", ())) + [pruning.UpdatePruningStep()]
+    wrapped = train(wrapped, x, y, epochs, callbacks=callbacks, **train_kwargs)
+    final = pruning.strip_pruning(wrapped)
+    return final, sparsity(final)
+
+
+def quantize_aware(model, x, y, epochs, learning_rate=QAT_LEARNING_RATE, preserve_sparsity=False,
+                   **train_kwargs):
+    """Quantization-aware fine-tuning: `quantize_model`, then `train`.
+
+    Args:
+        model: A trained (stripped) model; not modified.
+        x, y: Training data.
+        epochs: QAT epochs.
+        learning_rate: Fine-tuning rate (default a tenth of training's).
+        preserve_sparsity: Keep pruning's zeros through QAT.
+        **train_kwargs: More `train` arguments.
+
+    Returns:
+        The QAT model, ready for `export(..., quantization="int8")`.
+
+    Example:
+
+    ```python
+    qat = tfopt.pipeline.quantize_aware(model, x, y, epochs=2)
+    ```
+    """
+    from tfopt import quantization
+
+    qat = quantization.quantize_model(model, preserve_sparsity=preserve_sparsity)
+    return train(qat, x, y, epochs, learning_rate=learning_rate, **train_kwargs)
+
+
+LOWBIT_MODES = ("int4_weight_only", "int4_dynamic", "int4_blockwise", "int16x8_lowbit")
+CALIBRATED = ("int8", "int16x8")
+
+
+def export(model, path=None, quantization="auto", representative_data=None, sparsity=False,
+           batch_size=EXPORT_BATCH, lowbit=None, block_size=32):
+    """Exports a recipe's final model: the deployment shape, calibrated PTQ.
+
+    Args:
+        model: The final Keras model (stripped / QAT).
+        path: The `.tflite` file to write (None: in memory).
+        quantization: `tfopt.export.to_tflite`'s mode (`"auto"`: QAT
+            models int8, others float; None: float; `"dynamic"`,
+            `"float16"`, `"int8"`, `"int16x8"`).
+        representative_data: Training inputs; the first
+            `REPRESENTATIVE_EXAMPLES` calibrate `"int8"`/`"int16x8"` PTQ
+            and low-bit modes (ignored otherwise).
+        sparsity: Store sparse tensors in the file.
+        batch_size: The file's fixed batch (None: dynamic).
+        lowbit: A `tfopt.export.quantize_tflite` mode (`"int4_blockwise"`,
+            `"int4_weight_only"`, `"int16x8"`, ...): the float file is
+            re-quantized with litert-quantizer.
+        block_size: Block of `"int4_blockwise"`.
+
+    Returns:
+        A `TFLiteExport`.
+
+    Raises:
+        ValueError: From conversion (an op TFLite lacks, no calibration
+            data for a calibrated mode).
+
+    Example:
+
+    ```python
+    exported = tfopt.pipeline.export(model, "m.tflite", "int8", representative_data=x)
+    ```
+    """
+    from tfopt import export as export_lib
+
+    calibration = None
+    if representative_data is not None:
+        calibration = representative_data[:REPRESENTATIVE_EXAMPLES]
+    if lowbit is not None:
+        return export_lib.quantize_tflite(
+            export_lib.to_tflite(model, batch_size=batch_size), path, mode=lowbit,
+            block_size=block_size, representative_data=calibration)
+    return export_lib.to_tflite(
+        model, path, quantization=quantization,
+        representative_data=calibration if quantization in CALIBRATED else None,
+        sparsity=sparsity, batch_size=batch_size)
+
+
+def verify(exported, model, x_test, y_test=None, examples=512):
+    """The exported file against `model` on held-out data, plus size facts.
+
+    Args:
+        exported: A `TFLiteExport` (or path).
+        model: The Keras model it came from.
+        x_test, y_test: Held-out data (labels may be None).
+        examples: How many held-out examples to use.
+
+    Returns:
+        `tfopt.export.verify`'s dict (`keras_accuracy`, `tflite_accuracy`,
+        `top1_agreement`, `max_abs_diff`, `n`, ...) plus `sparsity`,
+        `params`, `size_bytes` and `gzip_bytes`.
+
+    Example:
+
+    ```python
+    report = tfopt.pipeline.verify(exported, model, x_test, y_test)
+    ```
+    """
+    from tfopt import export as export_lib
+
+    y = None if y_test is None else y_test[:examples]
+    report = export_lib.verify(exported, model, x_test[:examples], y)
+    report.update(
+        sparsity=sparsity(model),
+        params=int(model.count_params()),
+        size_bytes=exported.size_bytes,
+        gzip_bytes=exported.gzip_bytes,
+    )
+    return report
