@@ -47,7 +47,7 @@ def _boolean(name, value):
 # default; `check(name, value)` returns what is wrong with a value, or None.
 # A name applies only in some setups (see `CompressionHyperModel`). Adding a
 # dimension: one entry here and one `TrialConfig` field of the same name; the
-# recipe reads `cfg.<name>` (see docs/extend_recipes.md).
+# recipe reads `cfg.<name>` (see the README, "How to extend tfopt").
 DIMENSIONS = {
     "width": ((1.0, 0.75, 0.5), _number(0.0, low_open=True)),
     "learning_rate": ((1e-3, 3e-3), _number(0.0, low_open=True)),
