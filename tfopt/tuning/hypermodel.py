@@ -1,7 +1,7 @@
 """`CompressionHyperModel`: a KerasTuner HyperModel whose trials compress.
 
 One trial = build (width / base model, structured pruning) -> train with the
-pruning wrappers (optionally distilled) -> strip -> QAT fine-tune (optional)
+pruning wrappers (distilled if the trial says so) -> strip -> QAT fine-tune (if chosen)
 -> export to TFLite -> measure the exported file. The stages are
 `tfopt.pipeline`'s (the ones `tfopt compress` and the benchmark suites run);
 the measurements live in `tfopt.tuning.measure`.

@@ -1,4 +1,4 @@
-"""Distillation (issue 5) and structured pruning (issue 6) inside a trial.
+"""Distillation and structured pruning inside a trial (conditional hyperparameters).
 
 Distillation runs through `tfopt.pipeline.train(teacher=...)`, structured
 pruning through `prune_channels` in `CompressionHyperModel.architecture`.
