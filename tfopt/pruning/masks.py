@@ -395,10 +395,10 @@ def update_mask(weight, mask, sparsity, previous_threshold, block_size=(1, 1), p
 # weights. Those lie at or just above the previous threshold (the kept
 # weights that moved below it since the last update, and the next ones up),
 # so they are found among that small candidate set (tens to thousands)
-# instead of in a histogram of every weight. The candidates have a data-dependent count,
-# so this path needs eager TensorFlow ops (no XLA, no JAX jit); the wrapper
-# uses it on the TensorFlow backend outside XLA and falls back to
-# `update_mask` whenever its preconditions do not hold.
+# instead of in a histogram of every weight. The candidates have a
+# data-dependent count, so this path needs TensorFlow's own kernels (no XLA,
+# no JAX jit); the wrapper uses it on the TensorFlow backend outside XLA and
+# falls back to `update_mask` whenever its preconditions do not hold.
 
 # At most this many candidates (or this fraction of the elements) are ranked
 # by `top_k`; beyond that the histogram pass is cheaper.
@@ -408,6 +408,12 @@ _GROW_MAX_FRACTION = 8
 
 def grow_mask_candidates(weight, mask, sparsity, previous_threshold):
     """The candidates of `grow_mask`: one pass over the weight.
+
+    Args:
+        weight: The raw weight tensor.
+        mask: Its current mask (0 or 1, same shape).
+        sparsity: Scalar in [0, 1), the target of this update.
+        previous_threshold: The threshold of the last update.
 
     Returns:
         `(ok, delta, index, values)`: whether the grown mask is exact
@@ -452,8 +458,22 @@ def grow_mask_candidates(weight, mask, sparsity, previous_threshold):
 def grow_mask(mask, delta, index, values):
     """Prunes the `delta` smallest candidates (ties by position).
 
-    Call when `grow_mask_candidates` says `ok`. Returns `(mask, threshold)`
-    as `update_mask` does for the same step, exactly.
+    Args:
+        mask: The current mask.
+        delta, index, values: From `grow_mask_candidates`, when its `ok`
+            is true.
+
+    Returns:
+        `(mask, threshold)`, exactly those of `update_mask` for the same
+        step.
+
+    Example:
+
+    ```python
+    ok, delta, index, values = grow_mask_candidates(w, mask, 0.5, threshold)
+    if ok:
+        mask, threshold = grow_mask(mask, delta, index, values)
+    ```
     """
     shape = ops.shape(mask)
     flat = ops.reshape(ops.cast(mask, "float32"), (-1,))

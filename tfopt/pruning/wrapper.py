@@ -180,9 +180,9 @@ class PruneLowMagnitude(SubstitutingWrapper):
         from their previous threshold by an XLA-compiled update (the same
         masks, a fraction of the cost; see `masks.magnitude_mask_near`);
         single-weight masks of that size first try to grow by the few kept
-        weights now at or below the previous threshold (`masks.grow_mask`,
-        TensorFlow outside XLA only), which is exact when it applies and
-        cheaper still.
+        weights near the previous threshold (`masks.grow_mask`, TensorFlow
+        outside XLA only), which gives the same masks when its conditions
+        hold and is cheaper still.
         """
         new_masks, new_thresholds = [], []
         for weight, mask, threshold in zip(self._prunable, self.masks, self.thresholds):
