@@ -27,10 +27,10 @@ def test_large_weight_update_compiles_in_an_xla_train_step(monkeypatch):
     keras.utils.set_random_seed(0)
     model = keras.Sequential([keras.Input((16,)), keras.layers.Dense(12), keras.layers.Dense(4)])
     model = pruning.prune_low_magnitude(
-        model, pruning_schedule=pruning.PolynomialDecay(0.0, 0.6, 0, 6, frequency=1))
+        model, pruning_schedule=pruning.PolynomialDecay(0.0, 0.6, 0, 9, frequency=1))
     model.compile("adam", "mse", jit_compile=True)
     rng = np.random.default_rng(0)
-    model.fit(rng.random((64, 16)), rng.random((64, 4)), batch_size=8, verbose=0,
+    model.fit(rng.random((80, 16)), rng.random((80, 4)), batch_size=8, verbose=0,
               callbacks=[pruning.UpdatePruningStep()])
     for row in pruning.sparsity_report(model)["layers"]:
         assert row["zeros"] == row["size"] - round(row["size"] * 0.4), row

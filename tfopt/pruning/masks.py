@@ -11,7 +11,9 @@ float32 bit pattern (three histogram passes) instead of a full sort, because
 TensorFlow's CPU sort costs ~10 ms for 80k weights and would dominate a
 small model's train step. `magnitude_mask_near` gives the same masks starting
 from the previous threshold (one histogram pass in the usual case); the
-wrapper uses it, XLA-compiled, for large weights.
+wrapper uses it, XLA-compiled, for large weights. `grow_mask` (TensorFlow
+outside XLA only: data-dependent shapes) gives them again, cheaper, when the
+mask only grows by the few weights near the previous threshold.
 """
 
 from keras import ops
