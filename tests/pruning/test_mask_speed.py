@@ -34,3 +34,41 @@ def test_large_weight_update_compiles_in_an_xla_train_step(monkeypatch):
               callbacks=[pruning.UpdatePruningStep()])
     for row in pruning.sparsity_report(model)["layers"]:
         assert row["zeros"] == row["size"] - round(row["size"] * 0.4), row
+
+
+def test_grow_path_trains_exactly_like_radix_select(monkeypatch):
+    # A 64x64 kernel on a slow ramp: most updates take the grow path (counted
+    # by a variable that only its branch increments); masks and weights
+    # equal those of the radix select.
+    import tensorflow as tf
+
+    from tfopt.pruning import masks
+
+    rng = np.random.default_rng(0)
+    x, y = rng.random((80, 64)).astype("float32"), rng.random((80, 4)).astype("float32")
+
+    def train(min_size):
+        monkeypatch.setattr(wrapper, "WARM_START_MIN_SIZE", min_size)
+        keras.utils.set_random_seed(0)
+        model = keras.Sequential([keras.Input((64,)), keras.layers.Dense(64), keras.layers.Dense(4)])
+        model = pruning.prune_low_magnitude(
+            model, pruning_schedule=pruning.PolynomialDecay(0.0, 0.5, 0, 300, frequency=1),
+            layers=[model.layers[0].name])
+        model.compile("adam", "mse")
+        model.fit(x, y, batch_size=4, verbose=0, shuffle=False,
+                  callbacks=[pruning.UpdatePruningStep()])
+        masks_now = [m.numpy() for w in pruning.api.pruning_wrappers(model) for m in w.masks]
+        return masks_now + model.get_weights()
+
+    grown = tf.Variable(0)
+    original = masks.grow_mask
+
+    def counted(*args):
+        with tf.control_dependencies([grown.assign_add(1)]):
+            return tuple(tf.identity(t) for t in original(*args))
+
+    monkeypatch.setattr(masks, "grow_mask", counted)
+    grow = train(4096)
+    assert int(grown.numpy()) >= 15  # of 20 updates
+    for a, b in zip(grow, train(1 << 62)):
+        np.testing.assert_array_equal(a, b)
