@@ -255,3 +255,84 @@ def test_compiled_global_masks_match_reference_over_consecutive_steps():
         assert np.float32(got_threshold) == expected_threshold
         masks_now = [np.asarray(m) for m in result]
         threshold = np.float32(got_threshold)
+
+
+# -- growing the mask from the previous threshold (masks.grow_mask) ---------
+
+
+def _slow_steps(shape, seed, steps=36):
+    """Gradual pruning as in training: small drifts and small sparsity
+    steps (the grow path's case), with ties, exact zeros, all-equal
+    weights, a jump, falling sparsity, sparsity 0 and near 1."""
+    rng = np.random.default_rng(seed)
+    weights = rng.normal(size=shape).astype("float32") * 0.05
+    for step in range(steps):
+        if step == 8:
+            weights = np.round(weights * 400) / 400  # ties, some exact zeros
+        elif step == 20:
+            weights = np.full(shape, 0.01, "float32")  # all equal
+        elif step == 24:
+            weights = weights * 0.5  # a jump: many candidates
+        else:
+            weights = weights + rng.normal(size=shape).astype("float32") * 1e-4
+        sparsity = 0.3 + 0.003 * step
+        if step == 14:
+            sparsity = 0.2  # falls once
+        elif step == 27:
+            sparsity = 0.0
+        elif step >= 32:
+            sparsity = 0.99 + 0.002 * (step - 32)  # near 1
+        yield weights.astype("float32"), np.float32(sparsity)
+
+
+@pytest.mark.parametrize("seed", [4, 5])
+def test_grow_or_update_matches_reference_over_consecutive_steps(seed):
+    import tensorflow as tf
+
+    from tfopt.pruning import wrapper
+
+    update = tf.function(wrapper._grow_or_update)  # a graph, as in training
+    mask = np.ones((64, 48), "float32")
+    threshold = np.float32(0.0)
+    grown = 0
+    for weights, sparsity in _slow_steps((64, 48), seed):
+        expected = _reference(np.abs(weights * mask), sparsity)
+        grown += bool(masks.grow_mask_candidates(weights, mask, sparsity, threshold)[0])
+        result = update(weights, mask, sparsity, threshold)
+        _assert_same(result, expected)
+        mask, threshold = np.asarray(result[0]), np.float32(result[1])
+    assert grown >= 15  # most steps took the grow path, the others fell back
+
+
+def test_grow_mask_breaks_ties_at_the_cut_by_position():
+    rng = np.random.default_rng(0)
+    weights = rng.uniform(1.0, 2.0, size=4096).astype("float32")
+    weights[rng.choice(4096, 100, replace=False)] = -0.5  # 100 equal magnitudes
+    mask = np.ones(4096, "float32")
+    mask[np.argsort(np.abs(weights), kind="stable")[:1000]] = 0.0  # pruned, 0.5s included
+    weights[mask == 0] = rng.uniform(0.0, 0.4, size=1000)  # drifted while pruned
+    weights[np.flatnonzero(mask)[::37]] = 0.5  # kept ones joining the tie
+    sparsity = np.float32(1050 / 4096)  # the cut falls among the 0.5s
+    ok, delta, index, values = masks.grow_mask_candidates(weights, mask, sparsity, 0.45)
+    assert bool(ok) and 0 < int(delta) == 50 < int((np.asarray(values) == 0.5).sum())
+    _assert_same(masks.grow_mask(mask, delta, index, values),
+                 _reference(np.abs(weights * mask), sparsity))
+
+
+@pytest.mark.parametrize(
+    "case", ["sparsity_falls", "kept_zero", "too_few_candidates", "too_many_candidates"]
+)
+def test_grow_mask_declines_where_it_would_be_wrong_or_slow(case):
+    rng = np.random.default_rng(1)
+    weights = rng.normal(size=4096).astype("float32")
+    mask, threshold = (np.asarray(v) for v in masks.magnitude_mask(np.abs(weights), 0.5))
+    sparsity, previous = np.float32(0.501), threshold
+    if case == "sparsity_falls":
+        sparsity = np.float32(0.4)
+    elif case == "kept_zero":  # a kept 0.0 ties with the pruned zeros
+        weights[np.flatnonzero(mask)[0]] = 0.0
+    elif case == "too_few_candidates":
+        previous = np.float32(threshold * 0.5)  # far below the answer
+    else:
+        previous = np.float32(threshold * 4.0)  # most weights are candidates
+    assert not bool(masks.grow_mask_candidates(weights, mask, sparsity, previous)[0])

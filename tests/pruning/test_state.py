@@ -145,10 +145,11 @@ def test_mirrored_strategy_reaches_same_sparsity_as_single_device():
     "options", [{}, {"scope": "global"}], ids=["layer", "global"]
 )  # blocks: test_masks.py::test_compiled_block_update_matches_reference_...
 def test_warm_started_selection_trains_exactly_like_radix_select(options, monkeypatch, tmp_path):
-    # Every weight takes the XLA-compiled warm-started path (normally only
-    # weights >= 64k elements do): the training run, saving mid-way and
-    # continuing from the file give the same masks and weights as the radix
-    # select.
+    # Every weight takes the large-weight path (normally only weights >= 64k
+    # elements do: for scope="layer" the grow path with the XLA-compiled
+    # warm-started selection as its fallback, for "global" the latter): the
+    # training run, saving mid-way and continuing from the file give the
+    # same masks and weights as the radix select.
     from tfopt.pruning import wrapper
 
     x, y = digits(128)

@@ -11,7 +11,9 @@ float32 bit pattern (three histogram passes) instead of a full sort, because
 TensorFlow's CPU sort costs ~10 ms for 80k weights and would dominate a
 small model's train step. `magnitude_mask_near` gives the same masks starting
 from the previous threshold (one histogram pass in the usual case); the
-wrapper uses it, XLA-compiled, for large weights.
+wrapper uses it, XLA-compiled, for large weights. `grow_mask` (TensorFlow
+outside XLA only: data-dependent shapes) gives them again, cheaper, when the
+mask only grows by the few weights near the previous threshold.
 """
 
 from keras import ops
@@ -386,3 +388,109 @@ def update_mask(weight, mask, sparsity, previous_threshold, block_size=(1, 1), p
     if tuple(block_size) != (1, 1):
         return block_mask(magnitudes, sparsity, block_size, pooling, previous_threshold)
     return magnitude_mask_near(magnitudes, sparsity, previous_threshold)
+
+
+# -- growing a mask by the few weights that cross the threshold -------------
+#
+# Between two updates of gradual pruning the mask usually only grows: the
+# new pruned set is the old one plus the `delta = k - zeros` smallest kept
+# weights. Those lie at or just above the previous threshold (the kept
+# weights that moved below it since the last update, and the next ones up),
+# so they are found among that small candidate set (tens to thousands)
+# instead of in a histogram of every weight. The candidates have a
+# data-dependent count, so this path needs TensorFlow's own kernels (no XLA,
+# no JAX jit); the wrapper uses it on the TensorFlow backend outside XLA and
+# falls back to `update_mask` whenever its preconditions do not hold.
+
+# At most this many candidates (or this fraction of the elements) are ranked
+# by `top_k`; beyond that the histogram pass is cheaper.
+_GROW_MAX_CANDIDATES = 1 << 15
+_GROW_MAX_FRACTION = 8
+
+
+def grow_mask_candidates(weight, mask, sparsity, previous_threshold):
+    """The candidates of `grow_mask`: one pass over the weight.
+
+    Args:
+        weight: The raw weight tensor.
+        mask: Its current mask (0 or 1, same shape).
+        sparsity: Scalar in [0, 1), the target of this update.
+        previous_threshold: The threshold of the last update.
+
+    Returns:
+        `(ok, delta, index, values)`: whether the grown mask is exact
+        (sparsity did not fall below the mask's zeros, at least `delta`
+        candidates, not too many, and no kept weight is exactly zero, which
+        would tie with the pruned zeros), how many weights to prune now,
+        and the flat positions and magnitudes of the candidates (the kept
+        weights up to a bound just above `previous_threshold`), in position
+        order. Every kept weight outside them is larger than all of them.
+    """
+    flat = ops.reshape(ops.cast(weight, "float32"), (-1,))
+    keep = ops.reshape(ops.cast(mask, "float32"), (-1,))
+    size = flat.shape[0]
+    k = num_to_prune(size, sparsity)
+    if size < (1 << 24):  # a float32 sum of 0/1 values is exact below 2**24
+        kept = ops.cast(ops.sum(keep), "int32")
+    else:
+        kept = ops.sum(ops.cast(keep > 0, "int32"))
+    zeros = size - kept
+    delta = k - zeros
+    # Candidates: the kept weights up to a bound a little above the previous
+    # threshold, widened so that about 8 * (delta + 32) more are expected
+    # there than below it (density ~ zeros / threshold near a small
+    # threshold): enough even when the threshold moves up between updates.
+    widen = 8.0 * ops.cast(ops.maximum(delta, 0) + 32, "float32") / ops.cast(
+        ops.maximum(zeros, 1), "float32"
+    )
+    bound = ops.cast(previous_threshold, "float32") * (1.0 + widen)
+    magnitude = ops.abs(flat)
+    candidate = ops.logical_and(keep > 0, magnitude <= bound)
+    (index,) = ops.nonzero(candidate)
+    values = ops.take(magnitude, index)
+    count = ops.shape(values)[0]
+    limit = min(_GROW_MAX_CANDIDATES, max(size // _GROW_MAX_FRACTION, 1))
+    ok = ops.logical_and(
+        ops.logical_and(delta >= 0, count >= delta),
+        ops.logical_and(count <= limit, ops.logical_not(ops.any(ops.equal(values, 0.0)))),
+    )
+    return ok, delta, index, values
+
+
+def grow_mask(mask, delta, index, values):
+    """Prunes the `delta` smallest candidates (ties by position).
+
+    Args:
+        mask: The current mask.
+        delta, index, values: From `grow_mask_candidates`, when its `ok`
+            is true.
+
+    Returns:
+        `(mask, threshold)`, exactly those of `update_mask` for the same
+        step.
+
+    Example:
+
+    ```python
+    ok, delta, index, values = grow_mask_candidates(w, mask, 0.5, threshold)
+    if ok:
+        mask, threshold = grow_mask(mask, delta, index, values)
+    ```
+    """
+    shape = ops.shape(mask)
+    flat = ops.reshape(ops.cast(mask, "float32"), (-1,))
+
+    def grow():
+        # top_k of the negated magnitudes: the smallest first, and equal
+        # ones in position order (the candidates are in position order).
+        smallest, order = ops.top_k(-values, delta)
+        pruned = ops.take(index, order)[:, None]
+        grown = ops.scatter_update(flat, pruned, ops.zeros_like(smallest))
+        return grown, -smallest[delta - 1]
+
+    def same():
+        return flat, ops.zeros((), "float32")
+
+    grown, threshold = ops.cond(delta > 0, grow, same)
+    # delta == 0: the k-th smallest magnitude is one of the pruned zeros.
+    return ops.reshape(grown, shape), threshold

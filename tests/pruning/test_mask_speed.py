@@ -1,0 +1,74 @@
+"""The fast mask-update paths stay exact and compile where they must."""
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from tfopt import pruning
+from tfopt.pruning import wrapper
+
+
+def test_grow_path_is_used_outside_xla_only():
+    @tf.function
+    def graph():
+        return tf.constant(wrapper._dynamic_shapes_allowed())
+
+    @tf.function(jit_compile=True)
+    def xla():
+        return tf.constant(wrapper._dynamic_shapes_allowed())
+
+    assert bool(graph()) and not bool(xla())
+
+
+def test_large_weight_update_compiles_in_an_xla_train_step(monkeypatch):
+    # Every weight takes the large-weight path; under jit_compile=True it
+    # must not trace the grow path's data-dependent shapes.
+    monkeypatch.setattr(wrapper, "WARM_START_MIN_SIZE", 1)
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((16,)), keras.layers.Dense(12), keras.layers.Dense(4)])
+    model = pruning.prune_low_magnitude(
+        model, pruning_schedule=pruning.PolynomialDecay(0.0, 0.6, 0, 9, frequency=1))
+    model.compile("adam", "mse", jit_compile=True)
+    rng = np.random.default_rng(0)
+    model.fit(rng.random((80, 16)), rng.random((80, 4)), batch_size=8, verbose=0,
+              callbacks=[pruning.UpdatePruningStep()])
+    for row in pruning.sparsity_report(model)["layers"]:
+        assert row["zeros"] == row["size"] - round(row["size"] * 0.4), row
+
+
+def test_grow_path_trains_exactly_like_radix_select(monkeypatch):
+    # A 64x64 kernel on a slow ramp: most updates take the grow path (counted
+    # by a variable that only its branch increments); masks and weights
+    # equal those of the radix select.
+    import tensorflow as tf
+
+    from tfopt.pruning import masks
+
+    rng = np.random.default_rng(0)
+    x, y = rng.random((80, 64)).astype("float32"), rng.random((80, 4)).astype("float32")
+
+    def train(min_size):
+        monkeypatch.setattr(wrapper, "WARM_START_MIN_SIZE", min_size)
+        keras.utils.set_random_seed(0)
+        model = keras.Sequential([keras.Input((64,)), keras.layers.Dense(64), keras.layers.Dense(4)])
+        model = pruning.prune_low_magnitude(
+            model, pruning_schedule=pruning.PolynomialDecay(0.0, 0.5, 0, 300, frequency=1),
+            layers=[model.layers[0].name])
+        model.compile("adam", "mse")
+        model.fit(x, y, batch_size=4, verbose=0, shuffle=False,
+                  callbacks=[pruning.UpdatePruningStep()])
+        masks_now = [m.numpy() for w in pruning.api.pruning_wrappers(model) for m in w.masks]
+        return masks_now + model.get_weights()
+
+    grown = tf.Variable(0)
+    original = masks.grow_mask
+
+    def counted(*args):
+        with tf.control_dependencies([grown.assign_add(1)]):
+            return tuple(tf.identity(t) for t in original(*args))
+
+    monkeypatch.setattr(masks, "grow_mask", counted)
+    grow = train(4096)
+    assert int(grown.numpy()) >= 15  # of 20 updates
+    for a, b in zip(grow, train(1 << 62)):
+        np.testing.assert_array_equal(a, b)
