@@ -103,3 +103,15 @@ def scale_loss_for_distribution(loss):
     from keras.src.losses.loss import scale_loss_for_distribution as scale
 
     return scale(loss)
+
+
+def in_xla_context():
+    """Whether TensorFlow is tracing inside an XLA-compiled function
+    (`jit_compile=True`); None if this TensorFlow does not say."""
+    import tensorflow as tf
+
+    try:  # TensorFlow marks the graphs of jit_compile functions this way
+        from tensorflow.python.ops import control_flow_util
+    except ImportError:  # pragma: no cover - a TensorFlow without it
+        return None
+    return bool(control_flow_util.GraphOrParentsInXlaContext(tf.compat.v1.get_default_graph()))

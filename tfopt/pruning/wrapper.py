@@ -3,6 +3,8 @@
 import keras
 from keras import layers, ops
 
+from tfopt import _compat
+
 from tfopt.pruning import masks as mask_math
 from tfopt.pruning import schedules as schedules_lib
 from tfopt.pruning.params import BLOCK_POOLING_TYPES  # noqa: F401  (the old home of these names)
@@ -321,12 +323,8 @@ def _dynamic_shapes_allowed():
 
     if tf.executing_eagerly():
         return True
-    try:  # TensorFlow marks the graphs of jit_compile functions this way
-        from tensorflow.python.ops import control_flow_util
-    except ImportError:  # pragma: no cover - a TensorFlow without it
-        return False
-    graph = tf.compat.v1.get_default_graph()
-    return not control_flow_util.GraphOrParentsInXlaContext(graph)
+    in_xla = _compat.in_xla_context()
+    return in_xla is False
 
 
 def _grow_or_update(weight, mask, sparsity, threshold):
