@@ -310,7 +310,8 @@ def _plan(model, selected, configs, skip_unsupported, ops_selected, int8_recurre
             activation = config_lib.activation_name(op)
             if activation not in (None, "linear") + config_lib.FUSABLE_ACTIVATIONS:
                 step.split_activation = op.activation
-        if action == "fuse" and isinstance(op, layers.Activation) and config_lib.activation_name(op) == "linear":
+        if (action == "fuse" and isinstance(op, layers.Activation)
+                and config_lib.activation_name(op) == "linear"):
             # An identity (ConvNeXt's drop-path stand-in): the converter drops
             # it, so a range of its own would only re-round its input.
             step.action = "pass"
@@ -562,8 +563,9 @@ def _identity_reduction(op):
         return all(d == 1 for d in spatial)
     if not isinstance(op, layers.Layer) and type(op).__name__ in ("Mean", "Sum"):
         axis = getattr(op, "axis", None)
-        axes = range(1, len(shape)) if axis is None else (axis if isinstance(axis, (list, tuple)) else [axis])
-        return all(shape[a] == 1 for a in axes)
+        if axis is None:  # over the batch too
+            return False
+        return all(shape[a] == 1 for a in (axis if isinstance(axis, (list, tuple)) else [axis]))
     return False
 
 
