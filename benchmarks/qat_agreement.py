@@ -97,7 +97,8 @@ def measure(name, n_train, n_test, epochs, qat_epochs):
 def markdown(data):
     lines = ["# QAT int8 file vs its QAT Keras model", ""]
     for label, run in data["runs"].items():
-        lines.append(f"- `{label}`: `{run['command']}` on {run['machine']}, {run['date']}; "
+        lines.append(f"- `{label}`: `{run['command']}` with tfopt from `{run['tfopt']}`, on {run['machine']}, "
+                     f"{run['date']}; "
                      f"{run['settings']}. The machine was shared with other jobs (times are not "
                      "comparable).")
     lines += ["", "| model | version | compute ops int8 | float ops left | top-1 agreement | "
@@ -128,7 +129,14 @@ def main(argv=None):
     parser.add_argument("--epochs", type=int, default=1, help="float training epochs")
     parser.add_argument("--qat-epochs", type=int, default=1)
     parser.add_argument("--json", default=os.path.join(RESULTS, "qat_agreement.json"))
+    parser.add_argument("--render", action="store_true", help="only rewrite the .md from the .json")
     args = parser.parse_args(argv)
+    if args.render:
+        with open(args.json) as f:
+            data = json.load(f)
+        with open(os.path.splitext(args.json)[0] + ".md", "w") as f:
+            f.write(markdown(data))
+        return
     import keras
     import tensorflow as tf
 

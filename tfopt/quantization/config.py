@@ -109,7 +109,8 @@ QUANTIZE_TABLE = {
     layers.LayerNormalization: Rule(
         NORM, note="int8 in and out; TFLite has no LayerNorm kernel: the converter decomposes it "
         "into MEAN/SQUARED_DIFFERENCE/MEAN/ADD/RSQRT/MUL/ADD; the first MEAN runs int8 (QAT simulates "
-        "its rounding with its own range), the rest is a float island (see README)", tfmot=_TFMOT_NO),
+        "its rounding with its own range), the rest is a float island (ranges on every op of the "
+        "lowering crash the converter)", tfmot=_TFMOT_NO),
     layers.MultiHeadAttention: Rule(
         ATTENTION, note="query/key/value/output EinsumDense kernels int8 per tensor; ranges on the "
         "projections, scores and softmax, so FULLY_CONNECTED and BATCH_MATMUL run int8",
