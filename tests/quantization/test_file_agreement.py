@@ -72,7 +72,8 @@ def test_identity_and_average_over_a_1x1_map_keep_their_input_range():
 def test_layernorm_attention_and_tanh_files_match_the_qat_model():
     # ViT/BERT: the converter runs LayerNormalization's first MEAN int8 and
     # SOFTMAX/TANH with TFLite's fixed output ranges; QAT now simulates both
-    # (before: logit error ~0.1 of the range, top-1 agreement 0.75-0.96).
+    # (measured on this model: max logit error 0.033 of the logit range
+    # before, 0.015 after; on the zoo's ViT-tiny 0.129 before, 0.055 after).
     keras.utils.set_random_seed(0)
     inputs = keras.Input((16, 4))
     x = keras.layers.Dense(16)(inputs)
