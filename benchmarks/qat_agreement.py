@@ -119,7 +119,8 @@ def markdown(data):
               "(max - min) of the Keras logits; max and mean over all logits. Top-1 agreement is over 128 test inputs "
               "(one input = 0.008); the models are barely trained, so near-tied logits flip with any rounding: "
               "the logit error does not depend on training. Seconds include training, on a shared machine.", ""]
-    return "\n".join(lines)
+    lines += [f"- {note}" for note in data.get("notes", [])]
+    return "\n".join(lines) + "\n"
 
 
 def main(argv=None):
