@@ -14,9 +14,12 @@ from tfopt.quantization import config as config_lib
 from tfopt.quantization import transforms
 from tfopt.quantization.layers import ChannelAffine
 from tfopt.quantization.layers import QuantizeActivation
+from tfopt.quantization.layers import QuantizedLayerNormalization
 from tfopt.quantization.layers import QuantizedMultiHeadAttention
 from tfopt.quantization.layers import QuantizedRecurrent
 from tfopt.quantization.layers import QuantizeWrapper
+from tfopt.quantization.layers import SIGMOID_RANGE
+from tfopt.quantization.layers import TANH_RANGE
 
 
 @keras.saving.register_keras_serializable(package="tfopt")
@@ -248,7 +251,7 @@ _IO_TO_ACTION = {
     config_lib.KERNEL: "kernel", config_lib.PASS: "pass", config_lib.OUTPUT: "output",
     config_lib.FUSE: "fuse", config_lib.FOLD: "fold", config_lib.AFFINE: "affine",
     config_lib.GATHER: "gather", config_lib.ATTENTION: "attention", config_lib.RECURRENT: "recurrent",
-    config_lib.FLOAT: "island",
+    config_lib.NORM: "norm", config_lib.FLOAT: "island",
 }
 
 
@@ -307,6 +310,15 @@ def _plan(model, selected, configs, skip_unsupported, ops_selected, int8_recurre
             activation = config_lib.activation_name(op)
             if activation not in (None, "linear") + config_lib.FUSABLE_ACTIVATIONS:
                 step.split_activation = op.activation
+        if (action == "fuse" and isinstance(op, layers.Activation)
+                and config_lib.activation_name(op) == "linear"):
+            # An identity (ConvNeXt's drop-path stand-in): the converter drops
+            # it, so a range of its own would only re-round its input.
+            step.action = "pass"
+        if action == "output" and _identity_reduction(op):
+            # The converter rewrites it as a RESHAPE, which must keep its
+            # input's scale: a range of its own cannot convert.
+            step.action = "pass"
         if action == "recurrent" and not (int8_recurrent and _int8_recurrent(op)):
             step.action = "island"
         if action == "affine":
@@ -414,6 +426,10 @@ def _quantize(model, selected, configs, preserve_sparsity, skip_unsupported, ops
             inner.build(_inputs_of(layer)[0].shape)
             new = QuantizeWrapper(inner, preserve_sparsity=preserve_sparsity)
             copies.append((inner, layer))
+        elif action == "norm":
+            new = QuantizedLayerNormalization.from_config(layer.get_config())
+            new.build(_inputs_of(layer)[0].shape)
+            copies.append((new, layer))
         elif action == "attention":
             inner = QuantizedMultiHeadAttention.from_config(layer.get_config())
             inner.build_from_config(layer.get_build_config())
@@ -443,8 +459,8 @@ def _quantize(model, selected, configs, preserve_sparsity, skip_unsupported, ops
             input_quantizers[id(tensor)] = result
         return input_quantizers[id(tensor)]
 
-    def range_after(tensor, name):
-        result = QuantizeActivation(name=name)(tensor)
+    def range_after(tensor, name, source=None):
+        result = QuantizeActivation(name=name, fixed_range=_fixed_output_range(source))(tensor)
         quantized_tensors.add(id(result))
         return result
 
@@ -479,10 +495,12 @@ def _quantize(model, selected, configs, preserve_sparsity, skip_unsupported, ops
                 return outputs
             if step.split_activation is not None:
                 outputs = range_after(outputs, f"{name}_preact_quant")
-                outputs = layers.Activation(step.split_activation, name=f"{name}_activation")(outputs)
-        if action in _KERNEL_ACTIONS + ("output", "fuse"):
+                activation = layers.Activation(step.split_activation, name=f"{name}_activation")
+                outputs = activation(outputs)
+                op = activation  # the output range is the activation's
+        if action in _KERNEL_ACTIONS + ("output", "fuse", "norm"):
             outputs = keras.tree.map_structure(
-                lambda t: range_after(t, f"{name}_quant") if _is_float(t) else t, outputs)
+                lambda t: range_after(t, f"{name}_quant", op) if _is_float(t) else t, outputs)
         elif action == "gather":
             quantized_tensors.add(id(outputs))  # GATHER keeps the int8 table's scale
         elif action == "pass" and all(id(a) in quantized_tensors for a in keras.tree.flatten(args)
@@ -499,6 +517,10 @@ def _quantize(model, selected, configs, preserve_sparsity, skip_unsupported, ops
             for variable, value in zip((new.kernel, new.recurrent_kernel, getattr(new, "bias", None)),
                                        old.get_weights()):
                 variable.assign(value)
+        elif isinstance(new, QuantizedLayerNormalization):
+            for attr in ("gamma", "beta"):
+                if getattr(old, attr, None) is not None:
+                    getattr(new, attr).assign(getattr(old, attr))
         else:
             _copy_attention_weights(new, old)
     if preserve_sparsity:
@@ -508,6 +530,43 @@ def _quantize(model, selected, configs, preserve_sparsity, skip_unsupported, ops
         for wrapper in pointwise_of.values():
             wrapper.capture_sparsity()
     return result
+
+
+# Activations whose int8 TFLite kernel has a fixed output range
+# (`layers.SIGMOID_RANGE`/`TANH_RANGE`).
+_FIXED_RANGES = {"sigmoid": SIGMOID_RANGE, "softmax": SIGMOID_RANGE, "tanh": TANH_RANGE}
+_FIXED_OPS = {"Sigmoid": "sigmoid", "Softmax": "softmax", "Tanh": "tanh"}
+
+
+def _fixed_output_range(op):
+    """TFLite's fixed int8 output range of `op`'s kernel, or None."""
+    if op is None:
+        return None
+    if isinstance(op, layers.Softmax):
+        return SIGMOID_RANGE
+    if isinstance(op, layers.Activation):
+        return _FIXED_RANGES.get(config_lib.activation_name(op))
+    if not isinstance(op, layers.Layer):
+        return _FIXED_RANGES.get(_FIXED_OPS.get(type(op).__name__))
+    return None
+
+
+def _identity_reduction(op):
+    """Whether `op` averages/sums only axes of static size 1 (a reshape in the file)."""
+    inputs = _inputs_of(op)
+    if len(inputs) != 1 or not isinstance(inputs[0], keras.KerasTensor):
+        return False
+    shape = inputs[0].shape
+    if isinstance(op, (layers.GlobalAveragePooling1D, layers.GlobalAveragePooling2D,
+                       layers.GlobalAveragePooling3D)):
+        spatial = shape[2:] if op.data_format == "channels_first" else shape[1:-1]
+        return all(d == 1 for d in spatial)
+    if not isinstance(op, layers.Layer) and type(op).__name__ in ("Mean", "Sum"):
+        axis = getattr(op, "axis", None)
+        if axis is None:  # over the batch too
+            return False
+        return all(shape[a] == 1 for a in (axis if isinstance(axis, (list, tuple)) else [axis]))
+    return False
 
 
 def _int8_recurrent(layer):

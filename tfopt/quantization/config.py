@@ -27,8 +27,9 @@ AFFINE = "affine"        # per-channel x * a + b: rewritten as a 1x1 depthwise k
 GATHER = "gather"        # Embedding: int8 table; the output has the table's range
 ATTENTION = "attention"  # MultiHeadAttention: int8 projections and attention matmuls
 RECURRENT = "recurrent"  # LSTM/GRU: unrolled, int8 ranges on every step (else a float island)
+NORM = "norm"            # LayerNormalization: int8 in and out, its mean int8 as the file computes it
 FLOAT = "float"          # a float island: no range in or out (the reason is in the rule)
-IO_MODES = (KERNEL, PASS, OUTPUT, FUSE, FOLD, AFFINE, GATHER, ATTENTION, RECURRENT, FLOAT)
+IO_MODES = (KERNEL, PASS, OUTPUT, FUSE, FOLD, AFFINE, GATHER, ATTENTION, RECURRENT, NORM, FLOAT)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,6 +69,8 @@ _conv = Rule(KERNEL, ("kernel",), "per_channel",
              "other activations split out with their own range", _TFMOT_KERNEL)
 _pass = Rule(PASS, note="int8 in, same range out", tfmot=_TFMOT_NO)
 _out = Rule(OUTPUT, note="int8 in, own output range", tfmot=_TFMOT_NO)
+_gap = Rule(OUTPUT, note="own output range; over a 1x1 map (a RESHAPE in the file) the input's range",
+           tfmot=_TFMOT_NO)
 _resize = Rule(OUTPUT, note="int8 in, own output range (RESIZE_* int8)", tfmot=_TFMOT_NO)
 
 QUANTIZE_TABLE = {
@@ -104,8 +107,10 @@ QUANTIZE_TABLE = {
     layers.Rescaling: Rule(AFFINE, note="per-channel affine: int8 1x1 DEPTHWISE_CONV_2D (frozen)",
                            tfmot=_TFMOT_NO),
     layers.LayerNormalization: Rule(
-        OUTPUT, note="int8 in and out; TFLite has no LayerNorm kernel: the converter decomposes it "
-        "into MEAN/SUB/MUL/RSQRT/ADD, which run float in between", tfmot=_TFMOT_NO),
+        NORM, note="int8 in and out; TFLite has no LayerNorm kernel: the converter decomposes it "
+        "into MEAN/SQUARED_DIFFERENCE/MEAN/ADD/RSQRT/MUL/ADD; the first MEAN runs int8 (QAT simulates "
+        "its rounding with its own range), the rest is a float island (ranges on every op of the "
+        "lowering crash the converter)", tfmot=_TFMOT_NO),
     layers.MultiHeadAttention: Rule(
         ATTENTION, note="query/key/value/output EinsumDense kernels int8 per tensor; ranges on the "
         "projections, scores and softmax, so FULLY_CONNECTED and BATCH_MATMUL run int8",
@@ -126,15 +131,17 @@ QUANTIZE_TABLE = {
     layers.ReLU: Rule(FUSE, note="fused into the kernel before it (no range between), else own range",
                       tfmot="fused after Conv/Dense, else output range"),
     layers.Activation: Rule(
-        FUSE, note="relu/relu6: fused into the kernel before it; swish/hard_swish/gelu/sigmoid/"
-        "hard_sigmoid/tanh/softmax: own output range", tfmot="relu/relu6/softmax/sigmoid/tanh: output "
+        FUSE, note="relu/relu6: fused into the kernel before it; sigmoid/softmax/tanh: TFLite's fixed "
+        "int8 output range (scale 1/256, 1/256, 1/128); swish/hard_swish/gelu/hard_sigmoid: own output "
+        "range; linear: passes its input's range", tfmot="relu/relu6/softmax/sigmoid/tanh: output "
         "range; swish/gelu: refused"),
-    layers.Softmax: Rule(OUTPUT, note="own output range", tfmot=_TFMOT_OUT),
+    layers.Softmax: Rule(OUTPUT, note="TFLite's fixed int8 SOFTMAX output range (scale 1/256)",
+                         tfmot=_TFMOT_OUT),
     layers.LeakyReLU: Rule(OUTPUT, note="own output range", tfmot=_TFMOT_NO),
     layers.ELU: Rule(OUTPUT, note="own output range", tfmot=_TFMOT_NO),
     layers.Add: _out, layers.Subtract: _out, layers.Multiply: _out, layers.Average: _out,
     layers.Maximum: _out, layers.Minimum: _out, layers.Concatenate: _out,
-    layers.GlobalAveragePooling1D: _out, layers.GlobalAveragePooling2D: _out,
+    layers.GlobalAveragePooling1D: _gap, layers.GlobalAveragePooling2D: _gap,
     layers.AveragePooling1D: _pass, layers.AveragePooling2D: _pass,
     layers.MaxPooling1D: _pass, layers.MaxPooling2D: _pass,
     layers.GlobalMaxPooling1D: _pass, layers.GlobalMaxPooling2D: _pass,
@@ -196,16 +203,20 @@ def _internal_rows():
 INTERNAL_TABLE = _internal_rows()
 
 _op_out = Rule(OUTPUT, note="own output range", tfmot="TFOpLambda: refused")
+_op_fixed = Rule(OUTPUT, note="TFLite's fixed int8 output range (LOGISTIC/SOFTMAX 1/256, TANH 1/128)",
+                 tfmot="TFOpLambda: refused")
+_op_mean = Rule(OUTPUT, note="own output range; over axes of size 1 (a RESHAPE in the file) the "
+                "input's range", tfmot="TFOpLambda: refused")
 _op_pass = Rule(PASS, note="same range out", tfmot="TFOpLambda: refused")
 # Raw keras.ops nodes, by the op's class name (keras.src.ops.*).
 OPS_TABLE = {
     "Add": _op_out, "Subtract": _op_out, "Multiply": _op_out, "TrueDivide": _op_out,
-    "Divide": _op_out, "Mean": _op_out, "Sum": _op_out, "Maximum": _op_out, "Minimum": _op_out,
+    "Divide": _op_out, "Mean": _op_mean, "Sum": _op_mean, "Maximum": _op_out, "Minimum": _op_out,
     "Concatenate": _op_out, "Relu": Rule(FUSE, note="fused into the kernel before it, else own range",
                                          tfmot="TFOpLambda: refused"),
     "Relu6": Rule(FUSE, note="fused into the kernel before it, else own range", tfmot="TFOpLambda: refused"),
-    "Sigmoid": _op_out, "HardSigmoid": _op_out, "Silu": _op_out, "HardSilu": _op_out,
-    "Gelu": _op_out, "Tanh": _op_out, "Softmax": _op_out, "Square": _op_out, "Sqrt": _op_out,
+    "Sigmoid": _op_fixed, "HardSigmoid": _op_out, "Silu": _op_out, "HardSilu": _op_out,
+    "Gelu": _op_out, "Tanh": _op_fixed, "Softmax": _op_fixed, "Square": _op_out, "Sqrt": _op_out,
     "Reshape": _op_pass, "ExpandDims": _op_pass, "Squeeze": _op_pass, "Transpose": _op_pass,
     "GetItem": _op_pass, "Max": _op_pass, "Min": _op_pass, "Pad": _op_pass,
 }

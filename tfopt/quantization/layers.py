@@ -12,6 +12,13 @@ from tfopt.substitution import call_with_values
 # fine-tunes here run a few hundred steps, so the ranges follow faster.
 RANGE_DECAY = 0.99
 
+# TFLite's fixed int8 output ranges: LOGISTIC and SOFTMAX write scale 1/256,
+# zero point -128; TANH scale 1/128, zero point 0 (whatever range follows,
+# the converter then adds a requantizing QUANTIZE). QAT uses these ranges so
+# that the Keras model rounds once, where the file does.
+SIGMOID_RANGE = (0.0, 255.0 / 256.0)
+TANH_RANGE = (-1.0, 127.0 / 128.0)
+
 
 @keras.saving.register_keras_serializable(package="tfopt")
 class QuantizeActivation(layers.Layer):
@@ -351,7 +358,9 @@ class QuantizedMultiHeadAttention(layers.MultiHeadAttention):
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
         for name in self._RANGES:  # attributes, so their variables are tracked and saved
-            setattr(self, f"_{name}_range", QuantizeActivation(name=f"{name}_quant"))
+            # int8 SOFTMAX writes scale 1/256, zero point -128: the file rounds there.
+            fixed = SIGMOID_RANGE if name == "probs" else None
+            setattr(self, f"_{name}_range", QuantizeActivation(name=f"{name}_quant", fixed_range=fixed))
 
     @property
     def _ranges(self):
@@ -381,16 +390,13 @@ class QuantizedMultiHeadAttention(layers.MultiHeadAttention):
         products = q["products"](ops.einsum(self._dot_product_equation, key, query), training=training)
         scores = q["scores"](ops.multiply(products, ops.cast(self._inverse_sqrt_key_dim, products.dtype)),
                              training=training)
+        # SOFTMAX's int8 output has TFLite's fixed range (see `__init__`).
         probs = q["probs"](self._masked_softmax(scores, attention_mask), training=training)
         dropped = self._dropout_layer(probs, training=training) if self._dropout > 0.0 else probs
         output = ops.einsum(self._combine_equation, dropped, value)
         return q["heads"](output, training=training), probs
 
 
-# TFLite's fixed int8 output ranges of LOGISTIC (scale 1/256, zero point
-# -128) and TANH (scale 1/128, zero point 0).
-_SIGMOID_RANGE = (0.0, 255.0 / 256.0)
-_TANH_RANGE = (-1.0, 127.0 / 128.0)
 
 
 @keras.saving.register_keras_serializable(package="tfopt")
@@ -430,8 +436,8 @@ class QuantizedRecurrent(layers.Layer):
         self.return_sequences, self.use_bias, self.reset_after = return_sequences, use_bias, reset_after
         self._range_names = self._LSTM_RANGES if cell == "lstm" else self._GRU_RANGES
         for name in self._range_names:
-            fixed = _SIGMOID_RANGE if name in ("i", "f", "o", "z", "r") else (
-                _TANH_RANGE if name in ("g", "tc", "hh") else None)
+            fixed = SIGMOID_RANGE if name in ("i", "f", "o", "z", "r") else (
+                TANH_RANGE if name in ("g", "tc", "hh") else None)
             setattr(self, f"_{name}_range", QuantizeActivation(name=f"{name}_quant", fixed_range=fixed))
 
     def build(self, input_shape):
@@ -516,3 +522,63 @@ class QuantizedRecurrent(layers.Layer):
         return {**super().get_config(), "cell": self.cell, "units": self.units,
                 "return_sequences": self.return_sequences, "use_bias": self.use_bias,
                 "reset_after": self.reset_after}
+
+
+@keras.saving.register_keras_serializable(package="tfopt")
+class QuantizedLayerNormalization(layers.LayerNormalization):
+    """LayerNormalization with the int8 mean the TFLite file computes, for QAT.
+
+    TFLite has no LayerNorm kernel: the converter lowers it to MEAN,
+    SQUARED_DIFFERENCE, MEAN, ADD, RSQRT, MUL, ADD. From a QAT graph its
+    int8 input makes the first MEAN (the mean over the normalized axes) an
+    int8 kernel, rounded to a grid, while the rest stays float: Keras's own
+    LayerNormalization computes that mean in float, so the file drifted
+    from the QAT model (a mean off by half a step, divided by a small
+    standard deviation, moves every output). This layer rounds the mean as
+    the file does, with its own learned int8 range (`mean_quant`), and
+    computes the rest as Keras does. Same config and weights as
+    `keras.layers.LayerNormalization`.
+
+    Example:
+
+    ```python
+    ln = QuantizedLayerNormalization.from_config(layer.get_config())
+    ```
+    """
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self._mean_range = QuantizeActivation(name="mean_quant")
+
+    def build(self, input_shape):
+        super().build(input_shape)
+        if not self._mean_range.built:
+            self._mean_range.build(None)
+
+    def call(self, inputs, training=None):
+        x = ops.cast(inputs, "float32")
+        axis = [self.axis] if isinstance(self.axis, int) else list(self.axis)
+        rank = len(x.shape)
+        axis = sorted(a % rank for a in axis)
+        shape = [1] * rank
+        for a in axis:
+            shape[a] = x.shape[a]
+        mean = self._mean_range(ops.mean(x, axis=axis, keepdims=True), training=training)
+        variance = ops.mean(ops.square(x - ops.stop_gradient(mean)), axis=axis, keepdims=True)
+        inv = ops.rsqrt(variance + self.epsilon)
+
+        def broadcast(v):
+            v = ops.cast(v, x.dtype)
+            return v if axis == [rank - 1] else ops.reshape(v, shape)
+
+        if self.rms_scaling:
+            outputs = x * inv
+            if self.gamma is not None:
+                outputs = outputs * broadcast(self.gamma)
+            return ops.cast(outputs, self.compute_dtype)
+        if self.gamma is not None:
+            inv = inv * broadcast(self.gamma)
+        shift = -mean * inv
+        if self.beta is not None:
+            shift = shift + broadcast(self.beta)
+        return ops.cast(x * inv + shift, self.compute_dtype)

@@ -1,0 +1,172 @@
+"""Does the QAT int8 file compute what its QAT Keras model computes? (issue 11)
+
+For each zoo model: train the float model briefly on its zoo task, QAT
+fine-tune it (`tfopt.quantization.quantize_model`), export the int8 file
+(`tfopt.export.to_tflite(qat, quantization="int8")`, no calibration data)
+and compare the file with the QAT Keras model on the zoo's test inputs:
+
+- `int8_ops`: compute ops (CONV_2D, DEPTHWISE_CONV_2D, FULLY_CONNECTED,
+  BATCH_MATMUL, TRANSPOSE_CONV) running int8, k/n; `float_ops`: ops left float;
+- `top1_agreement`: argmax of the file == argmax of the QAT model;
+- `logit_error`: max |file - keras| / (max - min of the Keras logits), and
+  `logit_error_mean` (mean |file - keras| / range): unlike top-1 agreement
+  these do not depend on how well the (barely trained) model separates
+  its classes.
+
+Run it once per code version with `--label` and the same `--json`; the
+Markdown table puts the labels side by side:
+
+    PYTHONPATH=/work/main nice -n 5 python benchmarks/qat_agreement.py --label before
+    PYTHONPATH=$PWD nice -n 5 python benchmarks/qat_agreement.py --label after
+
+Writes benchmarks/results/qat_agreement.{json,md}.
+"""
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import time
+
+import numpy as np
+
+MODELS = ("convnext_tiny", "vit_tiny", "bert_tiny", "densenet121")
+HERE = os.path.dirname(os.path.abspath(__file__))
+RESULTS = os.path.join(HERE, "results")
+
+
+def _cpu():
+    try:
+        with open("/proc/cpuinfo") as f:
+            names = [line.split(":", 1)[1].strip() for line in f if line.startswith("model name")]
+        return f"{names[0]} ({len(names)} cores)"
+    except OSError:  # pragma: no cover - not Linux
+        return platform.processor()
+
+
+def _run_file(content, x):
+    from ai_edge_litert.interpreter import Interpreter
+
+    runner = Interpreter(model_content=content).get_signature_runner()
+    name = next(iter(runner.get_input_details()))
+    dtype = runner.get_input_details()[name]["dtype"]
+    chunks = [next(iter(runner(**{name: x[i:i + 32].astype(dtype)}).values()))
+              for i in range(0, len(x), 32)]
+    return np.concatenate(chunks)
+
+
+def measure(name, n_train, n_test, epochs, qat_epochs):
+    """One model: the QAT file against its QAT Keras model (a dict)."""
+    import keras
+
+    from tfopt import export
+    from tfopt import quantization
+    from tfopt import zoo
+
+    start = time.time()
+    (x, y), (x_test, _) = zoo.task(name, n_train=n_train, n_test=n_test)
+    model = zoo.compile_model(zoo.build(name))
+    model.fit(x, y, batch_size=32, epochs=epochs, verbose=0)
+    keras.utils.set_random_seed(1)
+    qat = zoo.compile_model(quantization.quantize_model(model), 1e-4)
+    qat.fit(x, y, batch_size=32, epochs=qat_epochs, verbose=0)
+    row = {"model": name}
+    try:
+        exported = export.to_tflite(qat, quantization="int8")
+    except Exception as error:  # recorded, the other models go on
+        row["error"] = f"{type(error).__name__}: {str(error)[:300]}"
+        row["seconds"] = round(time.time() - start, 1)
+        return row
+    ours = _run_file(exported.content, x_test)
+    theirs = qat.predict(x_test, batch_size=64, verbose=0)
+    spread = float(theirs.max() - theirs.min())
+    precision = export.op_precision(exported.content)
+    floats = {**precision["float_compute"], **precision["float_other"]}
+    row.update(
+        int8_ops=f"{precision['int8_compute_ops']}/{precision['compute_ops']}",
+        float_ops=", ".join(f"{op} x{n}" for op, n in sorted(floats.items())) or "none",
+        top1_agreement=float(np.mean(ours.argmax(-1) == theirs.argmax(-1))),
+        logit_error=float(np.max(np.abs(ours - theirs)) / spread),
+        logit_error_mean=float(np.mean(np.abs(ours - theirs)) / spread),
+        seconds=round(time.time() - start, 1),
+    )
+    return row
+
+
+def markdown(data):
+    lines = ["# QAT int8 file vs its QAT Keras model", ""]
+    for label, run in data["runs"].items():
+        lines.append(f"- `{label}`: `{run['command']}` with tfopt from `{run['tfopt']}`, on {run['machine']}, "
+                     f"{run['date']}; "
+                     f"{run['settings']}. The machine was shared with other jobs (times are not "
+                     "comparable).")
+    lines += ["", "| model | version | compute ops int8 | float ops left | top-1 agreement | "
+              "logit error max | logit error mean | s |", "|---|---|---|---|---|---|---|---|"]
+    models = list(dict.fromkeys(r["model"] for run in data["runs"].values() for r in run["rows"]))
+    for model in models:
+        for label, run in data["runs"].items():
+            for r in run["rows"]:
+                if r["model"] != model:
+                    continue
+                if "error" in r:
+                    lines.append(f"| {model} | {label} | **failed**: {r['error']} | | | | | {r['seconds']} |")
+                else:
+                    lines.append(f"| {model} | {label} | {r['int8_ops']} | {r['float_ops']} | "
+                                 f"{r['top1_agreement']:.3f} | {r['logit_error']:.4f} | "
+                                 f"{r['logit_error_mean']:.2g} | {r['seconds']} |")
+    lines += ["", "Logit error: |file - QAT Keras model| over the test inputs, divided by the range "
+              "(max - min) of the Keras logits; max and mean over all logits. Top-1 agreement is over 128 test inputs "
+              "(one input = 0.008); the models are barely trained, so near-tied logits flip with any rounding: "
+              "the logit error does not depend on training. Seconds include training, on a shared machine.", ""]
+    lines += [f"- {note}" for note in data.get("notes", [])]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", default=",".join(MODELS))
+    parser.add_argument("--label", default="after", help="the code version measured (a column)")
+    parser.add_argument("--n-train", type=int, default=256)
+    parser.add_argument("--n-test", type=int, default=128)
+    parser.add_argument("--epochs", type=int, default=1, help="float training epochs")
+    parser.add_argument("--qat-epochs", type=int, default=1)
+    parser.add_argument("--json", default=os.path.join(RESULTS, "qat_agreement.json"))
+    parser.add_argument("--render", action="store_true", help="only rewrite the .md from the .json")
+    args = parser.parse_args(argv)
+    if args.render:
+        with open(args.json) as f:
+            data = json.load(f)
+        with open(os.path.splitext(args.json)[0] + ".md", "w") as f:
+            f.write(markdown(data))
+        return
+    import keras
+    import tensorflow as tf
+
+    import tfopt
+
+    rows = []
+    for name in args.models.split(","):
+        rows.append(measure(name, args.n_train, args.n_test, args.epochs, args.qat_epochs))
+        print(json.dumps(rows[-1]), flush=True)
+    data = {"runs": {}}
+    if os.path.exists(args.json):  # read at the end: another label may have run meanwhile
+        with open(args.json) as f:
+            data = json.load(f)
+    data["runs"][args.label] = {
+        "command": "python benchmarks/qat_agreement.py " + " ".join(argv or __import__("sys").argv[1:]),
+        "tfopt": os.path.dirname(os.path.dirname(os.path.abspath(tfopt.__file__))),
+        "machine": _cpu(),
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "settings": (f"{args.epochs} float epoch(s) + {args.qat_epochs} QAT epoch(s) on {args.n_train} "
+                     f"examples, {args.n_test} test inputs; TF {tf.__version__}, Keras {keras.__version__}"),
+        "rows": rows,
+    }
+    with open(args.json, "w") as f:
+        json.dump(data, f, indent=1)
+    with open(os.path.splitext(args.json)[0] + ".md", "w") as f:
+        f.write(markdown(data))
+
+
+if __name__ == "__main__":
+    main()
