@@ -63,9 +63,19 @@ def run_through_graph(model, inputs, operation_fn):
 
 
 def get_input_signature(model):
-    """Keras's own input signature rule for `model.export`."""
-    from keras.src.export.export_utils import get_input_signature as signature
+    """Keras's own input signature rule for `model.export` (Functional
+    models take one nested argument, subclassed ones their first call's
+    shapes); the public `inputs` if that private rule moves.
 
+    Raises:
+        ValueError: If the model has no defined inputs.
+    """
+    try:
+        from keras.src.export.export_utils import get_input_signature as signature
+    except ImportError:  # pragma: no cover - moved in a future Keras
+        if not hasattr(model, "inputs"):
+            raise ValueError("it has no `inputs`.") from None
+        return [model.inputs[0] if len(model.inputs) == 1 else model.inputs]
     return signature(model)
 
 
@@ -115,3 +125,43 @@ def in_xla_context():
     except ImportError:  # pragma: no cover - a TensorFlow without it
         return None
     return bool(control_flow_util.GraphOrParentsInXlaContext(tf.compat.v1.get_default_graph()))
+
+
+def atomic_keras_tuner_json():
+    """Makes KerasTuner's JSON state writes atomic on local disks (once).
+
+    KerasTuner writes `oracle.json`, `trial.json` and the tuner's state in
+    place (`keras_tuner.src.utils.save_json`, no public hook): a search
+    killed while writing leaves an empty file, and resuming it then fails in
+    `json.loads`. The replacement writes a temporary file beside the target
+    and renames it over (`os.replace`), so a reader sees the old state or
+    the new one. Remote paths (`gs://...`) keep KerasTuner's own writer.
+    """
+    import json
+    import os
+    import tempfile
+
+    from keras_tuner.src import utils
+
+    if getattr(utils.save_json, "_tfopt_atomic", False):
+        return
+    original = utils.save_json
+
+    def save_json(path, obj):
+        if "://" in str(path):
+            return original(path, obj)
+        text = json.dumps(obj)
+        directory = os.path.dirname(os.path.abspath(path))
+        handle, temporary = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".json")
+        try:
+            with os.fdopen(handle, "w") as file:
+                file.write(text)
+            os.replace(temporary, path)
+        except BaseException:
+            if os.path.exists(temporary):
+                os.remove(temporary)
+            raise
+        return text
+
+    save_json._tfopt_atomic = True
+    utils.save_json = save_json

@@ -107,8 +107,7 @@ def test_update_tracker_catches_up_missed_steps():
 
 # Files of other owners that still reach Keras/KerasTuner internals directly
 # (listed for the integrator); everything else goes through tfopt/_compat.py.
-_NOT_YET = {"tfopt/export/tflite.py", "tfopt/quantization/config.py",
-            "tfopt/quantization/transforms.py", "tfopt/tuning/trials.py"}
+_NOT_YET = set()
 
 
 def test_keras_private_apis_only_in_compat():

@@ -104,3 +104,31 @@ def test_killed_search_resumes_without_losing_or_redoing_trials(tmp_path):
     # The trial that was running when the process died ran again, once.
     interrupted = set(started(first_log)) - finished
     assert interrupted <= set(redone)
+
+
+def test_search_state_writes_are_atomic_and_a_cut_state_is_named(tmp_path):
+    """KerasTuner's JSON state is written through a temporary file and a
+    rename (a kill mid-write cannot leave an empty oracle.json), and an
+    unreadable oracle.json left by an older run is a clear error."""
+    from keras_tuner.src import utils
+
+    from tests.tuning.conftest import tiny_hypermodel
+
+    tuner = tuning.RandomSearch(tiny_hypermodel(), max_trials=1, baseline=False,
+                                directory=str(tmp_path), project_name="p", overwrite=True)
+    assert getattr(utils.save_json, "_tfopt_atomic", False)
+    tuner.oracle.save()
+    oracle = tmp_path / "p" / "oracle.json"
+    assert json.loads(oracle.read_text())["ongoing_trials"] == {}
+    assert not [f for f in os.listdir(tmp_path / "p") if f.startswith(".tmp-")]
+    oracle.write_text("")  # what an in-place write killed at the wrong moment leaves
+    try:
+        tuning.RandomSearch(tiny_hypermodel(), max_trials=1, baseline=False,
+                            directory=str(tmp_path), project_name="p")
+    except ValueError as error:
+        assert "oracle.json" in str(error) and "overwrite=True" in str(error)
+    else:
+        raise AssertionError("an empty oracle.json was accepted")
+    # overwrite=True starts afresh.
+    tuning.RandomSearch(tiny_hypermodel(), max_trials=1, baseline=False,
+                        directory=str(tmp_path), project_name="p", overwrite=True)

@@ -16,6 +16,7 @@ import warnings
 import keras
 import numpy as np
 
+from tfopt import _compat
 from tfopt.compress import check_output_path
 
 QUANTIZATION_MODES = ("auto", None, "float", "dynamic", "float16", "int8", "int16x8")
@@ -396,18 +397,7 @@ def _input_signature(model, batch_size):
     import tensorflow as tf
 
     try:
-        # Keras' own rule for what `model.export` traces (Functional models
-        # take one nested argument, subclassed ones their first call's
-        # shapes): reusing it keeps the structure right for every kind.
-        # It is private, so fall back to the public `inputs` if it moves.
-        from keras.src.export.export_utils import get_input_signature
-    except ImportError:
-        def get_input_signature(model):
-            if not hasattr(model, "inputs"):
-                raise ValueError("it has no `inputs`.")
-            return [model.inputs[0] if len(model.inputs) == 1 else model.inputs]
-    try:
-        specs = get_input_signature(model)
+        specs = _compat.get_input_signature(model)
     except ValueError as error:
         raise ValueError(
             f"Model {model.name!r} has no defined input shape: {error}"

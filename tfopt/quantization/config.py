@@ -15,6 +15,7 @@ import dataclasses
 import keras
 from keras import layers
 
+from tfopt import _compat
 from tfopt.quantization import quantizers
 
 # What a rule does with a layer's inputs and outputs.
@@ -174,9 +175,8 @@ QUANTIZE_TABLE[layers.Concatenate] = dataclasses.replace(
 
 def _add_keras_layer_scale():
     # ConvNeXt's LayerScale (x * gamma per channel) lives in keras.src only.
-    try:
-        from keras.src.applications.convnext import LayerScale
-    except ImportError:  # pragma: no cover - moved in a future Keras
+    LayerScale = _compat.keras_layer_scale_class()
+    if LayerScale is None:  # pragma: no cover - moved in a future Keras
         return
     QUANTIZE_TABLE[LayerScale] = Rule(AFFINE, note="per-channel scale: int8 1x1 DEPTHWISE_CONV_2D",
                                       tfmot=_TFMOT_NO)

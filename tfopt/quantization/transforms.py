@@ -11,6 +11,8 @@ step; freezing them is the common choice for short QAT fine-tunes).
 import numpy as np
 from keras import layers
 
+from tfopt import _compat
+
 FOLDABLE = (layers.Conv1D, layers.Conv2D, layers.DepthwiseConv1D, layers.DepthwiseConv2D, layers.Dense)
 
 
@@ -91,7 +93,7 @@ def affine_unsupported(layer):
         return "its input has an undefined channel (last) axis"
     if isinstance(layer, layers.BatchNormalization):
         axis = layer.axis if isinstance(layer.axis, int) else layer.axis[0]
-        nodes = layer._inbound_nodes
+        nodes = _compat.inbound_nodes(layer)
         rank = len(nodes[0].input_tensors[0].shape)
         if axis not in (-1, rank - 1):
             return f"it normalizes axis {axis}, not the channel (last) axis"

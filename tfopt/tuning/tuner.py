@@ -21,6 +21,7 @@ import keras
 import keras_tuner
 import numpy as np
 
+from tfopt import _compat
 from tfopt import pipeline
 from tfopt.tuning import objectives as objectives_lib
 from tfopt.tuning import trials as trials_lib
@@ -144,6 +145,9 @@ class CompressionTuner:
         if isinstance(self, keras_tuner.Hyperband):
             # Hyperband hands each trial its epoch budget (`tuner/epochs`).
             hypermodel.use_tuner_epochs()
+        # A search killed while KerasTuner wrote its state must resume.
+        _compat.atomic_keras_tuner_json()
+        _check_resumable(kwargs)
         super().__init__(hypermodel, *args, objective=self._objective_spec, **kwargs)
         self._check_size_feasible()
 
@@ -511,3 +515,24 @@ class Hyperband(CompressionTuner, keras_tuner.Hyperband):
     the recipe. This costs the sum of the budgets instead of the largest.
     The baseline trains for `max_epochs`.
     """
+
+
+def _check_resumable(kwargs):
+    """A clear error for a search state KerasTuner cannot reload (an empty or
+    cut-off `oracle.json`, written in place by a KerasTuner run killed
+    mid-write before tfopt made those writes atomic)."""
+    if kwargs.get("overwrite", False):
+        return
+    directory = kwargs.get("directory") or "."
+    project = kwargs.get("project_name") or "untitled_project"
+    path = os.path.join(directory, project, "oracle.json")
+    if "://" in path or not os.path.exists(path):
+        return
+    try:
+        with open(path) as handle:
+            json.load(handle)
+    except (OSError, ValueError) as error:
+        raise ValueError(
+            f"The search state {path} cannot be read ({type(error).__name__}: {error}); "
+            f"the run that wrote it was probably killed mid-write. Pass overwrite=True "
+            f"to start the search afresh, or restore the file.") from None
