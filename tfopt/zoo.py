@@ -214,12 +214,18 @@ def _entry(name):
     return MODELS[name]
 
 
-def build(name, seed=0):
+def build(name, seed=0, bn_momentum=None):
     """Builds zoo model `name` with random weights (seeded).
 
     Args:
         name: One of `names()`.
         seed: Seed for the initial weights.
+        bn_momentum: If given, the momentum of every BatchNormalization
+            layer's moving statistics (e.g. 0.9). The applications use
+            0.99-0.9997, whose moving statistics are still near their
+            initial values after a few hundred training steps, so a briefly
+            trained model scores near chance in inference mode; see
+            `BUDGETS`.
 
     Returns:
         An uncompiled Functional `keras.Model`.
@@ -233,8 +239,15 @@ def build(name, seed=0):
     (None, 10)
     """
     entry = _entry(name)
+    if bn_momentum is not None and not 0.0 <= bn_momentum < 1.0:
+        raise ValueError(f"bn_momentum must be in [0, 1), got {bn_momentum!r}.")
     keras.utils.set_random_seed(seed)
-    return entry.build()
+    model = entry.build()
+    if bn_momentum is not None:
+        for layer in model._flatten_layers(include_self=False):
+            if isinstance(layer, layers.BatchNormalization):
+                layer.momentum = float(bn_momentum)
+    return model
 
 
 # -- tasks ----------------------------------------------------------------------
