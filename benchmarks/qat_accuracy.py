@@ -241,6 +241,7 @@ def markdown(results):
     for row in results["rows"]:
         if row.get("status") != "failed":
             by_model.setdefault(row["model"], []).append(row)
+    lines += ["", *[f"Excluded: {note}." for note in results.get("excluded", [])]]
     lines += ["", "## Per model", ""]
     for name, rows in by_model.items():
         floats = [r["float_file_accuracy"] * 100 for r in rows]
