@@ -217,7 +217,8 @@ def markdown(results):
         "Accuracies on the 360 held-out examples, every file run in the LiteRT interpreter. "
         "`QAT - float` = QAT int8 file minus float file, in points, with its paired-bootstrap "
         "95% CI (one test image is 0.28 points). Verdict: `meets` (>= -1 point), `misses` "
-        "(CI entirely below -1), else `within noise`.",
+        "(CI entirely below -1), else `within noise`. QAT trains the epochs after the `+` beyond "
+        "the float model's, which by itself can help a briefly trained model.",
         "",
         "| model | seed | epochs (float + QAT) | float Keras | float file | PTQ int8 file "
         "| QAT Keras | QAT int8 file | QAT file vs QAT Keras agree | QAT int8 ops "
