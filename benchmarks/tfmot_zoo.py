@@ -93,6 +93,18 @@ def evaluate(model, content, x_test, labels, tflite_path):
         "keras_accuracy": float(np.mean(keras_out.argmax(-1) == labels)),
         "tflite_accuracy": float(np.mean(file_out.argmax(-1) == labels)),
         "top1_agreement": float(np.mean(file_out.argmax(-1) == keras_out.argmax(-1))),
+        **logit_errors(file_out, keras_out),
+    }
+
+
+def logit_errors(file_logits, keras_logits):
+    """As tfopt.bench.zoo_suite.logit_errors (tfopt is not imported here)."""
+    error = file_logits.astype("float64") - keras_logits
+    spread = float(keras_logits.max() - keras_logits.min())
+    norm = float(np.sqrt(np.mean(keras_logits.astype("float64") ** 2)))
+    return {
+        "logit_err_range": float(np.max(np.abs(error)) / spread) if spread > 0 else 0.0,
+        "logit_err_rms": float(np.sqrt(np.mean(error ** 2)) / norm) if norm > 0 else 0.0,
     }
 
 
@@ -145,6 +157,11 @@ def main(argv=None):
     parser.add_argument("--data", required=True, help="npz with x, y (y_boxes), x_test, y_test")
     parser.add_argument("--techniques", default="prune,qat")
     parser.add_argument("--epochs", type=int, default=1)
+    parser.add_argument("--finetune-epochs", type=int, default=None,
+                        help="epochs of each technique (default --epochs)")
+    parser.add_argument("--bn-momentum", type=float, default=None,
+                        help="BatchNormalization momentum of the base model (default: the "
+                             "architecture's)")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--tflite-dir", required=True)
     parser.add_argument("--out", required=True)
@@ -155,6 +172,10 @@ def main(argv=None):
         data = load_task(args.data)
         tf_keras.utils.set_random_seed(0)
         base = zoo.MODELS[args.model].build()
+        if args.bn_momentum is not None:
+            for layer in base._flatten_layers(include_self=False):
+                if isinstance(layer, tf_keras.layers.BatchNormalization):
+                    layer.momentum = args.bn_momentum
         zoo.compile_model(base)
         base.fit(data[0], data[1], batch_size=args.batch_size, epochs=args.epochs, verbose=0)
     except Exception as error:  # the architecture itself fails on tf_keras
@@ -165,7 +186,8 @@ def main(argv=None):
             fn = {"prune": prune, "qat": qat}[technique]
             path = os.path.join(args.tflite_dir, f"{args.model}-tfmot-{technique}.tflite")
             try:
-                results[technique] = fn(zoo, base, data, args.epochs, args.batch_size, path)
+                epochs = args.epochs if args.finetune_epochs is None else args.finetune_epochs
+                results[technique] = fn(zoo, base, data, epochs, args.batch_size, path)
             except Exception as error:  # recorded; the next technique goes on
                 if os.environ.get("TFOPT_BENCH_TRACEBACKS"):
                     traceback.print_exc()

@@ -49,3 +49,72 @@ def test_zoo_suite_lists_every_model_and_refuses_unknown_names():
         zoo_suite.cases(["resnet9"])
     with pytest.raises(ValueError, match="Unknown zoo model"):
         zoo.build("resnet9")
+
+
+def _zoo_script():
+    import importlib.util
+    import os
+
+    path = os.path.join(os.path.dirname(__file__), "..", "benchmarks", "zoo.py")
+    spec = importlib.util.spec_from_file_location("zoo_benchmark", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_zoo_benchmark_saves_each_model_resumes_and_merges(tmp_path, monkeypatch):
+    import json
+
+    from tfopt.bench import zoo_suite
+
+    script = _zoo_script()
+    # Short timing, no GPU check: this test is about the bookkeeping of real rows.
+    monkeypatch.setitem(zoo_suite.SETTINGS, "runs", 5)
+    monkeypatch.setitem(zoo_suite.SETTINGS, "min_seconds", 0.0)
+    monkeypatch.setitem(zoo_suite.SETTINGS, "latency_rounds", 1)
+    monkeypatch.setitem(zoo_suite.SETTINGS, "device", "cpu")
+    out, other = str(tmp_path / "zoo"), str(tmp_path / "other")
+    flags = ["--epochs", "0", "--n-train", "16", "--n-test", "8", "--no-tfmot",
+             "--recipes", "float"]
+    script.main(["--models", "kws_conv1d", *flags, "--out", out])
+    saved = json.load(open(f"{out}/results.json"))
+    assert [(r["model"], r["recipe"], r["status"]) for r in saved["rows"]] == [
+        ("kws_conv1d", "float", "ok")]
+    assert saved["budgets"]["kws_conv1d"]["n_train"] == 16
+    # Re-running the same command measures nothing new: the row is the same one.
+    script.main(["--models", "kws_conv1d", *flags, "--out", out])
+    again = json.load(open(f"{out}/results.json"))
+    assert again["rows"] == saved["rows"] and len(again["runs"]) == 1
+    # A piece run elsewhere (the legacy one-command layout) merges in.
+    legacy = dict(saved, command="python benchmarks/zoo.py --models unet", epochs=2, n_train=384,
+                  n_test=128, rows=[dict(saved["rows"][0], model="unet")])
+    for key in ("runs", "budgets"):
+        legacy.pop(key)
+    (tmp_path / "other").mkdir()
+    json.dump(legacy, open(f"{other}/results.json", "w"))
+    script.main(["--merge", other, "--out", out])
+    merged = json.load(open(f"{out}/results.json"))
+    assert [r["model"] for r in merged["rows"]] == ["kws_conv1d", "unet"]
+    assert merged["budgets"]["unet"]["epochs"] == 2
+    text = open(f"{out}/results.md").read()
+    assert "--models unet" in text and "| unet | 2 | 2 | 384 | 128 |" in text
+    with pytest.raises(SystemExit, match="settings"):
+        monkeypatch.setitem(zoo_suite.SETTINGS, "runs", 6)
+        script.main(["--models", "kws_conv1d", *flags, "--out", out])
+
+
+def test_zoo_budgets_cover_every_model_and_logit_errors_measure_the_gap():
+    from tfopt.bench import zoo_suite
+
+    assert set(zoo_suite.BUDGETS) == set(zoo.names())
+    assert zoo_suite.budget("unet", epochs=2) == zoo_suite.Budget(2, 2, 384, 128, None)
+    assert zoo_suite.budget("unet", n_test=50).n_test == 50
+    with pytest.raises(ValueError, match="n_train must be >= 0"):
+        zoo_suite.budget("unet", n_train=-1)
+    model = zoo.build("detection_head", bn_momentum=0.5)
+    assert {l.momentum for l in model.layers if isinstance(l, keras.layers.BatchNormalization)} \
+        == {0.5}
+    logits = np.array([[0.0, 4.0], [2.0, -4.0]])
+    errors = zoo_suite.logit_errors(logits + [[0.8, 0.0], [0.0, 0.0]], logits)
+    assert errors["logit_err_range"] == pytest.approx(0.1)
+    assert errors["logit_err_rms"] == pytest.approx(0.4 / 3.0)

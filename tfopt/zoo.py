@@ -42,12 +42,18 @@ class ZooModel:
         kind: The task kind: `"image"`, `"tokens"`, `"audio"`,
             `"segmentation"` or `"detection"`.
         description: One line for reports.
+        pixel_scale: What `task` multiplies its [0, 1] images by: 255 for
+            the applications whose built-in preprocessing (Rescaling,
+            Normalization) expects 0-255 pixels, as they do with
+            `weights="imagenet"`; fed [0, 1] they squeeze the digits into a
+            1/255 range below BatchNormalization's epsilon.
     """
 
     name: str
     build: Callable
     kind: str
     description: str
+    pixel_scale: float = 1.0
 
 
 # -- Keras applications ---------------------------------------------------------
@@ -175,18 +181,18 @@ MODELS = {
     entry.name: entry for entry in [
         ZooModel("mobilenet_v2", _application(_A.MobileNetV2), "image", "MobileNetV2 1.0, 32x32"),
         ZooModel("mobilenet_v3_small", _application(_A.MobileNetV3Small), "image",
-                 "MobileNetV3Small (hard-swish, SE, Rescaling), 32x32"),
+                 "MobileNetV3Small (hard-swish, SE, Rescaling), 32x32", 255.0),
         ZooModel("mobilenet_v3_large", _application(_A.MobileNetV3Large), "image",
-                 "MobileNetV3Large, 32x32"),
+                 "MobileNetV3Large, 32x32", 255.0),
         ZooModel("efficientnet_b0", _application(_A.EfficientNetB0), "image",
-                 "EfficientNetB0 (Normalization, swish, SE), 32x32"),
+                 "EfficientNetB0 (Normalization, swish, SE), 32x32", 255.0),
         ZooModel("efficientnet_v2_b0", _application(_A.EfficientNetV2B0), "image",
-                 "EfficientNetV2B0, 32x32"),
+                 "EfficientNetV2B0, 32x32", 255.0),
         ZooModel("resnet50", _application(_A.ResNet50), "image", "ResNet50, 32x32"),
         ZooModel("densenet121", _application(_A.DenseNet121), "image",
                  "DenseNet121 (concatenations, pre-activation BN), 32x32"),
         ZooModel("convnext_tiny", _application(_A.ConvNeXtTiny), "image",
-                 "ConvNeXtTiny (LayerNormalization, LayerScale, GELU), 32x32"),
+                 "ConvNeXtTiny (LayerNormalization, LayerScale, GELU), 32x32", 255.0),
         ZooModel("nasnet_mobile", _application(_A.NASNetMobile), "image", "NASNetMobile, 32x32"),
         ZooModel("vit_tiny", vit_tiny, "image", "ViT-tiny: 4x4 patches, dim 32, 2 blocks, 32x32"),
         ZooModel("bert_tiny", bert_tiny, "tokens",
@@ -214,12 +220,18 @@ def _entry(name):
     return MODELS[name]
 
 
-def build(name, seed=0):
+def build(name, seed=0, bn_momentum=None):
     """Builds zoo model `name` with random weights (seeded).
 
     Args:
         name: One of `names()`.
         seed: Seed for the initial weights.
+        bn_momentum: If given, the momentum of every BatchNormalization
+            layer's moving statistics (e.g. 0.9). The applications use
+            0.99-0.9997, whose moving statistics are still near their
+            initial values after a few hundred training steps, so a briefly
+            trained model scores near chance in inference mode; see
+            `BUDGETS`.
 
     Returns:
         An uncompiled Functional `keras.Model`.
@@ -233,8 +245,15 @@ def build(name, seed=0):
     (None, 10)
     """
     entry = _entry(name)
+    if bn_momentum is not None and not 0.0 <= bn_momentum < 1.0:
+        raise ValueError(f"bn_momentum must be in [0, 1), got {bn_momentum!r}.")
     keras.utils.set_random_seed(seed)
-    return entry.build()
+    model = entry.build()
+    if bn_momentum is not None:
+        for layer in model._flatten_layers(include_self=False):
+            if isinstance(layer, layers.BatchNormalization):
+                layer.momentum = float(bn_momentum)
+    return model
 
 
 # -- tasks ----------------------------------------------------------------------
@@ -283,7 +302,8 @@ def task(name, n_train=384, n_test=128, seed=0):
     """A small task for zoo model `name`: `(x, y), (x_test, y_test)`.
 
     Vision: the scikit-learn digits upsampled to 32x32 and tiled to 3
-    channels (classes 0-9). Segmentation: the same images, `y` the 0/1
+    channels (classes 0-9), pixels in [0, 1], or [0, 255] for the models
+    whose `pixel_scale` is 255 (built-in 0-255 preprocessing). Segmentation: the same images, `y` the 0/1
     mask of pixels above 0.3. Detection: `y = (classes, boxes)` with the
     digit's bounding box `(top, left, bottom, right) / 32`. Tokens: random
     ids with one keyword (ids 1-10) at a random place, `y` the keyword.
@@ -302,13 +322,15 @@ def task(name, n_train=384, n_test=128, seed=0):
     Raises:
         ValueError: For an unknown name.
     """
-    kind = _entry(name).kind
+    entry = _entry(name)
+    kind = entry.kind
     rng = np.random.default_rng(seed)
     if kind == "tokens":
         return _tokens(n_train, rng), _tokens(n_test, rng)
     if kind == "audio":
         return _audio(n_train, rng), _audio(n_test, rng)
     x, y, x_test, y_test = _digits(n_train, n_test)
+    x, x_test = x * entry.pixel_scale, x_test * entry.pixel_scale
     if kind == "segmentation":
         return ((x, (x[..., 0] > 0.3).astype("int32")),
                 (x_test, (x_test[..., 0] > 0.3).astype("int32")))

@@ -10,12 +10,16 @@ Columns added to the harness's (bytes, gzip, p50 and their ratios to the
 float row): `keras_accuracy`, `tflite_accuracy`, `top1_agreement` (argmax
 of the file vs its own Keras model, over every position of the first
 output: classes, or mask pixels for the U-Net), `max_abs_diff` (over all
-outputs), `int8_share` with `int8_ops` ("k/n" compute ops int8) and
+outputs), `logit_err_range` and `logit_err_rms` (the first output's error
+relative to its logits' range and RMS: unlike agreement, they do not flip
+on near-ties), `int8_share` with `int8_ops` ("k/n" compute ops int8) and
 `float_ops` (ops left float), `sparsity`, `params_vs_float`.
 """
 
+import dataclasses
 import os
 import time
+from typing import Optional
 
 import keras
 import numpy as np
@@ -39,6 +43,98 @@ QAT_LEARNING_RATE = 1e-4
 # becomes that cell's failure instead of ending the run (about 5 s each).
 ISOLATE_INT8 = True
 SETTINGS = dict(warmup=10, runs=100, min_seconds=0.5, latency_rounds=3)
+
+
+@dataclasses.dataclass(frozen=True)
+class Budget:
+    """How a zoo model is trained in the suite.
+
+    Attributes:
+        epochs: Epochs of the base (float) model.
+        finetune_epochs: Epochs of each recipe that trains (pruning, QAT,
+            channel pruning; tfmot's rows too).
+        n_train: Training examples (the digits tasks have at most 1437).
+        n_test: Held-out examples for agreement and accuracy (digits: at
+            most 360).
+        bn_momentum: Momentum of BatchNormalization's moving statistics
+            (`tfopt.zoo.build`); None keeps the architecture's (0.99-0.9997,
+            too slow for a short training: inference-mode accuracy stays
+            near chance).
+    """
+
+    epochs: int
+    finetune_epochs: int
+    n_train: int
+    n_test: int = 360
+    bn_momentum: Optional[float] = 0.9
+
+
+# One entry per zoo model: a budget that reaches a non-trivial held-out
+# accuracy at 32x32 within minutes on 2 shared cores. Measured learning
+# curves: benchmarks/results/zoo_budget/results.md (the hand-built nets) and
+# benchmarks/results/qat_accuracy.md (the applications it trains); the other
+# applications take the same budget as their measured relatives.
+BUDGETS = {
+    "mobilenet_v2": Budget(8, 2, 1437),
+    "mobilenet_v3_small": Budget(8, 2, 1437),
+    "mobilenet_v3_large": Budget(8, 2, 1437),
+    "efficientnet_b0": Budget(8, 2, 1437),
+    "efficientnet_v2_b0": Budget(8, 2, 1437),
+    "resnet50": Budget(8, 2, 1437),
+    "densenet121": Budget(8, 2, 1437),
+    "convnext_tiny": Budget(8, 2, 1437),
+    "nasnet_mobile": Budget(8, 2, 1437),
+    "vit_tiny": Budget(12, 3, 1437),       # 0.90 at epoch 9-12
+    "bert_tiny": Budget(3, 1, 4096),       # 1.00 from epoch 1
+    "lstm_text": Budget(10, 2, 4096),      # 0.99 from epoch 5, 1.00 at 10
+    "gru_text": Budget(8, 2, 4096),        # 0.99 from epoch 5
+    "kws_conv1d": Budget(2, 1, 4096),      # 1.00 from epoch 1
+    "unet": Budget(4, 1, 1437),            # per-pixel 0.988 at epoch 4, 0.994 at 12
+    "detection_head": Budget(8, 2, 1437),  # 0.90 from epoch 6
+}
+
+
+def budget(name, epochs=None, n_train=None, n_test=None):
+    """The training budget of zoo model `name`.
+
+    Args:
+        name: A `tfopt.zoo` model name.
+        epochs: If given, a uniform budget instead of the `BUDGETS` entry:
+            `epochs` for the base model and every recipe, the
+            architecture's own BatchNormalization momentum (the settings of
+            the first zoo run).
+        n_train: Overrides the training examples (default: the entry's,
+            or `N_TRAIN` with `epochs`).
+        n_test: Overrides the held-out examples (default: the entry's, or
+            `N_TEST` with `epochs`).
+
+    Returns:
+        A `Budget`.
+
+    Raises:
+        ValueError: For an unknown model name or a negative count.
+    """
+    zoo._entry(name)
+    for label, value in (("epochs", epochs), ("n_train", n_train), ("n_test", n_test)):
+        if value is not None and value < 0:
+            raise ValueError(f"{label} must be >= 0, got {value}.")
+    if epochs is not None:
+        return Budget(epochs, epochs, n_train or N_TRAIN, n_test or N_TEST, None)
+    entry = BUDGETS[name]
+    return dataclasses.replace(entry, n_train=n_train or entry.n_train,
+                               n_test=n_test or entry.n_test)
+
+
+def budget_markdown(budgets):
+    """A table of `{model: Budget}`."""
+    lines = ["| model | base epochs | recipe epochs | train examples | test examples "
+             "| BN momentum |", "|---|---|---|---|---|---|"]
+    for name, entry in budgets.items():
+        entry = entry if isinstance(entry, Budget) else Budget(**entry)
+        momentum = "architecture's" if entry.bn_momentum is None else entry.bn_momentum
+        lines.append(f"| {name} | {entry.epochs} | {entry.finetune_epochs} | {entry.n_train} "
+                     f"| {entry.n_test} | {momentum} |")
+    return "\n".join(lines)
 
 
 class ZooData(tuple):
@@ -104,11 +200,31 @@ def compare(content, keras_model, data):
         raise ValueError(f"the file has {len(ours)} outputs, the Keras model {len(theirs)}")
     columns = {"max_abs_diff": float(max(np.max(np.abs(a.astype("float32") - b))
                                          for a, b in zip(ours, theirs)))}
+    columns.update(logit_errors(ours[0], theirs[0]))
     first_file, first_keras = ours[0].argmax(-1), theirs[0].argmax(-1)
     columns["top1_agreement"] = float(np.mean(first_file == first_keras))
     columns["keras_accuracy"] = float(np.mean(first_keras == labels))
     columns["tflite_accuracy"] = float(np.mean(first_file == labels))
     return columns
+
+
+def logit_errors(file_logits, keras_logits):
+    """The file's logit error relative to the Keras model's logits.
+
+    Returns:
+        `{"logit_err_range": max|file - keras| / (max - min of keras),
+        "logit_err_rms": ||file - keras|| / ||keras||}` (0 when the Keras
+        logits are constant).
+    """
+    ours = np.asarray(file_logits, "float64")
+    theirs = np.asarray(keras_logits, "float64")
+    error = ours - theirs
+    spread = float(theirs.max() - theirs.min())
+    norm = float(np.sqrt(np.mean(theirs ** 2)))
+    return {
+        "logit_err_range": float(np.max(np.abs(error)) / spread) if spread > 0 else 0.0,
+        "logit_err_rms": float(np.sqrt(np.mean(error ** 2)) / norm) if norm > 0 else 0.0,
+    }
 
 
 # Why an op stays float, where it is known (else the converter left it float
@@ -217,21 +333,24 @@ def channel_recipe(ratio=0.5, epochs=EPOCHS):
     return Recipe(f"channels-{round(ratio * 100)}", make, group="structured")
 
 
-def tfmot_recipe(technique, epochs=EPOCHS):
+def tfmot_recipe(technique, epochs=EPOCHS, finetune_epochs=None, bn_momentum=None):
     """tfmot 0.8.1 on tf_keras (benchmarks/tfmot_zoo.py, a subprocess), same architecture.
 
     One subprocess per model runs both techniques (its result is kept on
-    the case's data for the second row).
+    the case's data for the second row): it trains the base model for
+    `epochs`, then each technique for `finetune_epochs` (default `epochs`).
     """
     name = {"prune": "tfmot-prune-50", "qat": "tfmot-qat-int8"}[technique]
 
     def make(model, data, workdir):
         if getattr(data, "tfmot", None) is None:
-            data.tfmot = run_tfmot_zoo(data, epochs, workdir)
+            data.tfmot = run_tfmot_zoo(data, epochs, workdir, finetune_epochs=finetune_epochs,
+                                       bn_momentum=bn_momentum)
         result = data.tfmot.get(technique, {"status": "failed", "reason": "not run"})
         if result["status"] != "ok":
             raise RuntimeError(f"tfmot: {result['reason']}")
-        extra = {key: result.get(key) for key in ("tflite_accuracy", "top1_agreement", "sparsity")}
+        extra = {key: result.get(key) for key in ("tflite_accuracy", "top1_agreement", "sparsity",
+                                                  "logit_err_range", "logit_err_rms")}
         if technique == "qat":
             with open(result["tflite_path"], "rb") as handle:
                 extra.update(_precision_columns(handle.read()))
@@ -241,7 +360,8 @@ def tfmot_recipe(technique, epochs=EPOCHS):
     return Recipe(name, make, group="baseline")
 
 
-def run_tfmot_zoo(data, epochs, workdir, techniques=("prune", "qat")):
+def run_tfmot_zoo(data, epochs, workdir, techniques=("prune", "qat"), finetune_epochs=None,
+                  bn_momentum=None):
     """Runs benchmarks/tfmot_zoo.py on a case's task; returns {technique: result}."""
     import json
     import subprocess
@@ -264,6 +384,10 @@ def run_tfmot_zoo(data, epochs, workdir, techniques=("prune", "qat")):
         command = [sys.executable, script, "--model", data.name, "--data", npz,
                    "--techniques", ",".join(techniques), "--epochs", str(epochs),
                    "--batch-size", str(BATCH_SIZE), "--tflite-dir", workdir, "--out", out]
+        if finetune_epochs is not None:
+            command += ["--finetune-epochs", str(finetune_epochs)]
+        if bn_momentum is not None:
+            command += ["--bn-momentum", str(bn_momentum)]
         env = dict(os.environ, TF_USE_LEGACY_KERAS="1", TF_CPP_MIN_LOG_LEVEL="2")
         done = subprocess.run(command, capture_output=True, text=True, timeout=3600, env=env)
         if not os.path.isfile(out):
@@ -277,37 +401,50 @@ def run_tfmot_zoo(data, epochs, workdir, techniques=("prune", "qat")):
 # -- the suite -------------------------------------------------------------------
 
 
-def recipes(epochs=EPOCHS, tfmot=True):
-    """The zoo's recipes, in table order."""
+def recipes(epochs=EPOCHS, tfmot=True, base_epochs=None, bn_momentum=None):
+    """The zoo's recipes, in table order.
+
+    Args:
+        epochs: Training epochs of each recipe that trains.
+        tfmot: Include the tfmot rows.
+        base_epochs: Epochs of tfmot's own base model (default `epochs`).
+        bn_momentum: BatchNormalization momentum of tfmot's base model.
+
+    Returns:
+        A list of `Recipe`s.
+    """
     rows = [float_recipe(), ptq_int8_recipe(1), ptq_int8_recipe(BATCH_N),
             prune_recipe(0.5, epochs), prune_recipe(0.8, epochs), qat_recipe(epochs),
             channel_recipe(0.5, epochs)]
     if tfmot:
-        rows += [tfmot_recipe("prune", epochs), tfmot_recipe("qat", epochs)]
+        base = epochs if base_epochs is None else base_epochs
+        rows += [tfmot_recipe(t, base, epochs, bn_momentum) for t in ("prune", "qat")]
     return rows
 
 
-def _build_case(name, epochs, n_train, n_test):
+def _build_case(name, plan):
     def build():
         start = time.perf_counter()
-        model = zoo.build(name)
-        (x, y), (x_test, y_test) = zoo.task(name, n_train, n_test)
+        model = zoo.build(name, bn_momentum=plan.bn_momentum)
+        (x, y), (x_test, y_test) = zoo.task(name, plan.n_train, plan.n_test)
         keras.utils.set_random_seed(0)
-        zoo.compile_model(model).fit(x, y, batch_size=BATCH_SIZE, epochs=epochs, verbose=0)
+        zoo.compile_model(model).fit(x, y, batch_size=BATCH_SIZE, epochs=plan.epochs, verbose=0)
         model.train_seconds = time.perf_counter() - start
         return model, ZooData(x, y, x_test, y_test, name)
 
     return build
 
 
-def cases(models=None, epochs=EPOCHS, n_train=N_TRAIN, n_test=N_TEST, tfmot=True):
+def cases(models=None, epochs=None, n_train=None, n_test=None, tfmot=True):
     """The zoo suite's cases.
 
     Args:
         models: Zoo model names (default: all of `tfopt.zoo.names()`).
-        epochs: Training epochs of the base model and of every recipe.
-        n_train: Training examples.
-        n_test: Test examples (agreement and accuracy).
+        epochs: None: each model's `BUDGETS` entry. A number: that many
+            epochs for the base model and every recipe (see `budget`).
+        n_train: Training examples (default: from the budget).
+        n_test: Test examples for agreement and accuracy (default: from
+            the budget).
         tfmot: Include the tfmot side-by-side rows.
 
     Returns:
@@ -317,10 +454,11 @@ def cases(models=None, epochs=EPOCHS, n_train=N_TRAIN, n_test=N_TEST, tfmot=True
         ValueError: For an unknown model name.
     """
     models = list(models or zoo.names())
-    for name in models:
-        zoo._entry(name)  # unknown names fail here, before any training
-    return [Case(name, _build_case(name, epochs, n_train, n_test), recipes(epochs, tfmot),
-                 zoo.MODELS[name].description) for name in models]
+    # Unknown names and bad counts fail here, before any training.
+    plans = {name: budget(name, epochs, n_train, n_test) for name in models}
+    return [Case(name, _build_case(name, plan),
+                 recipes(plan.finetune_epochs, tfmot, plan.epochs, plan.bn_momentum),
+                 zoo.MODELS[name].description) for name, plan in plans.items()]
 
 
 def summary_markdown(rows, models):
@@ -353,6 +491,9 @@ def _cell(row):
         parts.append(f"sparsity {row['sparsity']:.3f}")
     if row.get("top1_agreement") is not None:
         parts.append(f"agree {row['top1_agreement']:.3f}")
+    if row.get("logit_err_range") is not None and row.get("recipe") != "float":
+        parts.append(f"logit err {100 * row['logit_err_range']:.1f}% range "
+                     f"/ {100 * row['logit_err_rms']:.1f}% rms")
     if row.get("tflite_accuracy") is not None:
         parts.append(f"acc {row['tflite_accuracy']:.3f}")
     parts.append(f"{row['size_bytes'] / 1e6:.2f} MB")
