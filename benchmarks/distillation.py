@@ -35,6 +35,8 @@ from tfopt.models import digits_cnn
 from tfopt.models import digits_teacher
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+# The tfmot baseline scripts live in this folder (tfopt never imports tfmot).
+os.environ.setdefault("TFOPT_BASELINES", os.path.dirname(os.path.abspath(__file__)))
 
 
 def _accuracy(model, x, y):

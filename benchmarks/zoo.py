@@ -27,6 +27,8 @@ import sys
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# The tfmot baseline scripts live in this folder (tfopt never imports tfmot).
+os.environ.setdefault("TFOPT_BASELINES", os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 
