@@ -58,11 +58,15 @@ def load(out):
 
 
 def save(results, out, models):
+    # Written to a temporary file and renamed over: a run killed mid-write
+    # leaves the previous results.json, which the next run resumes from.
     os.makedirs(out, exist_ok=True)
-    with open(os.path.join(out, "results.json"), "w") as handle:
-        json.dump(results, handle, indent=2, default=str)
-    with open(os.path.join(out, "results.md"), "w") as handle:
-        handle.write(markdown(results, models))
+    for name, text in (("results.json", json.dumps(results, indent=2, default=str)),
+                       ("results.md", markdown(results, models))):
+        path = os.path.join(out, name)
+        with open(path + ".tmp", "w") as handle:
+            handle.write(text)
+        os.replace(path + ".tmp", path)
 
 
 def merge(results, other, source):

@@ -97,6 +97,11 @@ def sublayers(layer):
     return list(layer._flatten_layers(include_self=False, recursive=False))
 
 
+def all_sublayers(layer):
+    """Every layer inside `layer`, recursively (nested models included), not itself."""
+    return list(layer._flatten_layers(include_self=False, recursive=True))
+
+
 def softmax_op_classes():
     """`(Softmax, LogSoftmax)`: the operation classes behind `keras.ops.softmax`
     and `keras.ops.log_softmax` (no public name), so a Functional model that
@@ -156,6 +161,9 @@ def atomic_keras_tuner_json():
         try:
             with os.fdopen(handle, "w") as file:
                 file.write(text)
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(temporary, 0o666 & ~umask)  # mkstemp's 0600 -> a normal file's mode
             os.replace(temporary, path)
         except BaseException:
             if os.path.exists(temporary):

@@ -36,9 +36,9 @@ import os
 import sys
 
 from tfopt.compress import RECIPES
+from tfopt.defaults import CALIBRATED_MODES
 
 QUANTIZATION_CHOICES = ["auto", "float", "dynamic", "float16", "int8", "int16x8"]
-CALIBRATED = ("int8", "int16x8")
 DEFAULT_BENCH_RECIPES = ("float", "ptq-dynamic", "ptq-int8", "prune-50", "qat-int8")
 
 
@@ -168,7 +168,7 @@ def _check_out_path(path, flag="--out"):
 def _export(args):
     from tfopt import compress
 
-    if args.representative_data is not None and args.quantization not in CALIBRATED + ("auto",):
+    if args.representative_data is not None and args.quantization not in CALIBRATED_MODES + ("auto",):
         raise CommandError(
             f"--representative-data is only used by --quantization int8 or int16x8 "
             f"(got {args.quantization}); drop it or choose one of those.")

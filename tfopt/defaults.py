@@ -21,3 +21,5 @@ QAT_LEARNING_RATE = 1e-4
 LEARNING_RATE = 1e-3
 # What a GPU column says on a machine without one.
 NO_GPU = "no GPU"
+# The to_tflite modes that take representative (calibration) data.
+CALIBRATED_MODES = ("int8", "int16x8")

@@ -18,6 +18,7 @@ Stages (each takes and returns plain Keras models / `TFLiteExport`s):
 import numpy as np
 
 from tfopt.defaults import BATCH_SIZE
+from tfopt.defaults import CALIBRATED_MODES
 from tfopt.defaults import EXPORT_BATCH
 from tfopt.defaults import LEARNING_RATE
 from tfopt.defaults import QAT_LEARNING_RATE
@@ -250,8 +251,6 @@ def quantize_aware(model, x, y, epochs, learning_rate=QAT_LEARNING_RATE, preserv
     return train(qat, x, y, epochs, learning_rate=learning_rate, **train_kwargs)
 
 
-LOWBIT_MODES = ("int4_weight_only", "int4_dynamic", "int4_blockwise", "int16x8_lowbit")
-CALIBRATED = ("int8", "int16x8")
 
 
 def export(model, path=None, quantization="auto", representative_data=None, sparsity=False,
@@ -298,7 +297,7 @@ def export(model, path=None, quantization="auto", representative_data=None, spar
             block_size=block_size, representative_data=calibration)
     return export_lib.to_tflite(
         model, path, quantization=quantization,
-        representative_data=calibration if quantization in CALIBRATED else None,
+        representative_data=calibration if quantization in CALIBRATED_MODES else None,
         sparsity=sparsity, batch_size=batch_size)
 
 

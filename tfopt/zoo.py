@@ -25,6 +25,8 @@ import keras
 import numpy as np
 from keras import layers
 
+from tfopt import _compat
+
 IMAGE_SIZE = 32
 VOCAB = 1000
 SEQ_LEN = 32
@@ -250,7 +252,7 @@ def build(name, seed=0, bn_momentum=None):
     keras.utils.set_random_seed(seed)
     model = entry.build()
     if bn_momentum is not None:
-        for layer in model._flatten_layers(include_self=False):
+        for layer in _compat.all_sublayers(model):
             if isinstance(layer, layers.BatchNormalization):
                 layer.momentum = float(bn_momentum)
     return model

@@ -65,3 +65,16 @@ def test_bench_pareto_front_generalises_to_n_dimensions():
     assert bench_report.pareto_front([(1, 2), (2, 1), (2, 2)], maximize=(False, False)) == [0, 1]
     with pytest.raises(ValueError, match="same number of coordinates"):
         bench_report.pareto_front([(1, 2), (1, 2, 3)])
+
+
+def test_old_metric_names_and_the_old_point_signature_still_count():
+    # A bench row written before the shared vocabulary: only cpu_p50_ms.
+    old_rows = [{"recipe": "x", "tflite_accuracy": 0.9, "size_bytes": 10, "cpu_p50_ms": 1.0},
+                {"recipe": "y", "tflite_accuracy": 0.8, "size_bytes": 20, "cpu_p50_ms": 2.0}]
+    assert [r["recipe"] for r in pareto_front(old_rows)] == ["x"]
+    # pareto_front(points, maximize, intervals): the noise is still used, so
+    # a latency inside it neither wins nor loses.
+    points = [(0.9, 1.0), (0.9, 1.05)]
+    noise = [(None, (0.9, 1.1)), (None, (0.95, 1.15))]
+    assert pareto_front(points, (True, False), noise) == [0, 1]
+    assert pareto_front(points, (True, False)) == [0]

@@ -28,3 +28,6 @@ def test_hypermodel_surface_the_tuner_uses():
 def test_hypermodel_block_size_is_checked_early():
     with pytest.raises(ValueError, match="block_size"):
         tuning.CompressionHyperModel(tiny_mlp, block_size=(0, 4))
+    # None would silently turn every "block" trial into unstructured pruning.
+    with pytest.raises(ValueError, match="block_size=None"):
+        tuning.CompressionHyperModel(tiny_mlp, block_size=None)

@@ -147,10 +147,13 @@ def pareto_front(items, objectives=None, include_infeasible=False, maximize=None
         return _record_front(items, objectives, include_infeasible, intervals)
     if objectives is not None and maximize is None:
         maximize = objectives  # the earlier signature: pareto_front(points, maximize)
+    if intervals is None and not isinstance(include_infeasible, bool):
+        intervals = include_infeasible  # the earlier pareto_front(points, maximize, intervals)
     return _point_front(items, maximize, intervals)
 
 
 def _record_front(items, objectives, include_infeasible, intervals):
+    from tfopt.pipeline import canonical_metrics
     from tfopt.pipeline import direction
 
     objectives = tuple(objectives or DEFAULT_PARETO_OBJECTIVES)
@@ -159,11 +162,13 @@ def _record_front(items, objectives, include_infeasible, intervals):
     maximize = tuple(direction(name) == "max" for name in objectives)
 
     def values(item):
+        # Old result files name metrics the earlier way (cpu_p50_ms,
+        # bytes_vs_baseline): read them under the shared vocabulary.
         if isinstance(item, dict):  # a bench row
-            return item if item.get("status", "ok") == "ok" else None
+            return canonical_metrics(item) if item.get("status", "ok") == "ok" else None
         if not item.measured or not (include_infeasible or item.feasible):
             return None
-        return item.metrics
+        return canonical_metrics(item.metrics)
 
     pool, noise = [], []
     for i, item in enumerate(items):

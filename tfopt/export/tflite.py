@@ -18,10 +18,10 @@ import numpy as np
 
 from tfopt import _compat
 from tfopt.compress import check_output_path
+from tfopt.defaults import CALIBRATED_MODES
 
 QUANTIZATION_MODES = ("auto", None, "float", "dynamic", "float16", "int8", "int16x8")
 # Modes whose converter calibrates activations on a representative dataset.
-_CALIBRATED = ("int8", "int16x8")
 # Calibration reads at most this many examples of `representative_data`
 # (a dataset or generator is streamed and stopped there).
 CALIBRATION_EXAMPLES = 1000
@@ -245,7 +245,7 @@ def to_tflite(
             job["saved_model"], format="tf_saved_model", verbose=False,
             input_signature=signature,
         )
-        calibrate = quantization in _CALIBRATED and not qat
+        calibrate = quantization in CALIBRATED_MODES and not qat
         if isolate:
             content = _convert_in_child(job, calibration if calibrate else None, tmp)
         else:
@@ -360,7 +360,7 @@ def _validate(model, quantization, representative_data, int8_io, batch_size):
         )
     # A QAT model carries its own ranges (fake-quant ops): no calibration.
     qat = quantization == "int8" and _is_qat(model)
-    if representative_data is not None and (quantization not in _CALIBRATED or qat):
+    if representative_data is not None and (quantization not in CALIBRATED_MODES or qat):
         why = ("a QAT model takes its int8 ranges from its fake-quant ops"
                if qat else f"quantization={quantization!r} does not calibrate")
         raise ValueError(
@@ -368,7 +368,7 @@ def _validate(model, quantization, representative_data, int8_io, batch_size):
             "quantization='int8' or 'int16x8' (post-training calibration of "
             "a non-QAT model)."
         )
-    if quantization in _CALIBRATED and not qat:
+    if quantization in CALIBRATED_MODES and not qat:
         if representative_data is None:
             raise ValueError(
                 f"quantization={quantization!r} calibrates activation ranges "

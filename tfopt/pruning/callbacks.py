@@ -69,6 +69,11 @@ class UpdatePruningStep(keras.callbacks.Callback):
         for wrapper in wrappers:
             wrapper.start_pruning()
         self._global = [w for w in wrappers if w.scope == "global" and w.prunable_weights]
+        # A callback reused on another model (or schedule) starts afresh; the
+        # same model's next fit keeps catching up from where it stopped.
+        schedule = self._global[0].pruning_schedule if self._global else None
+        if self._tracker is not None and self._tracker.schedule is not schedule:
+            self._tracker = None
 
     def on_train_batch_begin(self, batch, logs=None):
         if self._channels is not None:

@@ -13,6 +13,7 @@ import keras
 
 from tfopt.pruning import api as _api
 from tfopt.pruning import masks as _masks
+from tfopt.pruning import params as _params
 from tfopt.pruning import registry as _registry
 
 _NOT_PRUNABLE = "tfopt cannot prune it (not in PRUNE_TABLE, no get_prunable_weights())"
@@ -96,31 +97,6 @@ def prunable_weights(model):
     return found
 
 
-def _check_block_size(block_size):
-    try:
-        rows, cols = block_size
-        ok = all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in (rows, cols))
-    except (TypeError, ValueError):
-        ok = False
-    if not ok:
-        raise ValueError(f"block_size={block_size!r} must be a pair (rows, cols) of positive ints.")
-    return (rows, cols)
-
-
-def _check_m_by_n(m_by_n):
-    try:
-        zeros, group = m_by_n
-        ok = all(isinstance(v, int) and not isinstance(v, bool) for v in (zeros, group))
-        ok = ok and 0 < zeros < group
-    except (TypeError, ValueError):
-        ok = False
-    if not ok:
-        raise ValueError(
-            f"sparsity_m_by_n={m_by_n!r} must be a pair (m, n) of ints with 0 < m < n, "
-            "e.g. (2, 4).")
-    return (zeros, group)
-
-
 def validate_pattern(block_size=None, sparsity_m_by_n=None):
     """Checks a block / N:M pattern's form before any model is at hand.
 
@@ -139,8 +115,8 @@ def validate_pattern(block_size=None, sparsity_m_by_n=None):
     >>> validate_pattern((1, 4), None)
     ((1, 4), None)
     """
-    return (None if block_size is None else _check_block_size(block_size),
-            None if sparsity_m_by_n is None else _check_m_by_n(sparsity_m_by_n))
+    return (None if block_size is None else _params.validate_block_size(block_size),
+            _params.validate_m_by_n(sparsity_m_by_n))
 
 
 def _misfit(layer, weights, block_size, m_by_n):

@@ -321,6 +321,10 @@ def _plan(model, selected, configs, skip_unsupported, ops_selected, int8_recurre
             step.action = "pass"
         if action == "recurrent" and not (int8_recurrent and _int8_recurrent(op)):
             step.action = "island"
+        if action == "norm" and type(op) is not layers.LayerNormalization:
+            # A user's subclass has its own call/config: QuantizedLayerNormalization
+            # would drop them. Its output range is quantized instead.
+            step.action = "output"
         if action == "affine":
             reason = transforms.affine_unsupported(op)
             if reason:

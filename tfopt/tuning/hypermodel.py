@@ -19,6 +19,8 @@ from tfopt import export
 from tfopt import pipeline
 from tfopt import pruning
 from tfopt.defaults import BATCH_SIZE
+from tfopt.defaults import EXPORT_BATCH  # noqa: F401  (importable from here, as before)
+from tfopt.defaults import REPRESENTATIVE_EXAMPLES  # noqa: F401
 from tfopt.graph import UnsupportedModelError
 from tfopt.pruning import introspection
 from tfopt.tuning import measure
@@ -176,6 +178,9 @@ class CompressionHyperModel(keras_tuner.HyperModel):
         self.base_model = base_model
         self.teacher = teacher
         self.structured = bool(structured)
+        if block_size is None:
+            raise ValueError("block_size=None: give the (rows, cols) block of the "
+                             "'block' pruning pattern, e.g. (1, 4).")
         self.block_size = introspection.validate_pattern(block_size=block_size)[0]
         if isinstance(qat_epochs, bool) or not isinstance(qat_epochs, int) or qat_epochs < 1:
             raise ValueError(f"qat_epochs={qat_epochs!r} must be an int >= 1.")
@@ -320,6 +325,11 @@ class CompressionHyperModel(keras_tuner.HyperModel):
     def apply_pruning(self, model, cfg, total_steps):
         """Wraps `model` for the trial's pruning pattern and schedule.
 
+        Trials themselves train through `tfopt.pipeline.prune` with
+        `pruning_plan`'s schedule and options: to change how a search prunes,
+        override `pruning_plan` (this method uses it too). This method gives
+        a trial's wrapped model outside a search.
+
         Args:
             model: The architecture (from `build`).
             cfg: The trial's `TrialConfig`.
@@ -340,7 +350,8 @@ class CompressionHyperModel(keras_tuner.HyperModel):
         return pruning.prune_low_magnitude(model, pruning_schedule=schedule, **kwargs)
 
     def pruning_plan(self, model, cfg, total_steps):
-        """The schedule and `prune_low_magnitude` options of a pruned trial.
+        """The schedule and `prune_low_magnitude` options of a pruned trial
+        (the hook a subclass overrides to change how trials prune).
 
         Args:
             model: The architecture (from `build`).
