@@ -240,7 +240,7 @@ def load_array_file(path, what="data"):
             f"arrays ({error}).") from None
 
 
-def load_data(spec, image_size=None, test_fraction=TEST_FRACTION, seed=0):
+def load_data(spec, image_size=None, test_fraction=TEST_FRACTION, seed=0, stream=False):
     """The user's labelled data as `(x_train, y_train, x_test, y_test)`.
 
     Args:
@@ -255,9 +255,14 @@ def load_data(spec, image_size=None, test_fraction=TEST_FRACTION, seed=0):
         image_size: `(height, width)` for an image folder (the model's).
         test_fraction: Held-out fraction when the data is not split.
         seed: Seed of the split.
+        stream: For an image folder, return the two `tf.data.Dataset`s
+            of `(images, labels)` batches (read from disk as used, the
+            training one reshuffled every epoch) as `(train, None, test,
+            None)` instead of reading every image into arrays.
 
     Returns:
-        `(x_train, y_train, x_test, y_test)` numpy arrays.
+        `(x_train, y_train, x_test, y_test)` numpy arrays (or datasets, see
+        `stream`).
 
     Raises:
         ValueError: If the file is missing or of the wrong kind, lacks the
@@ -282,7 +287,7 @@ def load_data(spec, image_size=None, test_fraction=TEST_FRACTION, seed=0):
             f"x_test, y_test); got {type(spec).__name__}.")
     path = os.fspath(spec)
     if os.path.isdir(path):
-        return _image_folder(path, image_size, test_fraction, seed)
+        return _image_folder(path, image_size, test_fraction, seed, stream)
     arrays = load_array_file(path, "--data")
     if not isinstance(arrays, dict):
         raise ValueError(
@@ -306,7 +311,7 @@ def load_data(spec, image_size=None, test_fraction=TEST_FRACTION, seed=0):
             np.asarray(y_test))
 
 
-def _image_folder(path, image_size, test_fraction, seed):
+def _image_folder(path, image_size, test_fraction, seed, stream=False):
     import keras
 
     classes = [d for d in sorted(os.listdir(path)) if os.path.isdir(os.path.join(path, d))]
@@ -322,6 +327,8 @@ def _image_folder(path, image_size, test_fraction, seed):
     train, test = keras.utils.image_dataset_from_directory(
         path, validation_split=test_fraction, subset="both", seed=seed,
         image_size=tuple(image_size), batch_size=64, verbose=False)
+    if stream:
+        return train, None, test, None
 
     def arrays(dataset):
         xs, ys = zip(*((x.numpy(), y.numpy()) for x, y in dataset))
@@ -463,7 +470,7 @@ def compress(model, data, recipe, out, epochs=DEFAULT_EPOCHS, verify_examples=51
             test_dataset)` (`tf.data.Dataset`s of `(x, y)`, batched or
             not; streamed for calibration and verification), or a path: a `.npz`
             (`x`/`y` or the four arrays) or an image folder (see
-            `load_data`).
+            `load_data`; a folder is streamed).
         recipe: One of `RECIPES`.
         out: The `.tflite` path to write (its directory must exist).
         epochs: Training epochs of the recipes that train.
@@ -500,7 +507,7 @@ def compress(model, data, recipe, out, epochs=DEFAULT_EPOCHS, verify_examples=51
     if not isinstance(model, keras.Model):
         raise TypeError(f"compress takes a keras.Model or a .keras path, got {type(model).__name__}.")
     if isinstance(data, (str, os.PathLike)):
-        data = load_data(data, image_size=_model_input_shape(model)[:2])
+        data = load_data(data, image_size=_model_input_shape(model)[:2], stream=True)
     data = load_data(data)
     _check_data(model, data)
     final, mode = _make_model(model, data, recipe, epochs)
