@@ -39,7 +39,8 @@ def test_a_batched_dataset_case_runs_float_ptq_prune_and_qat(trained, tmp_path):
     model, (x, y, x_test, y_test) = trained
     train = tf.data.Dataset.from_tensor_slices((x, y)).batch(32)
     test = tf.data.Dataset.from_tensor_slices((x_test, y_test)).batch(50)
-    arrays = harness.Case("arrays", lambda: (_copy(model), (x, y, x_test, y_test)), _recipes())
+    arrays = harness.Case("arrays", lambda: (_copy(model), (x, y, x_test, y_test)),
+                          _recipes()[:2])  # the training rows' equality is the benchmark's
     streamed = harness.Case("streamed", lambda: (_copy(model), (train, test)), _recipes())
     by_array = {r["recipe"]: r for r in harness.run_case(arrays, SETTINGS, str(tmp_path / "a"))}
     by_data = {r["recipe"]: r for r in harness.run_case(streamed, SETTINGS, str(tmp_path / "d"))}
@@ -54,11 +55,11 @@ def test_a_batched_dataset_case_runs_float_ptq_prune_and_qat(trained, tmp_path):
     assert by_data["ptq-int8"]["weight_dtypes"] == by_array["ptq-int8"]["weight_dtypes"]
     assert "int8" in by_data["ptq-int8"]["weight_dtypes"]
     # The ramp from the dataset's cardinality (45 batches) reaches the target.
-    assert by_data["prune-80"]["sparsity"] == pytest.approx(by_array["prune-80"]["sparsity"])
     assert by_data["prune-80"]["sparsity"] == pytest.approx(0.8, abs=0.01)
-    # The int8 QAT file's accuracy is reported, near the arrays' run.
+    assert "int8" in by_data["qat-int8"]["weight_dtypes"]
+    # The int8 QAT file's accuracy is reported, near the float model's.
     assert by_data["qat-int8"]["tflite_accuracy"] == pytest.approx(
-        by_array["qat-int8"]["tflite_accuracy"], abs=0.05)
+        by_data["float"]["tflite_accuracy"], abs=0.05)
 
 
 def test_steps_from_cardinality_and_infinite_dataset_errors(trained, tmp_path):
