@@ -71,8 +71,10 @@ def test_compress_takes_unbatched_datasets(tmp_path):
     assert pruned.report["sparsity"] == pytest.approx(0.5, abs=0.01)
     # Calibration reads the dataset's first 200 examples: the arrays' file.
     streamed = compress.compress(model, (train, test), "ptq-int8", str(tmp_path / "d.tflite"))
-    arrays = compress.compress(model, (x, y, x_test, y_test), "ptq-int8", str(tmp_path / "a.tflite"))
+    arrays = compress.compress(model, (x, y, x_test, y_test), "ptq-int8",
+                               str(tmp_path / "a.tflite"))
     assert streamed.export.content == arrays.export.content
     assert streamed.report["tflite_accuracy"] == arrays.report["tflite_accuracy"]
     with pytest.raises(ValueError, match="inputs only.*map it to"):
-        compress.compress(model, (train.map(lambda a, b: a), test), "float", str(tmp_path / "f.tflite"))
+        compress.compress(model, (train.map(lambda a, b: a), test), "float",
+                          str(tmp_path / "f.tflite"))

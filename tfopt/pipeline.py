@@ -116,7 +116,8 @@ def is_dataset(data):
     return data_lib._is_dataset(data)
 
 
-def _example_shape(model):
+def model_example_shape(model):
+    """The shape of one example of `model`'s single input, or None (several, unbuilt)."""
     inputs = getattr(model, "inputs", None)
     if not inputs or len(inputs) != 1:
         return None
@@ -147,7 +148,7 @@ def batched(x, model, batch_size=BATCH_SIZE):
     Returns:
         `x`, or the batched dataset.
     """
-    if is_dataset(x) and _unbatched(x, _example_shape(model)):
+    if is_dataset(x) and _unbatched(x, model_example_shape(model)):
         return x.batch(batch_size)
     return x
 
@@ -471,7 +472,7 @@ def export(model, path=None, quantization="auto", representative_data=None, spar
     calibration = None
     if is_dataset(representative_data):
         calibration = take(representative_data, n=REPRESENTATIVE_EXAMPLES,
-                           example_shape=_example_shape(model), name="representative_data")[0]
+                           example_shape=model_example_shape(model), name="representative_data")[0]
     elif representative_data is not None:
         calibration = representative_data[:REPRESENTATIVE_EXAMPLES]
     if lowbit is not None:
@@ -508,7 +509,8 @@ def verify(exported, model, x_test, y_test=None, examples=512):
     from tfopt import export as export_lib
 
     y = None if y_test is None else y_test[:examples]
-    report = export_lib.verify(exported, model, limit(x_test, examples, _example_shape(model)), y)
+    x = limit(x_test, examples, model_example_shape(model))
+    report = export_lib.verify(exported, model, x, y)
     report.update(
         sparsity=sparsity(model),
         params=int(model.count_params()),

@@ -286,7 +286,7 @@ def _accuracy_columns(artifact, data, settings, random_weights=False):
 
     x_test, y_test = data[2], data[3]
     model = artifact.keras_model
-    example = None if model is None else pipeline._example_shape(model)
+    example = None if model is None else pipeline.model_example_shape(model)
     x = pipeline.limit(x_test, settings.verify_examples, example)
     y = None if y_test is None else y_test[: settings.verify_examples]
     labelled = pipeline.has_labels(x_test, y_test)

@@ -151,8 +151,8 @@ def prunable_layer_names(model, include_depthwise=False):
 def _prune(model, target, pattern, epochs, data):
     x, y = data[0], data[1]
     labelled = pipeline.has_labels(x, y)
-    steps = pipeline.steps_per_epoch(x, example_shape=pipeline._example_shape(model)) \
-        if labelled else None
+    example = pipeline.model_example_shape(model)
+    steps = pipeline.steps_per_epoch(x, example_shape=example) if labelled else None
     keras.utils.set_random_seed(0)
     kwargs = {"layers": prunable_layer_names(model)}
     if pattern == "2:4":
@@ -174,7 +174,7 @@ def _prune(model, target, pattern, epochs, data):
         if isinstance(layer, keras.layers.BatchNormalization):
             layer.trainable = False
     pruned.compile(optimizer=keras.optimizers.SGD(0.0), loss="mse")
-    batch = pipeline.take(x, n=BATCH_SIZE, example_shape=pipeline._example_shape(model))[0]
+    batch = pipeline.take(x, n=BATCH_SIZE, example_shape=example)[0]
     outputs = pruned.predict(batch, verbose=0)
     pruned.fit(batch, outputs, batch_size=BATCH_SIZE, epochs=1, verbose=0,
                callbacks=[pruning.UpdatePruningStep()])
@@ -250,7 +250,7 @@ def qat_recipe(epochs=2, prune_target=None):
             # touch the model that was just exported and is verified next.
             plain = compile_classifier(keras.models.clone_model(model))
             timed = compile_classifier(quantization.quantize_model(model))
-            x, y = pipeline.take(data[0], data[1], BATCH_SIZE, pipeline._example_shape(model))
+            x, y = pipeline.take(data[0], data[1], BATCH_SIZE, pipeline.model_example_shape(model))
             timing = step_time_ratio(plain, timed, x, y)
             extra["train_step_vs_plain"] = timing["ratio"]
         return Artifact(exported, qat, extra=extra)
@@ -274,7 +274,7 @@ def tfmot_qat_recipe(epochs=2, baselines=None):
 def _run_baseline(script_name, model, data, workdir, baselines, arguments):
     """Runs a tf_keras baseline script on the case's data and weights."""
     script = _baseline_script(script_name, baselines)
-    example = pipeline._example_shape(model)
+    example = pipeline.model_example_shape(model)
     x, y = pipeline.take(data[0], data[1], example_shape=example)  # arrays for the script
     x_test, y_test = pipeline.take(data[2], data[3], example_shape=example)
     with tempfile.TemporaryDirectory() as tmp:
@@ -370,7 +370,8 @@ def distil_prune_quantize(student, teacher, data, target=0.8, epochs=6, learning
     the epochs. Returns the stripped QAT model, ready for int8 export.
     """
     keras.utils.set_random_seed(seed)
-    steps = pipeline.steps_per_epoch(data[0], example_shape=pipeline._example_shape(student)) * epochs
+    example = pipeline.model_example_shape(student)
+    steps = pipeline.steps_per_epoch(data[0], example_shape=example) * epochs
     schedule = pruning.PolynomialDecay(0.0, target, 0, steps // 2, frequency=1)
     final, _ = pipeline.prune(quantization.quantize_model(student), data[0], data[1], schedule,
                               epochs, learning_rate=learning_rate, teacher=teacher,
@@ -478,7 +479,7 @@ def mixed_recipe(fraction_of_int8):
 
     def make(model, data, workdir):
         representative = pipeline.take(data[0], n=REPRESENTATIVE_EXAMPLES,
-                                       example_shape=pipeline._example_shape(model))[0]
+                                       example_shape=pipeline.model_example_shape(model))[0]
         int8 = pipeline.export(model, quantization="int8", representative_data=representative)
         budget = int(fraction_of_int8 * int8.size_bytes)
         exported = export.mixed_precision(_float_file(model), budget, representative,
