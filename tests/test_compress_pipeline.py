@@ -29,12 +29,17 @@ def test_one_vocabulary_reads_old_names():
     assert report.pareto_front([(1, 2), (2, 1), (2, 2)], (False, False)) == [0, 1]
 
 
-def test_prune_export_verify_on_a_real_model(tmp_path):
+def _digits_mlp(epochs):
+    """A 16-unit MLP trained on the 8x8 digits, and the data."""
     (x, y), (x_test, y_test) = load_digits(8)
     keras.utils.set_random_seed(0)
     model = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Flatten(),
                               keras.layers.Dense(16, activation="relu"), keras.layers.Dense(10)])
-    model = pipeline.train(model, x, y, epochs=1)
+    return pipeline.train(model, x, y, epochs=epochs), (x, y, x_test, y_test)
+
+
+def test_prune_export_verify_on_a_real_model(tmp_path):
+    model, (x, y, x_test, y_test) = _digits_mlp(epochs=1)
     schedule = pruning.PolynomialDecay(0.0, 0.75, 0, pipeline.steps_per_epoch(x), frequency=1)
     final, sparsity = pipeline.prune(model, x, y, schedule, epochs=2)
     assert sparsity == pytest.approx(0.75, abs=0.01)
@@ -58,11 +63,7 @@ def test_compress_takes_unbatched_datasets(tmp_path):
 
     from tfopt import compress
 
-    (x, y), (x_test, y_test) = load_digits(8)
-    keras.utils.set_random_seed(0)
-    model = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Flatten(),
-                              keras.layers.Dense(16, activation="relu"), keras.layers.Dense(10)])
-    model = pipeline.train(model, x, y, epochs=2)
+    model, (x, y, x_test, y_test) = _digits_mlp(epochs=2)
     train = tf.data.Dataset.from_tensor_slices((x, y))  # unbatched: batched by train()
     test = tf.data.Dataset.from_tensor_slices((x_test, y_test))
     pruned = compress.compress(model, (train, test), "prune-50", str(tmp_path / "p.tflite"),
