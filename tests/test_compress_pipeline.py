@@ -29,12 +29,17 @@ def test_one_vocabulary_reads_old_names():
     assert report.pareto_front([(1, 2), (2, 1), (2, 2)], (False, False)) == [0, 1]
 
 
-def test_prune_export_verify_on_a_real_model(tmp_path):
+def _digits_mlp(epochs):
+    """A 16-unit MLP trained on the 8x8 digits, and the data."""
     (x, y), (x_test, y_test) = load_digits(8)
     keras.utils.set_random_seed(0)
     model = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Flatten(),
                               keras.layers.Dense(16, activation="relu"), keras.layers.Dense(10)])
-    model = pipeline.train(model, x, y, epochs=1)
+    return pipeline.train(model, x, y, epochs=epochs), (x, y, x_test, y_test)
+
+
+def test_prune_export_verify_on_a_real_model(tmp_path):
+    model, (x, y, x_test, y_test) = _digits_mlp(epochs=1)
     schedule = pruning.PolynomialDecay(0.0, 0.75, 0, pipeline.steps_per_epoch(x), frequency=1)
     final, sparsity = pipeline.prune(model, x, y, schedule, epochs=2)
     assert sparsity == pytest.approx(0.75, abs=0.01)
@@ -51,3 +56,26 @@ def test_prune_export_verify_on_a_real_model(tmp_path):
     with pytest.raises(ValueError, match="epochs"):
         pipeline.train(model, x, y, epochs=0)
     assert np.isfinite(checked["max_abs_diff"])
+
+
+def test_compress_takes_unbatched_datasets(tmp_path):
+    import tensorflow as tf
+
+    from tfopt import compress
+
+    model, (x, y, x_test, y_test) = _digits_mlp(epochs=2)
+    train = tf.data.Dataset.from_tensor_slices((x, y))  # unbatched: batched by train()
+    test = tf.data.Dataset.from_tensor_slices((x_test, y_test))
+    pruned = compress.compress(model, (train, test), "prune-50", str(tmp_path / "p.tflite"),
+                               epochs=1, verify_examples=100)
+    assert pruned.report["n"] == 100 and pruned.report["tflite_accuracy"] > 0.3
+    assert pruned.report["sparsity"] == pytest.approx(0.5, abs=0.01)
+    # Calibration reads the dataset's first 200 examples: the arrays' file.
+    streamed = compress.compress(model, (train, test), "ptq-int8", str(tmp_path / "d.tflite"))
+    arrays = compress.compress(model, (x, y, x_test, y_test), "ptq-int8",
+                               str(tmp_path / "a.tflite"))
+    assert streamed.export.content == arrays.export.content
+    assert streamed.report["tflite_accuracy"] == arrays.report["tflite_accuracy"]
+    with pytest.raises(ValueError, match="inputs only.*map it to"):
+        compress.compress(model, (train.map(lambda a, b: a), test), "float",
+                          str(tmp_path / "f.tflite"))

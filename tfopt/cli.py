@@ -401,7 +401,8 @@ def _bench_keras(args):
         raise CommandError(f"--out {out} is a file; give a directory.")
     model = _load(args.file)
     try:
-        data = compress.load_data(args.data, image_size=compress._model_input_shape(model)[:2])
+        data = compress.load_data(args.data, image_size=compress._model_input_shape(model)[:2],
+                                  stream=True)
         compress._check_data(model, data)
     except (ValueError, TypeError) as error:
         raise CommandError(str(error)) from None
@@ -453,7 +454,8 @@ def _compress(args):
         _load(args.model)  # raises the one-line error naming what the file is
     model = _load(args.model)
     try:
-        data = compress.load_data(args.data, image_size=compress._model_input_shape(model)[:2])
+        data = compress.load_data(args.data, image_size=compress._model_input_shape(model)[:2],
+                                  stream=True)
     except (ValueError, TypeError) as error:
         raise CommandError(str(error)) from None
     result = compress.compress(model, data, args.recipe, args.out, epochs=args.epochs)

@@ -240,7 +240,7 @@ def load_array_file(path, what="data"):
             f"arrays ({error}).") from None
 
 
-def load_data(spec, image_size=None, test_fraction=TEST_FRACTION, seed=0):
+def load_data(spec, image_size=None, test_fraction=TEST_FRACTION, seed=0, stream=False):
     """The user's labelled data as `(x_train, y_train, x_test, y_test)`.
 
     Args:
@@ -249,13 +249,20 @@ def load_data(spec, image_size=None, test_fraction=TEST_FRACTION, seed=0):
             `y_test`; an image folder with one sub-folder per class (read by
             `keras.utils.image_dataset_from_directory`, pixel values 0-255,
             so the model should rescale); or a 4-tuple of arrays (returned
-            as is).
+            as is; its x_train/x_test may be `tf.data.Dataset`s of
+            `(x, y)`, batched or not, with None labels), or
+            `(train_dataset, test_dataset)` (returned as that 4-tuple).
         image_size: `(height, width)` for an image folder (the model's).
         test_fraction: Held-out fraction when the data is not split.
         seed: Seed of the split.
+        stream: For an image folder, return the two `tf.data.Dataset`s
+            of `(images, labels)` batches (read from disk as used, the
+            training one reshuffled every epoch) as `(train, None, test,
+            None)` instead of reading every image into arrays.
 
     Returns:
-        `(x_train, y_train, x_test, y_test)` numpy arrays.
+        `(x_train, y_train, x_test, y_test)` numpy arrays (or datasets, see
+        `stream`).
 
     Raises:
         ValueError: If the file is missing or of the wrong kind, lacks the
@@ -269,13 +276,18 @@ def load_data(spec, image_size=None, test_fraction=TEST_FRACTION, seed=0):
     """
     if isinstance(spec, (tuple, list)) and len(spec) == 4:
         return tuple(spec)
+    from tfopt import data as data_lib
+
+    if isinstance(spec, (tuple, list)) and len(spec) == 2 and all(
+            data_lib._is_dataset(d) for d in spec):
+        return (spec[0], None, spec[1], None)
     if not isinstance(spec, (str, os.PathLike)):
         raise TypeError(
             "data must be a path (.npz or image folder) or (x_train, y_train, "
             f"x_test, y_test); got {type(spec).__name__}.")
     path = os.fspath(spec)
     if os.path.isdir(path):
-        return _image_folder(path, image_size, test_fraction, seed)
+        return _image_folder(path, image_size, test_fraction, seed, stream)
     arrays = load_array_file(path, "--data")
     if not isinstance(arrays, dict):
         raise ValueError(
@@ -299,7 +311,7 @@ def load_data(spec, image_size=None, test_fraction=TEST_FRACTION, seed=0):
             np.asarray(y_test))
 
 
-def _image_folder(path, image_size, test_fraction, seed):
+def _image_folder(path, image_size, test_fraction, seed, stream=False):
     import keras
 
     classes = [d for d in sorted(os.listdir(path)) if os.path.isdir(os.path.join(path, d))]
@@ -315,6 +327,8 @@ def _image_folder(path, image_size, test_fraction, seed):
     train, test = keras.utils.image_dataset_from_directory(
         path, validation_split=test_fraction, subset="both", seed=seed,
         image_size=tuple(image_size), batch_size=64, verbose=False)
+    if stream:
+        return train, None, test, None
 
     def arrays(dataset):
         xs, ys = zip(*((x.numpy(), y.numpy()) for x, y in dataset))
@@ -338,9 +352,39 @@ def _model_input_shape(model):
     return tuple(inputs[0].shape[1:])
 
 
+def _check_dataset(name, dataset, expected):
+    spec = dataset.element_spec
+    if not isinstance(spec, (tuple, list)) or len(spec) < 2:
+        raise ValueError(
+            f"The {name} dataset yields inputs only ({spec}); map it to (x, y) pairs "
+            "with integer labels.")
+    shape = tuple(spec[0].shape)
+    example = shape[-len(expected):] if expected else ()
+    if len(shape) not in (len(expected), len(expected) + 1) or any(
+            e is not None and s is not None and e != s for e, s in zip(expected, example)):
+        raise ValueError(
+            f"The {name} dataset has inputs of shape {shape}; model takes {expected} "
+            "(batched or not).")
+
+
 def _check_data(model, data):
+    from tfopt import pipeline
+
     x, y, x_test, y_test = data
     expected = _model_input_shape(model)
+    datasets = [(n, d) for n, d in (("train", x), ("test", x_test)) if pipeline.is_dataset(d)]
+    for name, dataset in datasets:
+        labels = y if name == "train" else y_test
+        if labels is not None:
+            raise ValueError(
+                f"The {name} data is a tf.data.Dataset: its labels come from its (x, y) "
+                "elements; give None in the label slot.")
+        _check_dataset(name, dataset, expected)
+    if datasets:
+        if len(datasets) < 2:
+            raise ValueError("Give both the train and the test data as tf.data.Datasets, "
+                             "or both as arrays.")
+        return
     for name, array in (("x_train", x), ("x_test", x_test)):
         if tuple(array.shape[1:]) != expected:
             raise ValueError(
@@ -365,7 +409,7 @@ def _prune(model, data, target, epochs):
     from tfopt import pipeline
     from tfopt import pruning
 
-    steps = pipeline.steps_per_epoch(data[0])
+    steps = pipeline.steps_per_epoch(data[0], example_shape=_model_input_shape(model))
     # Ramp over all but the last epoch (at least MIN_RAMP_UPDATES steps),
     # then fine-tune at the final sparsity.
     ramp = max(pruning.schedules.MIN_RAMP_UPDATES - 1, max(1, epochs - 1) * steps)
@@ -422,9 +466,11 @@ def compress(model, data, recipe, out, epochs=DEFAULT_EPOCHS, verify_examples=51
 
     Args:
         model: A `keras.Model` (single input), or a path to a `.keras` file.
-        data: `(x_train, y_train, x_test, y_test)`, or a path: a `.npz`
+        data: `(x_train, y_train, x_test, y_test)`, `(train_dataset,
+            test_dataset)` (`tf.data.Dataset`s of `(x, y)`, batched or
+            not; streamed for calibration and verification), or a path: a `.npz`
             (`x`/`y` or the four arrays) or an image folder (see
-            `load_data`).
+            `load_data`; a folder is streamed).
         recipe: One of `RECIPES`.
         out: The `.tflite` path to write (its directory must exist).
         epochs: Training epochs of the recipes that train.
@@ -461,7 +507,7 @@ def compress(model, data, recipe, out, epochs=DEFAULT_EPOCHS, verify_examples=51
     if not isinstance(model, keras.Model):
         raise TypeError(f"compress takes a keras.Model or a .keras path, got {type(model).__name__}.")
     if isinstance(data, (str, os.PathLike)):
-        data = load_data(data, image_size=_model_input_shape(model)[:2])
+        data = load_data(data, image_size=_model_input_shape(model)[:2], stream=True)
     data = load_data(data)
     _check_data(model, data)
     final, mode = _make_model(model, data, recipe, epochs)

@@ -17,6 +17,7 @@ Stages (each takes and returns plain Keras models / `TFLiteExport`s):
 
 import numpy as np
 
+from tfopt import data as data_lib
 from tfopt.defaults import BATCH_SIZE
 from tfopt.defaults import CALIBRATED_MODES
 from tfopt.defaults import EXPORT_BATCH
@@ -104,20 +105,175 @@ def canonical_metrics(metrics):
     return out
 
 
-def steps_per_epoch(x, batch_size=BATCH_SIZE):
-    """Training steps of one epoch over `x` (the last batch may be partial)."""
+# -- data: numpy arrays or a tf.data.Dataset of (x, y) ------------------------
+# Every stage takes its training data as `x, y` arrays or as one
+# `tf.data.Dataset` of `(x, y)` (batched or not; `y` None then). The helpers
+# below are the one place that tells the two apart, so no recipe slices
+# `x[:n]` or calls `len(x)` itself.
+
+
+def is_dataset(data):
+    """Whether `data` is a `tf.data.Dataset` (anything with `element_spec`)."""
+    return data_lib._is_dataset(data)
+
+
+def model_example_shape(model):
+    """The shape of one example of `model`'s single input, or None (several, unbuilt)."""
+    inputs = getattr(model, "inputs", None)
+    if not inputs or len(inputs) != 1:
+        return None
+    return tuple(inputs[0].shape[1:])
+
+
+def _x_rank(dataset):
+    spec = dataset.element_spec
+    if isinstance(spec, (tuple, list)):
+        spec = spec[0]
+    return getattr(getattr(spec, "shape", None), "rank", None)
+
+
+def _unbatched(dataset, example_shape):
+    """True when `dataset` yields single examples of `example_shape`."""
+    return example_shape is not None and _x_rank(dataset) == len(example_shape)
+
+
+def batched(x, model, batch_size=BATCH_SIZE):
+    """`x` batched for `fit`: an unbatched dataset gets `.batch(batch_size)`.
+
+    Args:
+        x: A numpy array (returned as is) or a `tf.data.Dataset`.
+        model: The model it feeds (its input rank tells single examples
+            from batches).
+        batch_size: Batch of an unbatched dataset.
+
+    Returns:
+        `x`, or the batched dataset.
+    """
+    if is_dataset(x) and _unbatched(x, model_example_shape(model)):
+        return x.batch(batch_size)
+    return x
+
+
+def has_labels(x, y=None):
+    """Whether there are labels: `y` given, or `x` a dataset of `(x, y)`.
+
+    Example:
+
+    >>> has_labels(np.zeros((2, 3))), has_labels(np.zeros((2, 3)), np.zeros(2))
+    (False, True)
+    """
+    if y is not None:
+        return True
+    if is_dataset(x):
+        spec = x.element_spec
+        return isinstance(spec, (tuple, list)) and len(spec) >= 2
+    return False
+
+
+def take(x, y=None, n=None, example_shape=None, name="data"):
+    """The first `n` examples (all: None) as numpy `(x, y)`.
+
+    Arrays are sliced; a dataset (or generator function) is streamed and
+    read only up to `n` examples (`tfopt.data.collect_inputs`).
+
+    Args:
+        x: Inputs: an array, or a dataset of `x` or `(x, y)`.
+        y: Labels of array inputs (None: none, or in the dataset).
+        n: How many examples.
+        example_shape: One example's shape (tells single examples of an
+            unbatched dataset from batches).
+        name: How to call `x` in errors.
+
+    Returns:
+        `(x_n, y_n)`, `y_n` None when there are no labels.
+
+    Example:
+
+    >>> x, y = take(np.arange(10.0)[:, None], np.arange(10), 3)
+    >>> x.shape, y.tolist()
+    ((3, 1), [0, 1, 2])
+    """
+    if is_dataset(x) or callable(x):
+        xs, ys = data_lib.collect_inputs(x, example_shape, n, name)
+        return xs, ys if y is None else np.asarray(y)[:len(xs)]
+    return x[:n], None if y is None else y[:n]
+
+
+def limit(x, n, example_shape=None):
+    """`x` cut to `n` examples without reading the rest: for streaming readers.
+
+    An array is sliced; a dataset becomes a function returning an iterator
+    of `(x, y)` batches that stops after `n` examples (an input form of
+    `tfopt.export.verify` and `evaluate_tflite`).
+    """
+    if is_dataset(x):
+        return lambda: data_lib.input_batches(x, example_shape, n)
+    return x[:n]
+
+
+def _finite_cardinality(x, what):
+    import tensorflow as tf
+
+    count = int(x.cardinality())
+    if count == tf.data.INFINITE_CARDINALITY:
+        raise ValueError(
+            f"{what}: the training dataset is infinite (e.g. `.repeat()`); give "
+            "steps_per_epoch=N, or a finite dataset (drop the `.repeat()`).")
+    if count == tf.data.UNKNOWN_CARDINALITY:
+        raise ValueError(
+            f"{what}: the training dataset's length is unknown (e.g. after "
+            "`.filter()`); give steps_per_epoch=N, or "
+            "`dataset.apply(tf.data.experimental.assert_cardinality(N))`.")
+    return count
+
+
+def steps_per_epoch(x, batch_size=BATCH_SIZE, steps=None, example_shape=None):
+    """Training steps of one epoch over `x` (the last batch may be partial).
+
+    Args:
+        x: Training inputs: an array, or a `tf.data.Dataset` (its
+            cardinality: batches of a batched dataset, examples of an
+            unbatched one, which `train` batches by `batch_size`).
+        batch_size: `fit`'s batch size.
+        steps: Steps given by the caller (returned as is when set).
+        example_shape: One example's shape: tells an unbatched dataset
+            from a batched one (None: a dataset is taken as batched).
+
+    Returns:
+        A positive int.
+
+    Raises:
+        ValueError: For a dataset of infinite or unknown length and no
+            `steps`, or `steps` that is not a positive int.
+
+    Example:
+
+    >>> steps_per_epoch(np.zeros((100, 4)), batch_size=32)
+    4
+    """
+    if steps is not None:
+        if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 1:
+            raise ValueError(f"steps_per_epoch={steps!r} must be a positive int.")
+        return int(steps)
+    if is_dataset(x):
+        count = _finite_cardinality(x, "steps_per_epoch")
+        if _unbatched(x, example_shape):
+            return max(1, int(np.ceil(count / batch_size)))
+        return max(1, count)
     return int(np.ceil(len(x) / batch_size))
 
 
 def train(model, x, y, epochs, learning_rate=LEARNING_RATE, batch_size=BATCH_SIZE, callbacks=(),
           teacher=None, temperature=KD_TEMPERATURE, alpha=KD_ALPHA, from_logits=None, seed=None,
-          verbose=0):
+          verbose=0, steps_per_epoch=None):
     """Trains a classifier with integer labels, alone or distilled.
 
     Args:
         model: A `keras.Model` (compiled here: Adam at `learning_rate`,
             sparse cross-entropy).
-        x, y: Training inputs and integer labels.
+        x, y: Training inputs and integer labels, or `x` a
+            `tf.data.Dataset` of `(x, y)` (batched or not: an unbatched one
+            is batched by `batch_size`) and `y` None.
         epochs: Epochs of `fit`.
         learning_rate: Adam's learning rate.
         batch_size: `fit`'s batch size.
@@ -129,12 +285,16 @@ def train(model, x, y, epochs, learning_rate=LEARNING_RATE, batch_size=BATCH_SIZ
         seed: Set with `keras.utils.set_random_seed` before compiling
             (None: leave the random state alone).
         verbose: `fit`'s verbosity.
+        steps_per_epoch: `fit`'s steps per epoch (needed for an infinite
+            dataset; None: one pass over the data).
 
     Returns:
         The trained model (the student, when distilled).
 
     Raises:
-        ValueError: If `epochs` is not a positive int.
+        ValueError: If `epochs` is not a positive int, `x` is a dataset
+            and `y` is given, or the dataset is infinite and
+            `steps_per_epoch` is None.
 
     Example:
 
@@ -146,6 +306,25 @@ def train(model, x, y, epochs, learning_rate=LEARNING_RATE, batch_size=BATCH_SIZ
 
     if isinstance(epochs, bool) or not isinstance(epochs, (int, np.integer)) or epochs < 1:
         raise ValueError(f"train: epochs={epochs!r} must be a positive int.")
+    fit_kwargs = {"batch_size": batch_size, "epochs": epochs, "verbose": verbose}
+    if is_dataset(x):
+        if y is not None:
+            raise ValueError(
+                "train: x is a tf.data.Dataset, so its labels come from its (x, y) "
+                "elements; pass y=None.")
+        if not has_labels(x):
+            raise ValueError(
+                "train: the dataset yields inputs only; map it to (x, y) pairs "
+                "(integer labels) to train.")
+        if steps_per_epoch is None:
+            import tensorflow as tf
+
+            if int(x.cardinality()) == tf.data.INFINITE_CARDINALITY:
+                _finite_cardinality(x, "train")
+        x = batched(x, model, batch_size)
+        fit_kwargs.update(batch_size=None, shuffle=False)  # a dataset shuffles itself
+    if steps_per_epoch is not None:
+        fit_kwargs["steps_per_epoch"] = steps_per_epoch
     if seed is not None:
         keras.utils.set_random_seed(seed)
     callbacks = list(callbacks)
@@ -154,8 +333,7 @@ def train(model, x, y, epochs, learning_rate=LEARNING_RATE, batch_size=BATCH_SIZ
 
         distiller = Distiller(student=model, teacher=teacher, temperature=temperature, alpha=alpha)
         distiller.compile(optimizer=keras.optimizers.Adam(learning_rate), metrics=["accuracy"])
-        distiller.fit(x, y, batch_size=batch_size, epochs=epochs, callbacks=callbacks,
-                      verbose=verbose)
+        distiller.fit(x, y, callbacks=callbacks, **fit_kwargs)
         return distiller.student
     if from_logits is None:
         from tfopt.models import compile_classifier
@@ -167,7 +345,7 @@ def train(model, x, y, epochs, learning_rate=LEARNING_RATE, batch_size=BATCH_SIZ
             loss=keras.losses.SparseCategoricalCrossentropy(from_logits=from_logits),
             metrics=["accuracy"],
         )
-    model.fit(x, y, batch_size=batch_size, epochs=epochs, callbacks=callbacks, verbose=verbose)
+    model.fit(x, y, callbacks=callbacks, **fit_kwargs)
     return model
 
 
@@ -185,8 +363,9 @@ def prune(model, x, y, schedule, epochs, layers=None, block_size=None, sparsity_
     Args:
         model: The model to prune (not modified: `prune_low_magnitude`
             works on a copy).
-        x, y: Training data.
-        schedule: A `tfopt.pruning.PruningSchedule`.
+        x, y: Training data (arrays, or a dataset of `(x, y)` and `y` None).
+        schedule: A `tfopt.pruning.PruningSchedule` (its steps: see
+            `steps_per_epoch`).
         epochs: Training epochs (the schedule should end within them).
         layers: Layer names to prune (None: every prunable layer).
         block_size, sparsity_m_by_n: Pattern options of
@@ -230,7 +409,7 @@ def quantize_aware(model, x, y, epochs, learning_rate=QAT_LEARNING_RATE, preserv
 
     Args:
         model: A trained (stripped) model; not modified.
-        x, y: Training data.
+        x, y: Training data (arrays, or a dataset of `(x, y)` and `y` None).
         epochs: QAT epochs.
         learning_rate: Fine-tuning rate (default a tenth of training's).
         preserve_sparsity: Keep pruning's zeros through QAT.
@@ -263,7 +442,8 @@ def export(model, path=None, quantization="auto", representative_data=None, spar
         quantization: `tfopt.export.to_tflite`'s mode (`"auto"`: QAT
             models int8, others float; None: float; `"dynamic"`,
             `"float16"`, `"int8"`, `"int16x8"`).
-        representative_data: Training inputs; the first
+        representative_data: Training inputs (an array, or a dataset
+            streamed up to what is used); the first
             `REPRESENTATIVE_EXAMPLES` calibrate `"int8"`/`"int16x8"` PTQ
             and low-bit modes (ignored otherwise).
         sparsity: Store sparse tensors in the file.
@@ -289,7 +469,10 @@ def export(model, path=None, quantization="auto", representative_data=None, spar
     from tfopt import export as export_lib
 
     calibration = None
-    if representative_data is not None:
+    if is_dataset(representative_data):
+        calibration = take(representative_data, n=REPRESENTATIVE_EXAMPLES,
+                           example_shape=model_example_shape(model), name="representative_data")[0]
+    elif representative_data is not None:
         calibration = representative_data[:REPRESENTATIVE_EXAMPLES]
     if lowbit is not None:
         return export_lib.quantize_tflite(
@@ -307,7 +490,8 @@ def verify(exported, model, x_test, y_test=None, examples=512):
     Args:
         exported: A `TFLiteExport` (or path).
         model: The Keras model it came from.
-        x_test, y_test: Held-out data (labels may be None).
+        x_test, y_test: Held-out data (labels may be None), or `x_test` a
+            dataset of `x` or `(x, y)` (streamed, `examples` read).
         examples: How many held-out examples to use.
 
     Returns:
@@ -324,7 +508,8 @@ def verify(exported, model, x_test, y_test=None, examples=512):
     from tfopt import export as export_lib
 
     y = None if y_test is None else y_test[:examples]
-    report = export_lib.verify(exported, model, x_test[:examples], y)
+    x = limit(x_test, examples, model_example_shape(model))
+    report = export_lib.verify(exported, model, x, y)
     report.update(
         sparsity=sparsity(model),
         params=int(model.count_params()),

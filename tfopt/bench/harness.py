@@ -47,6 +47,10 @@ class Case:
         build: `() -> (keras_model, data)` where data is
             `(x_train, y_train, x_test, y_test)`; labels may be None for
             size/latency-only models (no accuracy is reported then).
+            The training and test data may each be a `tf.data.Dataset` of
+            `(x, y)` (batched or not) with its label slot None, or data
+            may be `(train_dataset, test_dataset)`; datasets are streamed
+            (calibration and verification read only what they use).
         recipes: The `Recipe`s to run on it; the first should be `"float"`.
         description: One line for the report.
         random_weights: True for an untrained model (e.g. `weights=None`):
@@ -129,6 +133,7 @@ def run_case(case, settings, workdir, progress=None):
     os.makedirs(workdir, exist_ok=True)
     try:
         model, data = case.build()
+        data = case_data(data)
     except Exception as error:  # a broken case must not end the suite
         rows = [_failed_row(case, recipe, error) for recipe in case.recipes]
         for row in rows:
@@ -150,6 +155,39 @@ def run_case(case, settings, workdir, progress=None):
         row.pop("_path", None)
         _compare_with_float(row, float_row)
     return rows
+
+
+def case_data(data):
+    """A case's data as `(x_train, y_train, x_test, y_test)`.
+
+    Args:
+        data: That 4-tuple (arrays, or datasets of `(x, y)` with None
+            labels), or `(train_dataset, test_dataset)`.
+
+    Returns:
+        The 4-tuple.
+
+    Raises:
+        TypeError: For anything else.
+    """
+    from tfopt import pipeline
+
+    if isinstance(data, (tuple, list)) and len(data) == 2 and all(
+            pipeline.is_dataset(d) for d in data):
+        return (data[0], None, data[1], None)
+    if isinstance(data, (tuple, list)) and len(data) == 4:
+        return tuple(data)
+    raise TypeError(
+        "A case's build() must return (model, data) with data (x_train, y_train, x_test, "
+        f"y_test) or (train_dataset, test_dataset); got {type(data).__name__}"
+        + (f" of {len(data)} items." if isinstance(data, (tuple, list)) else "."))
+
+
+def _first(x, n):
+    """The first `n` test inputs as a numpy array (a dataset is streamed)."""
+    from tfopt import pipeline
+
+    return pipeline.take(x, n=n, name="the test data")[0]
 
 
 def _sample_latency(rows, settings):
@@ -244,10 +282,14 @@ def _file_name(model_name, recipe_name):
 
 def _accuracy_columns(artifact, data, settings, random_weights=False):
     from tfopt import export
+    from tfopt import pipeline
 
     x_test, y_test = data[2], data[3]
-    x = x_test[: settings.verify_examples]
+    model = artifact.keras_model
+    example = None if model is None else pipeline.model_example_shape(model)
+    x = pipeline.limit(x_test, settings.verify_examples, example)
     y = None if y_test is None else y_test[: settings.verify_examples]
+    labelled = pipeline.has_labels(x_test, y_test)
     tflite = artifact.tflite
     if artifact.keras_model is not None:
         report = export.verify(tflite, artifact.keras_model, x, y)
@@ -263,7 +305,7 @@ def _accuracy_columns(artifact, data, settings, random_weights=False):
             columns["top1_agreement"] = "n/a (random weights)"
         return columns
     columns = {"keras_accuracy": artifact.keras_accuracy}
-    if y is not None:
+    if labelled:
         columns["tflite_accuracy"] = export.evaluate_tflite(tflite, x, y)
     return columns
 
@@ -275,7 +317,7 @@ def _tf_gpu_columns(artifact, data, settings, gpu):
     if not gpu["tf"]:
         return dict.fromkeys(names, NO_TF_GPU)
     columns = {}
-    batch = data[2][:1]
+    batch = _first(data[2], 1)
     for name, xla in zip(names, (False, True)):
         if artifact.keras_model is None:
             columns[name] = "n/a (no Keras model)"
@@ -299,7 +341,7 @@ def _litert_gpu_columns(case, rows, data, gpu):
         for row in ok:
             row.update(gpu_litert_status="no GPU adapter", gpu_litert_reason=adapter["reason"])
         return
-    x = data[2][:GPU_CHECK_EXAMPLES]
+    x = _first(data[2], GPU_CHECK_EXAMPLES)
     try:
         checks = latency_lib.check_litert_gpu([row["_path"] for row in ok],
                                               [x[i:i + 1] for i in range(len(x))])

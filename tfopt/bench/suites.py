@@ -150,19 +150,21 @@ def prunable_layer_names(model, include_depthwise=False):
 
 def _prune(model, target, pattern, epochs, data):
     x, y = data[0], data[1]
-    steps = pipeline.steps_per_epoch(x)
+    labelled = pipeline.has_labels(x, y)
+    example = pipeline.model_example_shape(model)
+    steps = pipeline.steps_per_epoch(x, example_shape=example) if labelled else None
     keras.utils.set_random_seed(0)
     kwargs = {"layers": prunable_layer_names(model)}
     if pattern == "2:4":
         kwargs["sparsity_m_by_n"] = (2, 4)
         kwargs["layers"] = [n for n in _m_by_n_layers(model) if n in kwargs["layers"]]
         schedule = pruning.ConstantSparsity(0.5, 0, frequency=1)
-    elif y is None:  # one-shot: one masking step at learning rate 0
+    elif not labelled:  # one-shot: one masking step at learning rate 0
         schedule = pruning.ConstantSparsity(target, 0, end_step=0, frequency=1)
     else:
         ramp = max(1, epochs - 2) * steps
         schedule = pruning.PolynomialDecay(0.0, target, 0, ramp, frequency=1)
-    if y is not None:
+    if labelled:
         return pipeline.prune(model, x, y, schedule, epochs, **kwargs)
     pruned = pruning.prune_low_magnitude(model, pruning_schedule=schedule, **kwargs)
     # One-shot on unlabelled data: one masking step at learning rate 0.
@@ -172,8 +174,9 @@ def _prune(model, target, pattern, epochs, data):
         if isinstance(layer, keras.layers.BatchNormalization):
             layer.trainable = False
     pruned.compile(optimizer=keras.optimizers.SGD(0.0), loss="mse")
-    outputs = pruned.predict(x[:BATCH_SIZE], verbose=0)
-    pruned.fit(x[:BATCH_SIZE], outputs, batch_size=BATCH_SIZE, epochs=1, verbose=0,
+    batch = pipeline.take(x, n=BATCH_SIZE, example_shape=example)[0]
+    outputs = pruned.predict(batch, verbose=0)
+    pruned.fit(batch, outputs, batch_size=BATCH_SIZE, epochs=1, verbose=0,
                callbacks=[pruning.UpdatePruningStep()])
     final = pruning.strip_pruning(pruned)
     return final, pipeline.sparsity(final)
@@ -247,7 +250,8 @@ def qat_recipe(epochs=2, prune_target=None):
             # touch the model that was just exported and is verified next.
             plain = compile_classifier(keras.models.clone_model(model))
             timed = compile_classifier(quantization.quantize_model(model))
-            timing = step_time_ratio(plain, timed, data[0][:BATCH_SIZE], data[1][:BATCH_SIZE])
+            x, y = pipeline.take(data[0], data[1], BATCH_SIZE, pipeline.model_example_shape(model))
+            timing = step_time_ratio(plain, timed, x, y)
             extra["train_step_vs_plain"] = timing["ratio"]
         return Artifact(exported, qat, extra=extra)
 
@@ -270,7 +274,9 @@ def tfmot_qat_recipe(epochs=2, baselines=None):
 def _run_baseline(script_name, model, data, workdir, baselines, arguments):
     """Runs a tf_keras baseline script on the case's data and weights."""
     script = _baseline_script(script_name, baselines)
-    x, y, x_test, y_test = data
+    example = pipeline.model_example_shape(model)
+    x, y = pipeline.take(data[0], data[1], example_shape=example)  # arrays for the script
+    x_test, y_test = pipeline.take(data[2], data[3], example_shape=example)
     with tempfile.TemporaryDirectory() as tmp:
         npz = os.path.join(tmp, "data.npz")
         weights = {f"w{i}": w for i, w in enumerate(model.get_weights())}
@@ -364,7 +370,8 @@ def distil_prune_quantize(student, teacher, data, target=0.8, epochs=6, learning
     the epochs. Returns the stripped QAT model, ready for int8 export.
     """
     keras.utils.set_random_seed(seed)
-    steps = pipeline.steps_per_epoch(data[0]) * epochs
+    example = pipeline.model_example_shape(student)
+    steps = pipeline.steps_per_epoch(data[0], example_shape=example) * epochs
     schedule = pruning.PolynomialDecay(0.0, target, 0, steps // 2, frequency=1)
     final, _ = pipeline.prune(quantization.quantize_model(student), data[0], data[1], schedule,
                               epochs, learning_rate=learning_rate, teacher=teacher,
@@ -412,7 +419,7 @@ STRUCTURED_FINETUNE_EPOCHS = 5
 def _structured_model(model, data, ratio, epochs):
     def make():
         small = pruning.prune_channels(model, ratio)
-        if data[1] is not None:
+        if pipeline.has_labels(data[0], data[1]):
             keras.utils.set_random_seed(0)
             pipeline.train(small, data[0], data[1], epochs)
         return small
@@ -471,7 +478,8 @@ def mixed_recipe(fraction_of_int8):
     name = f"mixed-{fraction_of_int8:g}x-int8"
 
     def make(model, data, workdir):
-        representative = data[0][:REPRESENTATIVE_EXAMPLES]
+        representative = pipeline.take(data[0], n=REPRESENTATIVE_EXAMPLES,
+                                       example_shape=pipeline.model_example_shape(model))[0]
         int8 = pipeline.export(model, quantization="int8", representative_data=representative)
         budget = int(fraction_of_int8 * int8.size_bytes)
         exported = export.mixed_precision(_float_file(model), budget, representative,
@@ -491,7 +499,7 @@ def cluster_recipe(number_of_clusters, epochs=CLUSTER_FINETUNE_EPOCHS):
     def make(model, data, workdir):
         keras.utils.set_random_seed(0)
         clustered = clustering.cluster_weights(model, number_of_clusters)
-        if data[1] is not None:
+        if pipeline.has_labels(data[0], data[1]):
             pipeline.train(clustered, data[0], data[1], epochs, QAT_LEARNING_RATE * 10)
         final = clustering.strip_clustering(clustered)
         exported = pipeline.export(final, _path(workdir, model, f"cluster-{number_of_clusters}"))
