@@ -176,7 +176,8 @@ def case_data(data):
             pipeline.is_dataset(d) for d in data):
         return (data[0], None, data[1], None)
     if isinstance(data, (tuple, list)) and len(data) == 4:
-        return tuple(data)
+        # A tuple subclass (the zoo's task data, with its name and labels) is kept.
+        return data if isinstance(data, tuple) else tuple(data)
     raise TypeError(
         "A case's build() must return (model, data) with data (x_train, y_train, x_test, "
         f"y_test) or (train_dataset, test_dataset); got {type(data).__name__}"
