@@ -207,7 +207,9 @@ def pareto_panel(axis, points, x_key, starred, line, annotations=(), kinds=None,
         axis.scatter(reference[0], reference[1], marker="s", s=60, color="black",
                      label=reference[2], zorder=3)
     axis.set_xscale("log")
-    axis.xaxis.set_minor_formatter(NullFormatter())  # no colliding minor labels
+    xs = [x for x, _ in points if x > 0]
+    if xs and max(xs) >= 10 * min(xs):  # decades labelled: minor labels would collide
+        axis.xaxis.set_minor_formatter(NullFormatter())
     axis.set_xlabel(AXES.get(x_key, label(x_key)))
     axis.set_ylabel(AXES.get(y_key, label(y_key)))
     axis.legend(loc="best", fontsize=8)
