@@ -34,6 +34,7 @@ from tfopt import export  # noqa: E402
 from tfopt.bench import harness  # noqa: E402
 from tfopt.bench import report  # noqa: E402
 from tfopt.bench import suites  # noqa: E402
+from tfopt.report import format_metric  # noqa: E402
 from tfopt.models import digits_teacher  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -91,7 +92,7 @@ def markdown(results):
                   "| " + " | ".join(COLUMNS) + " | notes |",
                   "|" + "---|" * (len(COLUMNS) + 1)]
         for row in rows:
-            cells = [report._fmt(row.get(c)) if c not in ("recipe", "status") else str(row.get(c))
+            cells = [format_metric(c, row.get(c)) if c not in ("recipe", "status") else str(row.get(c))
                      for c in COLUMNS]
             notes = {k: row[k] for k in ("precisions", "budget_bytes", "max_distinct_values",
                                           "reason") if k in row}

@@ -1,98 +1,23 @@
-"""Benchmark output: results.json, results.md and Pareto plots (PNG)."""
+"""Benchmark output: results.json, results.md and Pareto plots (PNG).
 
-import datetime
-import json
+The cells, tables, JSON, machine line and plots are written by the shared
+writer `tfopt.report`; here is only what is bench's own: the per-model
+sections, the verdict summary and the cells that combine several fields
+(p50 ratio with its interval, p99 reliability, collapse, GPU check).
+"""
+
 import os
-import platform
 
 from tfopt.defaults import NO_GPU  # noqa: F401  (re-exported)
-
-
-def environment():
-    """Versions, CPU and date that every results file carries."""
-    import ai_edge_litert
-    import keras
-    import numpy
-    import tensorflow as tf
-
-    import tfopt
-
-    return {
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "cpu": _cpu_model(),
-        "cpu_isa": cpu_isa(),
-        "cores": os.cpu_count(),
-        "python": platform.python_version(),
-        "tensorflow": tf.__version__,
-        "keras": keras.__version__,
-        "ai_edge_litert": getattr(ai_edge_litert, "__version__", _dist_version("ai-edge-litert")),
-        "numpy": numpy.__version__,
-        "tfopt": tfopt.__version__,
-    }
-
-
-def _dist_version(name):
-    from importlib import metadata
-
-    try:
-        return metadata.version(name)
-    except metadata.PackageNotFoundError:
-        return "unknown"
-
-
-# /proc/cpuinfo flag -> name: the features int8 and float kernels dispatch on.
-ISA_FLAGS = {
-    "avx2": "AVX2",
-    "fma": "FMA",
-    "avx512f": "AVX-512F",
-    "avx512_vnni": "AVX-512 VNNI",
-    "avx512_bf16": "AVX-512 BF16",
-    "avx512_fp16": "AVX-512 FP16",
-    "avx_vnni": "AVX-VNNI",
-    "amx_tile": "AMX",
-    "amx_int8": "AMX-INT8",
-    "amx_bf16": "AMX-BF16",
-    "asimddp": "NEON dot product",
-    "i8mm": "Arm I8MM",
-    "sve": "SVE",
-}
-
-
-def cpu_isa(cpuinfo_path="/proc/cpuinfo"):
-    """The CPU's vector/matrix features that decide kernel speed (from its flags).
-
-    Args:
-        cpuinfo_path: Where to read the flags (Linux).
-
-    Returns:
-        Names such as `["AVX2", "FMA", "AVX-512F", "AVX-512 VNNI", "AMX"]`,
-        in `ISA_FLAGS` order; `["unknown"]` where the file is absent.
-
-    Example:
-
-    >>> "AVX2" in cpu_isa()  # doctest: +SKIP
-    True
-    """
-    try:
-        with open(cpuinfo_path) as handle:
-            for line in handle:
-                if line.startswith(("flags", "Features")):
-                    flags = set(line.split(":", 1)[1].split())
-                    return [name for flag, name in ISA_FLAGS.items() if flag in flags]
-    except OSError:
-        pass
-    return ["unknown"]
-
-
-def _cpu_model():
-    try:
-        with open("/proc/cpuinfo") as handle:
-            for line in handle:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+from tfopt.report import ISA_FLAGS  # noqa: F401  (re-exported)
+from tfopt.report import cpu_isa  # noqa: F401  (re-exported)
+from tfopt.report import environment  # noqa: F401  (re-exported)
+from tfopt.report import format_metric
+from tfopt.report import format_value
+from tfopt.report import machine_line
+from tfopt.report import markdown_table
+from tfopt.report import pareto_figure
+from tfopt.report import write_json
 
 
 DEFAULT_PARETO_OBJECTIVES = ("tflite_accuracy", "size_bytes", "p50_ms")
@@ -223,57 +148,56 @@ def _point_front(points, maximize, intervals):
     ]
 
 
-def _fmt(value, digits=4):
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "yes" if value else ""
-    if isinstance(value, float):
-        return f"{value:.{digits}f}"
-    return str(value)
-
-
+# results.md columns: row keys; labels from `tfopt.report.FORMATS` unless here.
 COLUMNS = [
-    ("recipe", "recipe", None),
-    ("keras acc", "keras_accuracy", 4),
-    ("tflite acc", "tflite_accuracy", 4),
-    ("collapse", "accuracy_collapse", None),
-    ("top-1 agree", "top1_agreement", 4),
-    ("sparsity", "sparsity", 3),
-    ("bytes", "size_bytes", None),
-    ("gzip", "gzip_bytes", None),
-    ("bytes/float", "bytes_vs_float", 3),
-    ("gzip/float", "gzip_vs_float", 3),
-    ("p50 ms", "cpu_p50_ms", 4),
-    ("p90 ms", "cpu_p90_ms", 4),
-    ("p99 ms", "cpu_p99_ms", 4),
-    ("p50/float [95% CI]", "p50_vs_float", 3),
-    ("latency verdict", "latency_verdict", None),
-    ("GPU LiteRT check", "gpu_litert_status", None),
-    ("GPU LiteRT p50", "gpu_litert_p50_ms", 4),
-    ("GPU TF p50", "gpu_tf_p50_ms", 4),
-    ("GPU TF+XLA p50", "gpu_tf_xla_p50_ms", 4),
+    "recipe", "keras_accuracy", "tflite_accuracy", "accuracy_collapse", "top1_agreement",
+    "sparsity", "size_bytes", "gzip_bytes", "bytes_vs_float", "gzip_vs_float", "p50_ms",
+    "p90_ms", "cpu_p99_ms", "p50_vs_float", "latency_verdict", "gpu_litert_status",
+    "gpu_litert_p50_ms", "gpu_tf_p50_ms", "gpu_tf_xla_p50_ms",
 ]
+LABELS = {
+    "accuracy_collapse": "collapse",
+    "p50_vs_float": "p50/float [95% CI]",
+    "latency_verdict": "latency verdict",
+    "gpu_litert_status": "GPU LiteRT check",
+    "gpu_litert_p50_ms": "GPU LiteRT p50",
+    "gpu_tf_p50_ms": "GPU TF p50",
+    "gpu_tf_xla_p50_ms": "GPU TF+XLA p50",
+}
+GPU_DIGITS = 4
 
 
-def _cell(row, key, digits):
+def _cell(row, key):
+    """Bench's own cells; None where the shared formatting applies."""
+    if row["status"] != "ok":  # one cell says why, the others stay empty
+        if key == "recipe":
+            return None
+        if key != COLUMNS[1]:
+            return ""
+        reason = (row.get("reason") or "").splitlines()[0][:300] if row.get("reason") else ""
+        return f"{row['status']}: {reason}"
     value = row.get(key)
-    if key == "p50_vs_float" and row.get("p50_ratio_paired") is not None:
-        value = row["p50_ratio_paired"]  # the ratio the interval and verdict are about
-    text = _fmt(value, digits) if digits else _fmt(value)
+    if key == "p50_vs_float":
+        if row.get("p50_ratio_paired") is not None:
+            value = row["p50_ratio_paired"]  # the ratio the interval and verdict are about
+        text = format_metric(key, value)
+        if row.get("p50_ratio_ci") and row.get("latency_verdict") != "reference":
+            low, high = row["p50_ratio_ci"]
+            text += f" [{low:.3f}, {high:.3f}]"
+        return text
     if key == "cpu_p99_ms" and value is not None and not row.get("cpu_p99_reliable", True):
-        text += "*"
-    elif key == "p50_vs_float" and row.get("p50_ratio_ci") and row.get("latency_verdict") != "reference":
-        low, high = row["p50_ratio_ci"]
-        text += f" [{low:.3f}, {high:.3f}]"
-    elif key == "accuracy_collapse" and value:
-        text = f"COLLAPSE (-{row['accuracy_drop'] * 100:.1f} pts)"
-    elif key == "gpu_litert_status" and value is not None:
+        return format_metric(key, value) + "*"
+    if key == "accuracy_collapse" and value:
+        return f"COLLAPSE (-{row['accuracy_drop'] * 100:.1f} pts)"
+    if key == "gpu_litert_status" and value is not None:
         if value == "ok":
-            text = f"ok, max abs diff {row['gpu_litert_max_abs_diff']:.1e} (rel {row['gpu_litert_rel_diff']:.1e})"
-        elif row.get("gpu_litert_reason"):
-            text = f"{value}: {row['gpu_litert_reason']}"
-    return text.replace("|", "/").replace("\n", " ")
+            return (f"ok, max abs diff {row['gpu_litert_max_abs_diff']:.1e} "
+                    f"(rel {row['gpu_litert_rel_diff']:.1e})")
+        if row.get("gpu_litert_reason"):
+            return f"{value}: {row['gpu_litert_reason']}"
+    if key.startswith("gpu_") and key.endswith("_p50_ms"):
+        return format_value(value, GPU_DIGITS)
+    return None
 
 
 def summary_lines(results):
@@ -307,16 +231,15 @@ def summary_lines(results):
 
 def markdown(results):
     """One table per model of the suite, failed rows with their reason."""
-    env = results["environment"]
+    from tfopt.pipeline import canonical_metrics
+
     settings = results["settings"]
     gpu = results.get("gpu") or {}
-    isa = ", ".join(env.get("cpu_isa") or ["not recorded"])
     lines = [
         f"# tfopt bench --suite {results['suite']}",
         "",
-        f"`{results['command']}` on {env['cpu']} ({env['cores']} cores; ISA: {isa}), "
-        f"{settings['num_threads']} thread(s), {env['date']}; TF {env['tensorflow']}, "
-        f"Keras {env['keras']}, ai-edge-litert {env['ai_edge_litert']}.",
+        f"`{results['command']}` on "
+        + machine_line(results["environment"], threads=settings["num_threads"]),
         "",
         "Latency: LiteRT interpreter (XNNPACK), batch 1, each model's rows timed in one fresh child "
         f"process, >= {settings['runs']} timed invokes and >= {settings['min_seconds']} s after "
@@ -344,15 +267,8 @@ def markdown(results):
         by_model.setdefault(row["model"], []).append(row)
     for model, rows in by_model.items():
         lines += [f"## {model}", "", results.get("descriptions", {}).get(model, ""), ""]
-        lines.append("| " + " | ".join(c[0] for c in COLUMNS) + " |")
-        lines.append("|" + "---|" * len(COLUMNS))
-        for row in rows:
-            if row["status"] != "ok":
-                reason = row.get("reason", "").splitlines()[0][:300].replace("|", "/") if row.get("reason") else ""
-                lines.append(f"| {row['recipe']} | {row['status']}: {reason} |"
-                             + " |" * (len(COLUMNS) - 2))
-                continue
-            lines.append("| " + " | ".join(_cell(row, key, digits) for _, key, digits in COLUMNS) + " |")
+        # Results written before the shared vocabulary say cpu_p50_ms, not p50_ms.
+        lines += markdown_table([canonical_metrics(r) for r in rows], COLUMNS, LABELS, _cell)
         lines.append("")
     return "\n".join(lines)
 
@@ -374,7 +290,7 @@ def latency_intervals(rows, min_effect=None):
         if reference is None or not ci:
             out.append(None)
             continue
-        base = reference["cpu_p50_ms"]
+        base = reference.get("p50_ms", reference.get("cpu_p50_ms"))
         low, high = (1 - min_effect, 1 + min_effect) if row is reference else ci
         out.append((None, (base * low, base * high)))
     return out
@@ -386,72 +302,35 @@ def plot(results, out_dir):
     Returns:
         The paths written (models without accuracy are skipped).
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from matplotlib.ticker import NullFormatter
+    from tfopt.pipeline import canonical_metrics
 
     paths = []
     by_model = {}
     for row in results["rows"]:
+        row = canonical_metrics(row)
         if (row["status"] == "ok" and row.get("tflite_accuracy") is not None
-                and row.get("cpu_p50_ms") is not None):
+                and row.get("p50_ms") is not None):
             by_model.setdefault(row["model"], []).append(row)
     for model, rows in by_model.items():
-        figure, axes = plt.subplots(1, 2, figsize=(12, 4.5))
-        for axis, key, label in (
-            (axes[0], "size_bytes", "TFLite bytes"),
-            (axes[1], "cpu_p50_ms", "p50 latency, ms (1 example)"),
-        ):
-            points = [(r["tflite_accuracy"], r[key]) for r in rows]
+        panels = []
+        for key in ("size_bytes", "p50_ms"):
+            points = [(r[key], r["tflite_accuracy"]) for r in rows]
             # Latency inside the paired noise of another row neither wins nor loses.
-            noise = latency_intervals(rows) if key == "cpu_p50_ms" else None
-            front = set(pareto_front(points, intervals=noise))
-            for i, row in enumerate(rows):
-                axis.scatter(row[key], row["tflite_accuracy"],
-                             marker="*" if i in front else "o",
-                             s=140 if i in front else 40,
-                             color="tab:red" if i in front else "tab:blue", zorder=3)
-            # Only the front is labelled (every row is in results.md), and
-            # points that coincide share one label, so labels do not pile up.
-            for (x_value, accuracy), names in _coincident(rows, key, front).items():
-                text = ", ".join(names[:3]) + (f" +{len(names) - 3}" if len(names) > 3 else "")
-                axis.annotate(text, (x_value, accuracy), fontsize=7, xytext=(4, -10),
-                              textcoords="offset points")
-            ordered = sorted((points[i] for i in front), key=lambda p: p[1])
-            axis.plot([p[1] for p in ordered], [p[0] for p in ordered], "r--", linewidth=1,
-                      label="Pareto front (labelled)")
-            axis.set_xscale("log")
-            axis.xaxis.set_minor_formatter(NullFormatter())   # no colliding minor labels
-            axis.set_xlabel(label)
-            axis.set_ylabel("TFLite accuracy")
-            axis.legend(loc="best", fontsize=8)
-            axis.grid(True, alpha=0.3)
-        figure.suptitle(f"{model}: accuracy vs size and latency")
-        figure.tight_layout()
-        path = os.path.join(out_dir, f"{model}-pareto.png")
-        figure.savefig(path, dpi=110)
-        plt.close(figure)
-        paths.append(path)
+            noise = latency_intervals(rows) if key == "p50_ms" else None
+            front = pareto_front([(y, x) for x, y in points], intervals=noise)
+            # Only the front is labelled (every row is in results.md).
+            panels.append(dict(points=points, x_key=key, starred=front, line=front,
+                               annotations=[points[i] + (rows[i]["recipe"],) for i in front],
+                               line_label="Pareto front (labelled)"))
+        paths.append(pareto_figure(os.path.join(out_dir, f"{model}-pareto.png"),
+                                   f"{model}: accuracy vs size and latency", panels))
     return paths
-
-
-def _coincident(rows, key, front):
-    """Front points grouped by where they land: `{(x, accuracy): [recipe, ...]}`."""
-    groups = {}
-    for i in sorted(front):
-        row = rows[i]
-        spot = (float(f"{row[key]:.2g}"), round(row["tflite_accuracy"], 3))
-        groups.setdefault(spot, []).append(row["recipe"])
-    return groups
 
 
 def write(results, out_dir):
     """Writes results.json, results.md and the plots to `out_dir`."""
     os.makedirs(out_dir, exist_ok=True)
-    with open(os.path.join(out_dir, "results.json"), "w") as handle:
-        json.dump(results, handle, indent=2, default=str)
+    write_json(results, os.path.join(out_dir, "results.json"))
     with open(os.path.join(out_dir, "results.md"), "w") as handle:
         handle.write(markdown(results))
     return plot(results, out_dir)

@@ -2,28 +2,24 @@
 plot (PNG) of accuracy against file size and latency."""
 
 import csv
-import json
 import os
 
 from tfopt.pipeline import canonical_metrics
+from tfopt.report import format_metric
+from tfopt.report import format_value
+from tfopt.report import machine_line
+from tfopt.report import markdown_table as _table
+from tfopt.report import pareto_figure
+from tfopt.report import write_json
 from tfopt.tuning import trials as trials_lib
 
 # Hyperparameter columns, in this order, then any others the space had.
 HP_COLUMNS = ("width", "learning_rate", "epochs", "tuner/epochs", "pruning", "sparsity", "schedule",
               "structured_ratio", "quantization", "distillation", "temperature", "alpha")
-METRIC_COLUMNS = (
-    ("tflite_accuracy", "tflite acc", 4),
-    ("keras_accuracy", "keras acc", 4),
-    ("accuracy_drop", "drop", 4),
-    ("size_bytes", "bytes", 0),
-    ("bytes_vs_float", "bytes/base", 3),
-    ("gzip_bytes", "gzip", 0),
-    ("p50_ms", "p50 ms", 4),
-    ("sparsity", "zeros", 3),  # measured; the row key is "zeros" (hp "sparsity" is the target)
-    ("params", "params", 0),
-    ("score", "score", 4),
-    ("trial_seconds", "seconds", 1),
-)
+# Metric columns, in this order; labels and decimals from `tfopt.report.FORMATS`.
+METRIC_COLUMNS = ("tflite_accuracy", "keras_accuracy", "accuracy_drop", "size_bytes",
+                  "bytes_vs_float", "gzip_bytes", "p50_ms", "sparsity", "params", "score",
+                  "trial_seconds")
 
 
 def trials_table(records, front=None, columns=None):
@@ -52,7 +48,7 @@ def trials_table(records, front=None, columns=None):
         row = {"trial": r.trial_id, "status": _status(r), "pareto": r.trial_id in on_front}
         row.update({name: r.values.get(name) for name in names})
         metrics = canonical_metrics(r.metrics)  # searches logged before: *_vs_baseline
-        row.update({_row_key(key): metrics.get(key) for key, _, _ in METRIC_COLUMNS})
+        row.update({_row_key(key): metrics.get(key) for key in METRIC_COLUMNS})
         for name in extra_names:
             row[name] = (columns or {}).get(r.trial_id, {}).get(name)
         row["reason"] = r.reason
@@ -83,36 +79,23 @@ def write_csv(rows, path):
         writer.writerows(rows)
 
 
-def _cell(value, digits=None):
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "yes" if value else ""
-    if isinstance(value, float) and digits is None and 0 < abs(value) < 1:
-        return f"{value:.4f}"
-    if isinstance(value, float):
-        return f"{value:.{digits}f}" if digits is not None else f"{value:g}"
-    return str(value).replace("|", "/")
-
-
 def markdown_table(rows):
     """`trials_table` rows as a Markdown table (reasons shortened)."""
     if not rows:
         return "(no trials)\n"
-    digits = {_row_key(key): d for key, _, d in METRIC_COLUMNS}
-    labels = {_row_key(key): label for key, label, _ in METRIC_COLUMNS}
+    metrics = {_row_key(key) for key in METRIC_COLUMNS}
+
+    def cell(row, key):
+        value = row[key]
+        if key == "reason" and value:
+            return value.splitlines()[0][:160]
+        # Hyperparameters and extra columns: no metric's decimals apply.
+        return None if key in metrics else format_value(value)
+
     keys = list(rows[0])
-    lines = ["| " + " | ".join(labels.get(k, k) for k in keys) + " |",
-             "|" + "---|" * len(keys)]
-    for row in rows:
-        cells = []
-        for key in keys:
-            value = row[key]
-            if key == "reason" and value:
-                value = value.splitlines()[0][:160]
-            cells.append(_cell(value, digits.get(key)))
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
+    # A hyperparameter keeps its name (hp `sparsity` is the target, `zeros` the measure).
+    labels = {key: key for key in keys if key not in metrics}
+    return "\n".join(_table(rows, keys, labels, cell)) + "\n"
 
 
 def plot_pareto(records, path, baseline=None, front=None):
@@ -128,48 +111,28 @@ def plot_pareto(records, path, baseline=None, front=None):
     Returns:
         `path`, or None when no trial was measured.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     measured = [r for r in records if r.measured]
     if not measured:
         return None
     if front is None:
         front = trials_lib.pareto_front(records)
     on_front = {r.trial_id for r in front}
-    figure, axes = plt.subplots(1, 2, figsize=(12, 4.5))
-    for axis, key, label in ((axes[0], "size_bytes", "TFLite bytes"),
-                             (axes[1], "p50_ms", "p50 latency, ms (batch 1)")):
-        for r in measured:
-            x, y = r.metrics[key], r.metrics["tflite_accuracy"]
-            if r.trial_id in on_front:
-                style = dict(marker="*", s=150, color="tab:red", zorder=3)
-            elif r.feasible:
-                style = dict(marker="o", s=40, color="tab:blue")
-            else:
-                style = dict(marker="x", s=40, color="tab:gray")
-            axis.scatter(x, y, **style)
-            axis.annotate(r.trial_id, (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
-        # The 2-D front of this panel (the 3-D front's members are starred).
-        panel = trials_lib.pareto_front(records, ("tflite_accuracy", key))
-        ordered = sorted(panel, key=lambda r: r.metrics[key])
-        axis.plot([r.metrics[key] for r in ordered], [r.metrics["tflite_accuracy"] for r in ordered],
-                  "r--", linewidth=1, label=f"front (accuracy vs {label.split(',')[0]})")
-        if baseline:
-            axis.scatter(baseline[key], baseline["tflite_accuracy"], marker="s", s=60,
-                         color="black", label="dense float baseline", zorder=3)
-        axis.set_xscale("log")
-        axis.set_xlabel(label)
-        axis.set_ylabel("TFLite validation accuracy")
-        axis.grid(True, alpha=0.3)
-        axis.legend(loc="lower right", fontsize=8)
-    figure.suptitle("Compression search: * Pareto front (accuracy, bytes, p50), x infeasible")
-    figure.tight_layout()
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
-    return path
+    panels = []
+    for key in ("size_bytes", "p50_ms"):
+        points = [(r.metrics[key], r.metrics["tflite_accuracy"]) for r in measured]
+        # The 2-D front of this panel is joined (the 3-D front's members are starred).
+        panel = {r.trial_id for r in trials_lib.pareto_front(records, ("tflite_accuracy", key))}
+        panels.append(dict(
+            points=points, x_key=key,
+            starred=[i for i, r in enumerate(measured) if r.trial_id in on_front],
+            line=[i for i, r in enumerate(measured) if r.trial_id in panel],
+            annotations=[p + (r.trial_id,) for p, r in zip(points, measured)],
+            kinds=["point" if r.feasible else "infeasible" for r in measured],
+            reference=(baseline[key], baseline["tflite_accuracy"], "dense float baseline")
+            if baseline else None,
+            line_label=f"front (accuracy vs {'bytes' if key == 'size_bytes' else 'p50'})"))
+    return pareto_figure(
+        path, "Compression search: * Pareto front (accuracy, bytes, p50), x infeasible", panels)
 
 
 def write_report(records, out_dir, baseline=None, constraints=None, command=None,
@@ -183,7 +146,7 @@ def write_report(records, out_dir, baseline=None, constraints=None, command=None
         constraints: The `Constraints` of the search, for the header.
         command: The command that produced the search.
         scalarization: The `Scalarization` used as the objective.
-        environment: `tfopt.bench.report.environment()` (default: taken now).
+        environment: `tfopt.report.environment()` (default: taken now).
         extra: More JSON-serialisable facts to store in results.json.
         columns: Extra table cells per trial (see `trials_table`).
         notes: Lines added under the Markdown header.
@@ -198,7 +161,7 @@ def write_report(records, out_dir, baseline=None, constraints=None, command=None
     tfopt.tuning.write_report(tfopt.tuning.load_trials("search/digits"), "report")
     ```
     """
-    from tfopt.bench.report import environment as environment_now
+    from tfopt.report import environment as environment_now
 
     os.makedirs(out_dir, exist_ok=True)
     environment = environment or environment_now()
@@ -217,34 +180,32 @@ def write_report(records, out_dir, baseline=None, constraints=None, command=None
     header = ["# Compression search", ""]
     if command:
         header.append(f"Command: `{command}`")
-    header.append(
-        f"Machine: {environment['cpu']} ({environment['cores']} cores), {environment['date']}; "
-        f"TF {environment['tensorflow']}, Keras {environment['keras']}, "
-        f"ai-edge-litert {environment['ai_edge_litert']}.")
+    header.append("Machine: " + machine_line(environment))
     if constraints is not None and constraints.any:
         header.append(f"Constraints: {constraints}.")
     if scalarization is not None:
         header.append(f"Oracle objective: score = {scalarization!r} (lower is better).")
     if baseline:
         header.append(
-            f"Dense float baseline: TFLite accuracy {baseline['tflite_accuracy']:.4f}, "
-            f"{baseline['size_bytes']:.0f} bytes ({baseline['gzip_bytes']:.0f} gzipped), "
-            f"p50 {baseline['p50_ms']:.4f} ms.")
+            "Dense float baseline: TFLite accuracy "
+            f"{format_metric('tflite_accuracy', baseline['tflite_accuracy'])}, "
+            f"{format_metric('size_bytes', baseline['size_bytes'])} bytes "
+            f"({format_metric('gzip_bytes', baseline['gzip_bytes'])} gzipped), "
+            f"p50 {format_metric('p50_ms', baseline['p50_ms'])} ms.")
     header.append("Trials: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
                   + "; Pareto front (TFLite accuracy up, bytes and p50 down, feasible trials): "
                   + ", ".join(r.trial_id for r in front) + ".")
     header += list(notes or [])
     with open(paths["markdown"], "w") as handle:
         handle.write("\n\n".join(header[:1] + header[2:]) + "\n\n" + markdown_table(rows))
-    with open(paths["json"], "w") as handle:
-        json.dump({
-            "command": command,
-            "environment": environment,
-            "baseline": baseline,
-            "constraints": None if constraints is None else vars(constraints),
-            "scalarization": None if scalarization is None else scalarization.get_config(),
-            "pareto_front": [r.trial_id for r in front],
-            "trials": rows,
-            **(extra or {}),
-        }, handle, indent=2, default=str)
+    write_json({
+        "command": command,
+        "environment": environment,
+        "baseline": baseline,
+        "constraints": None if constraints is None else vars(constraints),
+        "scalarization": None if scalarization is None else scalarization.get_config(),
+        "pareto_front": [r.trial_id for r in front],
+        "trials": rows,
+        **(extra or {}),
+    }, paths["json"])
     return paths
