@@ -173,3 +173,47 @@ def atomic_keras_tuner_json():
 
     save_json._tfopt_atomic = True
     utils.save_json = save_json
+
+
+# -- tf.distribute and Keras's trainer (tfopt.distribute) ---------------------------
+
+def model_strategy(model):
+    """The `tf.distribute` strategy `model` was created under, or None.
+
+    Keras keeps it as `Model._distribute_strategy` (no public name).
+    """
+    return getattr(model, "_distribute_strategy", None)
+
+
+def in_multi_worker_mode(strategy):
+    """Whether a `MultiWorkerMirroredStrategy` spans several workers."""
+    return bool(strategy.extended._in_multi_worker_mode())
+
+
+def has_symbolic_build(model):
+    """Whether Keras's trainer still builds the model symbolically before
+    `fit` with `Model._symbolic_build` (the step `tfopt.distribute` replaces)."""
+    return hasattr(model, "_symbolic_build")
+
+
+def replace_symbolic_build(model, build_from_batch):
+    """Makes `model.fit` build the model with `build_from_batch(data_batch)`.
+
+    Keras calls `Model._maybe_symbolic_build(iterator=..., data_batch=...)`
+    before the first epoch; its version all-reduces a whole batch, which
+    `MultiWorkerMirroredStrategy` cannot do. The replacement takes the first
+    batch of the iterator and hands it to `build_from_batch`.
+
+    Args:
+        model: A compiled `keras.Model`.
+        build_from_batch: `fn(data_batch, symbolic_build)`, where
+            `symbolic_build(data_batch)` is Keras's own build.
+    """
+    def maybe_symbolic_build(iterator=None, data_batch=None):
+        if iterator is not None:
+            for _, _, batches in iterator:
+                data_batch = next(batches)
+                break
+        build_from_batch(data_batch, lambda batch: model._symbolic_build(data_batch=batch))
+
+    model._maybe_symbolic_build = maybe_symbolic_build

@@ -34,6 +34,8 @@ import os
 import keras
 from keras import ops
 
+from tfopt import _compat
+
 __all__ = ["enable_multi_worker_fit", "cross_replica_min_max", "is_chief",
            "num_workers_from_tf_config"]
 
@@ -150,7 +152,7 @@ def _multi_worker(strategy):
     import tensorflow as tf
 
     return (isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
-            and strategy.extended._in_multi_worker_mode())
+            and _compat.in_multi_worker_mode(strategy))
 
 
 def _with_leading_axis(step):
@@ -210,7 +212,7 @@ def enable_multi_worker_fit(model):
         )
     import tensorflow as tf
 
-    strategy = getattr(model, "_distribute_strategy", None)
+    strategy = _compat.model_strategy(model)
     if strategy is None or not _multi_worker(strategy):
         workers = num_workers_from_tf_config()
         if workers > 1:
@@ -233,28 +235,24 @@ def enable_multi_worker_fit(model):
         )
     if getattr(model, "_tfopt_multi_worker", False):
         return model
-    if not hasattr(model, "_symbolic_build"):
+    if not _compat.has_symbolic_build(model):
         raise RuntimeError(
             f"Keras {keras.__version__} has changed the trainer this fix is made "
-            "for (no Model._symbolic_build); check whether model.fit runs under "
+            "for (its symbolic build before the first epoch); check whether model.fit runs under "
             "MultiWorkerMirroredStrategy without tfopt.distribute."
         )
 
-    def maybe_symbolic_build(iterator=None, data_batch=None):
-        if iterator is not None:
-            for _, _, batches in iterator:
-                batch = next(batches)
-                # Shapes only: this worker's first replica's part of the batch.
-                data_batch = tf.nest.map_structure(
-                    lambda v: (strategy.experimental_local_results(v)[0]
-                               if isinstance(v, tf.distribute.DistributedValues) else v),
-                    batch,
-                )
-                break
+    def build_from_batch(data_batch, symbolic_build):
+        # Shapes only: this worker's first replica's part of the batch.
+        data_batch = tf.nest.map_structure(
+            lambda v: (strategy.experimental_local_results(v)[0]
+                       if isinstance(v, tf.distribute.DistributedValues) else v),
+            data_batch,
+        )
         with strategy.scope():
-            model._symbolic_build(data_batch=data_batch)
+            symbolic_build(data_batch)
 
-    model._maybe_symbolic_build = maybe_symbolic_build
+    _compat.replace_symbolic_build(model, build_from_batch)
     model.train_step = _with_leading_axis(model.train_step)
     model.test_step = _with_leading_axis(model.test_step)
     # Compiled functions made before this call would keep the old steps.
