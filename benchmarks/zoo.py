@@ -16,7 +16,8 @@ the same command skips the models already there, so the zoo can be run in
 pieces (several commands, one --out) and a killed run loses only the model
 it was on. `--fresh` starts over. Pieces run into separate directories
 (e.g. two halves in parallel) are merged with `--merge DIR[,DIR...]`: their
-models not yet in --out are added, nothing is run.
+models not yet in --out are added, nothing is run; with `--replace` they
+also replace the rows --out has for the same models (a re-run after a fix).
 """
 
 import argparse
@@ -69,11 +70,24 @@ def save(results, out, models):
         os.replace(path + ".tmp", path)
 
 
-def merge(results, other, source):
-    """Adds `other`'s models that `results` lacks; returns their names."""
+def merge(results, other, source, replace=False):
+    """Adds `other`'s models that `results` lacks; returns their names.
+
+    With `replace`, `other`'s models replace those `results` already has
+    (a re-run of some models after a fix): their rows, budgets and times,
+    and their names in the older runs' lists.
+    """
     if other.get("settings") != results.get("settings"):
         raise SystemExit(f"zoo.py: {source} was measured with settings {other.get('settings')}, "
                          f"--out with {results.get('settings')}; not merged")
+    if replace:
+        redone = {row["model"] for row in other["rows"]}
+        results["rows"] = [row for row in results["rows"] if row["model"] not in redone]
+        for key in ("budgets", "descriptions", "model_seconds"):
+            results[key] = {m: v for m, v in results.get(key, {}).items() if m not in redone}
+        runs = [{**run, "models": [m for m in run["models"] if m not in redone]}
+                for run in results["runs"]]
+        results["runs"] = [run for run in runs if run["models"]]
     have = {row["model"] for row in results["rows"]}
     new = [m for m in dict.fromkeys(row["model"] for row in other["rows"]) if m not in have]
     results["rows"] += [row for row in other["rows"] if row["model"] in new]
@@ -112,6 +126,9 @@ def main(argv=None):
     parser.add_argument("--merge", default="",
                         help="comma-separated result directories of other zoo.py runs: add "
                              "their models missing from --out, run nothing")
+    parser.add_argument("--replace", action="store_true",
+                        help="with --merge: the merged runs' models replace the rows --out "
+                             "already has for them (a re-run after a fix)")
     parser.add_argument("--out", default=os.path.join(ROOT, "benchmarks", "results", "zoo"))
     args = parser.parse_args(argv)
     if args.merge:
@@ -123,7 +140,8 @@ def main(argv=None):
             if results is None:
                 results = {**other, "runs": [], "budgets": {}, "descriptions": {},
                            "model_seconds": {}, "rows": []}
-            print(f"{source}: merged {merge(results, other, source) or 'nothing new'}")
+            merged = merge(results, other, source, replace=args.replace)
+            print(f"{source}: merged {merged or 'nothing new'}")
         save(results, args.out, None)
         return
 
