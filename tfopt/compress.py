@@ -21,6 +21,7 @@ RECIPES = ("float", "ptq-dynamic", "ptq-float16", "ptq-int8", "prune-50", "prune
 from tfopt.defaults import BATCH_SIZE  # noqa: F401  (re-exported)
 from tfopt.defaults import EXPORT_BATCH
 from tfopt.defaults import QAT_LEARNING_RATE
+from tfopt.defaults import WARN_AGREEMENT
 from tfopt.defaults import REPRESENTATIVE_EXAMPLES  # noqa: F401  (re-exported)
 DEFAULT_EPOCHS = 3
 TEST_FRACTION = 0.2
@@ -487,6 +488,11 @@ def compress(model, data, recipe, out, epochs=DEFAULT_EPOCHS, verify_examples=51
             model, or a failed conversion.
         TypeError: If `model` or `data` is of an unsupported type.
 
+    Warns:
+        UserWarning: If the written file's top-1 agreement with the Keras
+            model on the held-out data is under `tfopt.defaults.WARN_AGREEMENT`
+            (0.95), with the likely cause.
+
     Example:
 
     ```python
@@ -516,4 +522,23 @@ def compress(model, data, recipe, out, epochs=DEFAULT_EPOCHS, verify_examples=51
                                representative_data=data[0] if calibrated else None,
                                batch_size=batch_size)
     report = pipeline.verify(exported, final, data[2], data[3], examples=verify_examples)
+    _warn_if_disagreeing(model, recipe, out, report)
     return CompressResult(recipe, os.fspath(out), exported, final, report)
+
+
+def _warn_if_disagreeing(model, recipe, out, report):
+    """No silent wrong artifact: a file that disagrees with its model is flagged."""
+    import warnings
+
+    agreement = report.get("top1_agreement")
+    if not report.get("n") or agreement is None or agreement >= WARN_AGREEMENT:
+        return
+    hint = {"ptq-int8": "calibration data unlike the held-out data, or activations int8 cannot "
+                        "hold: try 'qat-int8', or ptq-int16x8/float16 with tfopt.export.to_tflite",
+            "qat-int8": "train longer so the ranges settle, or check the supported-layers notes"}
+    warnings.warn(
+        f"compress: the {recipe} file {os.fspath(out)!r} agrees with its Keras model "
+        f"{model.name!r} on only {agreement:.1%} of {report['n']} held-out examples (flagged under "
+        f"{WARN_AGREEMENT:.0%}); it is written, but expect it to behave differently from the "
+        f"model. Likely cause: {hint.get(recipe, 'the conversion')}.",
+        UserWarning, stacklevel=3)

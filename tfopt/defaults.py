@@ -23,3 +23,7 @@ LEARNING_RATE = 1e-3
 NO_GPU = "no GPU"
 # The to_tflite modes that take representative (calibration) data.
 CALIBRATED_MODES = ("int8", "int16x8")
+# Under this top-1 agreement between an exported file and its Keras model
+# (on the held-out or calibration data) the file is flagged with a warning:
+# `tfopt.compress` and `tfopt.export.mixed_precision` use it.
+WARN_AGREEMENT = 0.95

@@ -14,6 +14,7 @@ import warnings
 
 import numpy as np
 
+from tfopt.defaults import WARN_AGREEMENT
 from tfopt.export import lowbit
 
 DEFAULT_CANDIDATES = ("float16", "int8", "int16x8", "int4")
@@ -22,7 +23,6 @@ DEFAULT_CANDIDATES = ("float16", "int8", "int16x8", "int4")
 # flagged: int2 on the digits CNN measured 0.19 (agreement 0.78), int4 0.002
 # (agreement 1.0).
 WARN_ERROR = 0.05
-WARN_AGREEMENT = 0.95
 
 
 @dataclasses.dataclass(frozen=True)
