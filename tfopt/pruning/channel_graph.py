@@ -133,6 +133,8 @@ CHANNEL_TABLE = {
     # couples
     L.Add: _COUPLES, L.Subtract: _COUPLES, L.Multiply: _COUPLES, L.Average: _COUPLES,
     L.Maximum: _COUPLES, L.Minimum: _COUPLES,
+    "CustomScaleLayer": ChannelRule("couples", "InceptionResNetV2's residual `x + scale * branch`: "
+                                    "like Add, joins its inputs' channels into one group"),
     L.Concatenate: ChannelRule("concatenates", "on the channel axis: segments laid side by side, each "
                                "pruned with its own group; on another axis: couples"),
     # reshapes
