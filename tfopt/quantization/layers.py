@@ -407,9 +407,11 @@ class QuantizedRecurrent(layers.Layer):
     layout, `tanh`/`sigmoid` activations). Each step is a few int8 TFLite
     kernels: two FULLY_CONNECTED (input and recurrent projections),
     LOGISTIC/TANH for the gates, MUL/ADD/SUB for the state update. The
-    ranges (one per role, shared by all steps) are learned in training; the
-    kernels are fake-quantized per tensor by the `QuantizeWrapper` around
-    this layer. The cell state is int8 too (TFLite's fused int8 LSTM keeps
+    ranges (one per role, shared by all steps) are learned in training,
+    updated once per batch from the min/max over every step (as the file's
+    steps share them: a value rare at any one step is not averaged away);
+    the kernels are fake-quantized per tensor by the `QuantizeWrapper`
+    around this layer. The cell state is int8 too (TFLite's fused int8 LSTM keeps
     it in 16 bits, but the converter only emits that kernel from calibrated
     float models), which is what the fine-tuning adapts to.
 
@@ -421,6 +423,17 @@ class QuantizedRecurrent(layers.Layer):
         reset_after: GRU only; must be True (Keras's default: bias of
             shape `(2, 3 * units)`).
         **kwargs: Passed to `keras.layers.Layer`.
+
+    Raises:
+        ValueError: For another cell, a GRU with `reset_after=False`, or
+            (when called) a sequence without a static length.
+
+    Example:
+
+    ```python
+    # What quantize_model(model) puts in place of an eligible LSTM(32):
+    rnn = QuantizedRecurrent("lstm", 32, name="lstm")
+    ```
     """
 
     # LSTM's "gates" is the pre-activation sum (a learned range); GRU's "z"
