@@ -151,19 +151,30 @@ def markdown(data):
     return "\n".join(lines) + "\n"
 
 
+def record(path, label, run):
+    """Adds `run` under `label` to the JSON at `path` (other labels kept) and rewrites the .md."""
+    data = {"runs": {}}
+    if os.path.exists(path):  # read at the end: another label may have run meanwhile
+        with open(path) as f:
+            data = json.load(f)
+    if run is not None:
+        data["runs"][label] = run
+        with open(path, "w") as f:
+            json.dump(data, f, indent=1)
+    with open(os.path.splitext(path)[0] + ".md", "w") as f:
+        f.write(markdown(data))
+
+
 def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", default=",".join(MODELS))
+    parser.add_argument("--models", default=",".join(MODELS), help="comma-separated zoo names")
     parser.add_argument("--label", default="after", help="the code version measured (a column)")
     parser.add_argument("--json", default=os.path.join(RESULTS, "rnn_int8.json"))
     parser.add_argument("--render", action="store_true", help="only rewrite the .md from the .json")
     args = parser.parse_args(argv)
     if args.render:
-        with open(args.json) as f:
-            data = json.load(f)
-        with open(os.path.splitext(args.json)[0] + ".md", "w") as f:
-            f.write(markdown(data))
-        return
+        return record(args.json, args.label, None)
     import keras
     import tensorflow as tf
 
@@ -178,26 +189,17 @@ def main(argv=None):
         for row in measure(name, budgets[name]):
             rows.append(row)
             print(json.dumps(row), flush=True)
-    data = {"runs": {}}
-    if os.path.exists(args.json):  # read at the end: another label may have run meanwhile
-        with open(args.json) as f:
-            data = json.load(f)
-    data["runs"][args.label] = {
-        "command": "python benchmarks/rnn_int8.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+    settings = ", ".join(f"{n}: {b['epochs']} base + {b['finetune_epochs']} QAT epochs, {b['n_train']} train / "
+                         f"{b['n_test']} test" for n, b in budgets.items())
+    record(args.json, args.label, {
+        "command": "python benchmarks/rnn_int8.py " + " ".join(argv),
         "tfopt": _checkout(os.path.dirname(os.path.dirname(os.path.abspath(tfopt.__file__)))),
         "machine": _cpu(),
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "settings": ("zoo budgets " + ", ".join(
-            f"{n}: {b['epochs']} base + {b['finetune_epochs']} QAT epochs, {b['n_train']} train / "
-            f"{b['n_test']} test" for n, b in budgets.items())
-            + f"; PTQ calibrated on {REPRESENTATIVE} train sequences; batch-1 files; "
-              f"TF {tf.__version__}, Keras {keras.__version__}"),
+        "settings": (f"zoo budgets {settings}; PTQ calibrated on {REPRESENTATIVE} train sequences; "
+                     f"batch-1 files; TF {tf.__version__}, Keras {keras.__version__}"),
         "rows": rows,
-    }
-    with open(args.json, "w") as f:
-        json.dump(data, f, indent=1)
-    with open(os.path.splitext(args.json)[0] + ".md", "w") as f:
-        f.write(markdown(data))
+    })
 
 
 if __name__ == "__main__":
