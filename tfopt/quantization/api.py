@@ -105,7 +105,7 @@ def quantize_annotate_model(to_annotate):
     return clone_with(to_annotate, clone, target_of=_annotated_target)
 
 
-def quantize_apply(model, preserve_sparsity=False, skip_unsupported=False, int8_recurrent=False):
+def quantize_apply(model, preserve_sparsity=False, skip_unsupported=False, int8_recurrent=True):
     """Quantizes the annotated layers of a model for QAT.
 
     What happens to each layer is read from `config.QUANTIZE_TABLE` (and
@@ -127,8 +127,9 @@ def quantize_apply(model, preserve_sparsity=False, skip_unsupported=False, int8_
             through training and in the int8 file.
         skip_unsupported: Leave annotated layers tfopt cannot quantize in
             float (with a warning) instead of raising.
-        int8_recurrent: Run LSTM/GRU as unrolled int8 steps
-            (`QuantizedRecurrent`) instead of a float island (see README).
+        int8_recurrent: Run eligible LSTM/GRU layers as unrolled int8 steps
+            (`QuantizedRecurrent`, the default); False keeps them a float
+            island (see README).
 
     Returns:
         A new Functional model to compile and fine-tune.
@@ -156,7 +157,7 @@ def quantize_apply(model, preserve_sparsity=False, skip_unsupported=False, int8_
                      ops_selected=everything, int8_recurrent=int8_recurrent)
 
 
-def quantize_model(to_quantize, preserve_sparsity=False, skip_unsupported=False, int8_recurrent=False):
+def quantize_model(to_quantize, preserve_sparsity=False, skip_unsupported=False, int8_recurrent=True):
     """Prepares a whole model for quantization-aware training.
 
     Equivalent to `quantize_apply(quantize_annotate_model(model))`. A model
@@ -167,9 +168,12 @@ def quantize_model(to_quantize, preserve_sparsity=False, skip_unsupported=False,
         preserve_sparsity: Keep the kernels' zeros at zero (automatic for a
             pruning-wrapped model).
         skip_unsupported: Leave unsupported layers in float, with a warning.
-        int8_recurrent: Run LSTM/GRU as unrolled int8 steps (every compute
-            op int8, but the file drifts from the QAT model over the steps:
-            see README) instead of the default float island (exact).
+        int8_recurrent: Run eligible LSTM/GRU layers (tanh/sigmoid, no
+            mask, dropout, go_backwards or returned state; GRU with
+            `reset_after=True`) as unrolled int8 steps (`QuantizedRecurrent`:
+            every compute op int8), the default. False keeps every LSTM/GRU
+            a float island (float in and out, exact); ineligible ones are
+            float islands either way.
 
     Returns:
         A new model to compile and train; export it with

@@ -120,14 +120,15 @@ QUANTIZE_TABLE = {
                            "table int8 per tensor (GATHER int8); the output keeps the table's range",
                            tfmot=_TFMOT_NO),
     layers.LSTM: Rule(
-        RECURRENT, note="float island by default (unrolled, float in and out, exact): the converter "
-        "emits TFLite's fused int8 LSTM (16-bit cell state) only from calibrated float models, not from "
-        "fake-quant nodes; with int8_recurrent=True: unrolled int8 steps (FULLY_CONNECTED, LOGISTIC/TANH, "
-        "MUL/ADD, int8 cell state), every compute op int8 but the file drifts from the QAT model",
+        RECURRENT, note="unrolled int8 steps (FULLY_CONNECTED, LOGISTIC/TANH, MUL/ADD, int8 cell state; "
+        "ranges shared by all steps), every compute op int8, for tanh/sigmoid LSTMs without mask, dropout, "
+        "go_backwards or returned state; otherwise, or with int8_recurrent=False, a float island (unrolled, "
+        "float in and out, exact): the converter emits TFLite's fused int8 LSTM only from calibrated float "
+        "models, not from fake-quant nodes",
         tfmot=_TFMOT_NO),
     layers.GRU: Rule(
-        RECURRENT, note="float island by default (TFLite has no fused GRU kernel); with "
-        "int8_recurrent=True unrolled int8 steps like LSTM (reset_after=True)", tfmot=_TFMOT_NO),
+        RECURRENT, note="unrolled int8 steps like LSTM (reset_after=True); otherwise, or with "
+        "int8_recurrent=False, a float island (TFLite has no fused GRU kernel)", tfmot=_TFMOT_NO),
     layers.SimpleRNN: Rule(FLOAT, note="float island: converted to a float while loop", tfmot=_TFMOT_NO),
     layers.ReLU: Rule(FUSE, note="fused into the kernel before it (no range between), else own range",
                       tfmot="fused after Conv/Dense, else output range"),

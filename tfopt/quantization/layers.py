@@ -407,9 +407,11 @@ class QuantizedRecurrent(layers.Layer):
     layout, `tanh`/`sigmoid` activations). Each step is a few int8 TFLite
     kernels: two FULLY_CONNECTED (input and recurrent projections),
     LOGISTIC/TANH for the gates, MUL/ADD/SUB for the state update. The
-    ranges (one per role, shared by all steps) are learned in training; the
-    kernels are fake-quantized per tensor by the `QuantizeWrapper` around
-    this layer. The cell state is int8 too (TFLite's fused int8 LSTM keeps
+    ranges (one per role, shared by all steps) are learned in training,
+    updated once per batch from the min/max over every step (as the file's
+    steps share them: a value rare at any one step is not averaged away);
+    the kernels are fake-quantized per tensor by the `QuantizeWrapper`
+    around this layer. The cell state is int8 too (TFLite's fused int8 LSTM keeps
     it in 16 bits, but the converter only emits that kernel from calibrated
     float models), which is what the fine-tuning adapts to.
 
@@ -421,9 +423,22 @@ class QuantizedRecurrent(layers.Layer):
         reset_after: GRU only; must be True (Keras's default: bias of
             shape `(2, 3 * units)`).
         **kwargs: Passed to `keras.layers.Layer`.
+
+    Raises:
+        ValueError: For another cell, a GRU with `reset_after=False`, or
+            (when called) a sequence without a static length.
+
+    Example:
+
+    ```python
+    # What quantize_model(model) puts in place of an eligible LSTM(32):
+    rnn = QuantizedRecurrent("lstm", 32, name="lstm")
+    ```
     """
 
-    _LSTM_RANGES = ("xw", "hu", "z", "i", "f", "g", "o", "fc", "ig", "c", "tc", "h")
+    # LSTM's "gates" is the pre-activation sum (a learned range); GRU's "z"
+    # and "r" are sigmoid outputs (LOGISTIC's fixed range).
+    _LSTM_RANGES = ("xw", "hu", "gates", "i", "f", "g", "o", "fc", "ig", "c", "tc", "h")
     _GRU_RANGES = ("xw", "hu", "zs", "rs", "z", "r", "rh", "hs", "hh", "zh", "zc", "zhh", "h")
 
     def __init__(self, cell, units, return_sequences=False, use_bias=True, reset_after=True, **kwargs):
@@ -451,17 +466,56 @@ class QuantizedRecurrent(layers.Layer):
             getattr(self, f"_{name}_range").build(None)
 
     def _q(self, name, x, training):
-        return getattr(self, f"_{name}_range")(x, training=training)
+        quantizer = getattr(self, f"_{name}_range")
+        if not training or quantizer.fixed_range is not None:
+            return quantizer(x, training=False)
+        # Training: every step is quantized with the range held before this
+        # batch (the first batch: the step's own), and the range is updated
+        # once, after the sequence, from the min/max over all steps (see
+        # `_update_ranges`).
+        from tfopt.distribute import cross_replica_min_max
+
+        low, high = cross_replica_min_max(x)
+        low = ops.stop_gradient(ops.minimum(low, 0.0))
+        high = ops.stop_gradient(ops.maximum(high, 0.0))
+        seen = self._batch_ranges.get(name)
+        self._batch_ranges[name] = (low, high) if seen is None else (
+            ops.minimum(seen[0], low), ops.maximum(seen[1], high))
+        first = ops.equal(quantizer.range_seen, 0.0)
+        return quantizers.fake_quant_activation(
+            x, ops.where(first, low, quantizer.range_min), ops.where(first, high, quantizer.range_max))
+
+    def _update_ranges(self):
+        """Moves each learned range towards this batch's min/max over all steps.
+
+        One update per batch over every step, as a layer's range is updated
+        once per batch over every position: an update per step would
+        average per-step maxima instead, and a value that is rare at any
+        one step (the keyword of a token sequence) would be clipped at
+        every step.
+        """
+        for name, (low, high) in self._batch_ranges.items():
+            quantizer = getattr(self, f"_{name}_range")
+            first = ops.equal(quantizer.range_seen, 0.0)
+            decay = quantizer.decay
+            quantizer.range_min.assign(ops.where(first, low, decay * quantizer.range_min + (1 - decay) * low))
+            quantizer.range_max.assign(ops.where(first, high, decay * quantizer.range_max + (1 - decay) * high))
+            quantizer.range_seen.assign(1.0)
 
     def call(self, inputs, training=None):
         steps = inputs.shape[1]
         if steps is None:
             raise ValueError(f"{self.name!r}: the sequence length must be fixed to unroll.")
         step = self._lstm_step if self.cell == "lstm" else self._gru_step
+        # This batch's per-role min/max (tensors, not tracked state).
+        object.__setattr__(self, "_batch_ranges", {})
         state, outputs = None, []
         for t in range(steps):
             state, h = step(inputs[:, t, :], state, training)
             outputs.append(h)
+        if training:
+            self._update_ranges()
+        object.__setattr__(self, "_batch_ranges", {})
         return ops.stack(outputs, axis=1) if self.return_sequences else outputs[-1]
 
     def _input_projection(self, x, bias, training):
@@ -475,13 +529,16 @@ class QuantizedRecurrent(layers.Layer):
         z = self._input_projection(x, self.bias if self.use_bias else None, training)
         if state is not None:
             h, c = state
-            z = q("z", z + q("hu", ops.matmul(h, self.recurrent_kernel), training), training)
+            z = q("gates", z + q("hu", ops.matmul(h, self.recurrent_kernel), training), training)
         i = q("i", ops.sigmoid(z[:, :u]), training)
         f = q("f", ops.sigmoid(z[:, u:2 * u]), training)
         g = q("g", ops.tanh(z[:, 2 * u:3 * u]), training)
         o = q("o", ops.sigmoid(z[:, 3 * u:]), training)
         ig = q("ig", i * g, training)
-        c = q("c", ig if state is None else q("fc", f * state[1], training) + ig, training)
+        # Step 0: c = i * g, already on ig's grid. A second fake-quant there
+        # (c's range) is one the converter folds away: the file keeps ig's
+        # scale, so the Keras model must too.
+        c = ig if state is None else q("c", q("fc", f * state[1], training) + ig, training)
         h = q("h", o * q("tc", ops.tanh(c), training), training)
         return (h, c), h
 
