@@ -339,6 +339,36 @@ class ChannelAffine(layers.Layer):
         return input_shape
 
 
+SWISH_NAMES = ("silu", "swish")
+
+
+@keras.saving.register_keras_serializable(package="tfopt")
+class QuantizedSwish(layers.Layer):
+    """Swish `x * sigmoid(x)` as TFLite's int8 file computes it, for QAT.
+
+    The converter lowers swish (`keras.activations.silu`) to LOGISTIC and
+    MUL. The int8 LOGISTIC writes its output with TFLite's fixed range
+    (scale 1/256, zero point -128), so the file multiplies `x` by a sigmoid
+    rounded to 1/256 and capped at 255/256: for a large `x` that is up to
+    `x / 256` less than Keras's float swish, several int8 steps of the
+    output. This layer rounds the sigmoid the same way (its output range is
+    added after it by QAT, as for any activation). No weights.
+
+    Example:
+
+    ```python
+    y = QuantizedSwish()(x)  # == x * fake_quant(sigmoid(x), 0, 255/256)
+    ```
+    """
+
+    def call(self, inputs):
+        gate = quantizers.fake_quant_activation(ops.sigmoid(inputs), *SIGMOID_RANGE)
+        return inputs * gate
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+
 @keras.saving.register_keras_serializable(package="tfopt")
 class QuantizedMultiHeadAttention(layers.MultiHeadAttention):
     """MultiHeadAttention with int8 ranges inside, for QAT.
