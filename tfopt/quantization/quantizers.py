@@ -67,6 +67,42 @@ def fake_quant_weight(weight, granularity="per_channel"):
     return ops.reshape(quantized, shape) if granularity == "depthwise" else quantized
 
 
+def weight_scales(weight, granularity="per_channel"):
+    """TFLite's int8 scale of each output channel of a kernel (`bound / 127`).
+
+    The same ranges as `fake_quant_weight`: a vector over the output
+    channels (the bias's layout), or a scalar for `"per_tensor"`.
+    """
+    if granularity not in GRANULARITIES:
+        raise ValueError(f"Unknown granularity {granularity!r}; use one of {GRANULARITIES}.")
+    if granularity == "transpose":
+        rank = len(weight.shape)
+        perm = tuple(range(rank - 2)) + (rank - 1, rank - 2)
+        return weight_scales(ops.transpose(weight, perm), "per_channel")
+    flat = weight
+    if granularity == "depthwise":
+        flat = ops.reshape(weight, tuple(weight.shape[:-2]) + (weight.shape[-2] * weight.shape[-1],))
+    if granularity == "per_tensor":
+        bound = ops.max(ops.abs(flat))
+    else:
+        bound = ops.max(ops.abs(flat), axis=tuple(range(len(flat.shape) - 1)))
+    bound = ops.where(bound > 0, bound, ops.maximum(ops.max(bound), 1e-3))
+    return ops.stop_gradient(bound) / 127.0
+
+
+def fake_quant_bias(bias, input_scale, weight_scale):
+    """A bias rounded to TFLite's int32 grid `input_scale * weight_scale`.
+
+    The converter stores a kernel's bias as int32 with that scale; QAT adds
+    the rounded value so the Keras model sums what the file sums
+    (straight-through gradient).
+    """
+    scale = ops.stop_gradient(ops.cast(input_scale, bias.dtype) * ops.cast(weight_scale, bias.dtype))
+    scale = ops.where(scale > 0, scale, 1.0)
+    rounded = ops.round(bias / scale) * scale
+    return bias + ops.stop_gradient(rounded - bias)
+
+
 def fake_quant_activation(x, minimum, maximum):
     """Per-tensor asymmetric int8 fake quantization of an activation."""
     return keras.quantizers.fake_quant_with_min_max_vars(
