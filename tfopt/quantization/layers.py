@@ -96,7 +96,10 @@ class QuantizeWrapper(SubstitutingWrapper):
 
     The kernels named by the layer's `QuantizeConfig` are replaced, inside
     the call only, by their fake-quantized values; the float variables keep
-    training (straight-through gradients). With `preserve_sparsity`, a mask
+    training (straight-through gradients). A layer with one kernel and a
+    bias adds the bias rounded to the int32 grid the file stores it on
+    (`quantized_bias`), once the wrapper is called in a graph where its
+    input's range is known. With `preserve_sparsity`, a mask
     of the kernel's zeros (taken when the wrapper is created) keeps them
     exactly zero through training and in the int8 file.
 
