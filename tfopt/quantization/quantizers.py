@@ -44,15 +44,23 @@ def fake_quant_weight(weight, granularity="per_channel"):
         perm = tuple(range(rank - 2)) + (rank - 1, rank - 2)
         return ops.transpose(fake_quant_weight(ops.transpose(weight, perm), "per_channel"), perm)
     shape = ops.shape(weight)
+    flat, bound = _flat_and_bound(weight, granularity)
+    quantized = keras.quantizers.fake_quant_with_min_max_vars(
+        flat, -bound, bound, num_bits=NUM_BITS, narrow_range=True,
+        axis=None if granularity == "per_tensor" else -1,
+    )
+    return ops.reshape(quantized, shape) if granularity == "depthwise" else quantized
+
+
+def _flat_and_bound(weight, granularity):
+    """The kernel with its output channels on the last axis, and each one's `max |w|`."""
     flat = weight
     if granularity == "depthwise":
         flat = ops.reshape(weight, tuple(weight.shape[:-2]) + (weight.shape[-2] * weight.shape[-1],))
     if granularity == "per_tensor":
         bound = ops.max(ops.abs(flat))
-        axis = None
     else:
         bound = ops.max(ops.abs(flat), axis=tuple(range(len(flat.shape) - 1)))
-        axis = -1
     # An all-zero channel (common after pruning: a depthwise channel has only
     # 9 weights) must not get a vanishing range: TFLite quantizes the bias
     # with scale input_scale * weight_scale, which would overflow int32. Its
@@ -60,11 +68,7 @@ def fake_quant_weight(weight, granularity="per_channel"):
     bound = ops.where(bound > 0, bound, ops.maximum(ops.max(bound), 1e-3))
     # The range follows the weights but is not trained through (as tfmot's
     # last-value quantizer).
-    bound = ops.stop_gradient(bound)
-    quantized = keras.quantizers.fake_quant_with_min_max_vars(
-        flat, -bound, bound, num_bits=NUM_BITS, narrow_range=True, axis=axis
-    )
-    return ops.reshape(quantized, shape) if granularity == "depthwise" else quantized
+    return flat, ops.stop_gradient(bound)
 
 
 def weight_scales(weight, granularity="per_channel"):
@@ -72,6 +76,16 @@ def weight_scales(weight, granularity="per_channel"):
 
     The same ranges as `fake_quant_weight`: a vector over the output
     channels (the bias's layout), or a scalar for `"per_tensor"`.
+
+    Args:
+        weight: A kernel tensor (float, before fake quantization).
+        granularity: One of `GRANULARITIES`, as for `fake_quant_weight`.
+
+    Returns:
+        The scales (no gradient).
+
+    Raises:
+        ValueError: For an unknown granularity.
     """
     if granularity not in GRANULARITIES:
         raise ValueError(f"Unknown granularity {granularity!r}; use one of {GRANULARITIES}.")
@@ -79,15 +93,7 @@ def weight_scales(weight, granularity="per_channel"):
         rank = len(weight.shape)
         perm = tuple(range(rank - 2)) + (rank - 1, rank - 2)
         return weight_scales(ops.transpose(weight, perm), "per_channel")
-    flat = weight
-    if granularity == "depthwise":
-        flat = ops.reshape(weight, tuple(weight.shape[:-2]) + (weight.shape[-2] * weight.shape[-1],))
-    if granularity == "per_tensor":
-        bound = ops.max(ops.abs(flat))
-    else:
-        bound = ops.max(ops.abs(flat), axis=tuple(range(len(flat.shape) - 1)))
-    bound = ops.where(bound > 0, bound, ops.maximum(ops.max(bound), 1e-3))
-    return ops.stop_gradient(bound) / 127.0
+    return _flat_and_bound(weight, granularity)[1] / 127.0
 
 
 def fake_quant_bias(bias, input_scale, weight_scale):
