@@ -572,8 +572,9 @@ def _as_int8_constant(value):
     The converter quantizes it over its own range (widened to contain 0),
     asymmetric, as `FakeQuantWithMinMaxVars` rounds; a scalar is exact.
     """
-    if isinstance(value, keras.KerasTensor) or not hasattr(value, "shape") or not hasattr(value, "dtype"):
-        return value
+    if (isinstance(value, (keras.KerasTensor, keras.Variable)) or not hasattr(value, "shape")
+            or not hasattr(value, "dtype")):
+        return value  # a graph tensor, a variable (it may change), or a Python number
     array = keras.ops.convert_to_numpy(value)
     if array.dtype.kind != "f" or array.size <= 1:
         return value
