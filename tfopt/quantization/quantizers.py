@@ -37,12 +37,9 @@ def fake_quant_weight(weight, granularity="per_channel"):
     Raises:
         ValueError: For an unknown granularity.
     """
-    if granularity not in GRANULARITIES:
-        raise ValueError(f"Unknown granularity {granularity!r}; use one of {GRANULARITIES}.")
+    _check_granularity(granularity)
     if granularity == "transpose":
-        rank = len(weight.shape)
-        perm = tuple(range(rank - 2)) + (rank - 1, rank - 2)
-        return ops.transpose(fake_quant_weight(ops.transpose(weight, perm), "per_channel"), perm)
+        return _swap_last_axes(fake_quant_weight(_swap_last_axes(weight), "per_channel"))
     shape = ops.shape(weight)
     flat, bound = _flat_and_bound(weight, granularity)
     quantized = keras.quantizers.fake_quant_with_min_max_vars(
@@ -50,6 +47,17 @@ def fake_quant_weight(weight, granularity="per_channel"):
         axis=None if granularity == "per_tensor" else -1,
     )
     return ops.reshape(quantized, shape) if granularity == "depthwise" else quantized
+
+
+def _check_granularity(granularity):
+    if granularity not in GRANULARITIES:
+        raise ValueError(f"Unknown granularity {granularity!r}; use one of {GRANULARITIES}.")
+
+
+def _swap_last_axes(weight):
+    """`(h, w, out, in)` <-> `(h, w, in, out)`."""
+    rank = len(weight.shape)
+    return ops.transpose(weight, tuple(range(rank - 2)) + (rank - 1, rank - 2))
 
 
 def _flat_and_bound(weight, granularity):
@@ -87,12 +95,9 @@ def weight_scales(weight, granularity="per_channel"):
     Raises:
         ValueError: For an unknown granularity.
     """
-    if granularity not in GRANULARITIES:
-        raise ValueError(f"Unknown granularity {granularity!r}; use one of {GRANULARITIES}.")
+    _check_granularity(granularity)
     if granularity == "transpose":
-        rank = len(weight.shape)
-        perm = tuple(range(rank - 2)) + (rank - 1, rank - 2)
-        return weight_scales(ops.transpose(weight, perm), "per_channel")
+        return weight_scales(_swap_last_axes(weight), "per_channel")
     return _flat_and_bound(weight, granularity)[1] / 127.0
 
 
