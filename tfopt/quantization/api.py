@@ -17,8 +17,10 @@ from tfopt.quantization.layers import QuantizeActivation
 from tfopt.quantization.layers import QuantizedLayerNormalization
 from tfopt.quantization.layers import QuantizedMultiHeadAttention
 from tfopt.quantization.layers import QuantizedRecurrent
+from tfopt.quantization.layers import QuantizedSwish
 from tfopt.quantization.layers import QuantizeWrapper
 from tfopt.quantization.layers import SIGMOID_RANGE
+from tfopt.quantization.layers import SWISH_NAMES
 from tfopt.quantization.layers import TANH_RANGE
 
 
@@ -443,6 +445,8 @@ def _quantize(model, selected, configs, preserve_sparsity, skip_unsupported, ops
             inner.build_from_config(layer.get_build_config())
             new = QuantizeWrapper(inner, preserve_sparsity=preserve_sparsity)
             copies.append((inner, layer))
+        elif action in ("fuse", "output") and _is_swish(layer):
+            new = QuantizedSwish(name=layer.name)
         else:
             config = layer.get_config()
             if action == "island" and isinstance(layer, layers.RNN) and _static_steps(layer):
@@ -487,11 +491,18 @@ def _quantize(model, selected, configs, preserve_sparsity, skip_unsupported, ops
                 lambda t: quantized(t, name) if isinstance(t, keras.KerasTensor) else t, args)
             kwargs = keras.tree.map_structure(
                 lambda t: quantized(t, name) if isinstance(t, keras.KerasTensor) else t, kwargs)
+        if not isinstance(op, layers.Layer) and action == "output":
+            # The converter stores a float constant operand (a position
+            # embedding added as a tensor, `x * weights`) as int8 over its
+            # own range: the QAT model adds the rounded values it will hold.
+            args = keras.tree.map_structure(_as_int8_constant, args)
         if _plain_resizing(op):
             # Keras's Resizing layer traces to a graph whose following
             # fake-quant nodes the converter cannot place; the bare op
             # converts to an int8 RESIZE_BILINEAR/RESIZE_NEAREST_NEIGHBOR.
             outputs = keras.ops.image.resize(args[0], (op.height, op.width), interpolation=op.interpolation)
+        elif not isinstance(op, layers.Layer) and _is_swish(op):
+            outputs = QuantizedSwish(name=f"{name}_swish")(args[0])
         else:
             outputs = op(*args, **kwargs)
         if action == "split":
@@ -503,7 +514,7 @@ def _quantize(model, selected, configs, preserve_sparsity, skip_unsupported, ops
                 return outputs
             if step.split_activation is not None:
                 outputs = range_after(outputs, f"{name}_preact_quant")
-                activation = layers.Activation(step.split_activation, name=f"{name}_activation")
+                activation = _activation_layer(step.split_activation, f"{name}_activation")
                 outputs = activation(outputs)
                 op = activation  # the output range is the activation's
         if action in _KERNEL_ACTIONS + ("output", "fuse", "norm"):
@@ -557,6 +568,40 @@ def _fixed_output_range(op):
     if not isinstance(op, layers.Layer):
         return _FIXED_RANGES.get(_FIXED_OPS.get(type(op).__name__))
     return None
+
+
+def _as_int8_constant(value):
+    """A float constant operand as the int8 file holds it (tensors only, not graph tensors).
+
+    The converter quantizes it over its own range (widened to contain 0),
+    asymmetric, as `FakeQuantWithMinMaxVars` rounds; a scalar is exact.
+    """
+    if (isinstance(value, (keras.KerasTensor, keras.Variable)) or not hasattr(value, "shape")
+            or not hasattr(value, "dtype")):
+        return value  # a graph tensor, a variable (it may change), or a Python number
+    array = keras.ops.convert_to_numpy(value)
+    if array.dtype.kind != "f" or array.size <= 1:
+        return value
+    low, high = min(float(array.min()), 0.0), max(float(array.max()), 0.0)
+    if low == high:
+        return value
+    from tfopt.quantization import quantizers
+
+    return keras.ops.convert_to_numpy(quantizers.fake_quant_activation(array, low, high)).astype(array.dtype)
+
+
+def _is_swish(op):
+    """Whether `op` is swish (an Activation layer or a raw `ops.silu` node)."""
+    if isinstance(op, layers.Activation):
+        return config_lib.activation_name(op) in SWISH_NAMES
+    return not isinstance(op, layers.Layer) and type(op).__name__ == "Silu"
+
+
+def _activation_layer(activation, name):
+    """The layer computing a kernel's split-out activation as the int8 file does."""
+    if getattr(activation, "__name__", None) in SWISH_NAMES:
+        return QuantizedSwish(name=name)
+    return layers.Activation(activation, name=name)
 
 
 def _identity_reduction(op):

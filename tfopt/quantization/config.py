@@ -134,7 +134,8 @@ QUANTIZE_TABLE = {
                       tfmot="fused after Conv/Dense, else output range"),
     layers.Activation: Rule(
         FUSE, note="relu/relu6: fused into the kernel before it; sigmoid/softmax/tanh: TFLite's fixed "
-        "int8 output range (scale 1/256, 1/256, 1/128); swish/hard_swish/gelu/hard_sigmoid: own output "
+        "int8 output range (scale 1/256, 1/256, 1/128); swish: x * sigmoid(x) with the sigmoid rounded as "
+        "int8 LOGISTIC writes it (scale 1/256), own output range; hard_swish/gelu/hard_sigmoid: own output "
         "range; linear: passes its input's range", tfmot="relu/relu6/softmax/sigmoid/tanh: output "
         "range; swish/gelu: refused"),
     layers.Softmax: Rule(OUTPUT, note="TFLite's fixed int8 SOFTMAX output range (scale 1/256)",
@@ -204,6 +205,10 @@ def _internal_rows():
 INTERNAL_TABLE = _internal_rows()
 
 _op_out = Rule(OUTPUT, note="own output range", tfmot="TFOpLambda: refused")
+_op_const = Rule(OUTPUT, note="own output range; a float constant operand (e.g. a position embedding) "
+                 "rounded to the int8 the converter stores", tfmot="TFOpLambda: refused")
+_op_swish = Rule(OUTPUT, note="x * sigmoid(x), the sigmoid rounded as int8 LOGISTIC writes it "
+                 "(scale 1/256); own output range", tfmot="TFOpLambda: refused")
 _op_fixed = Rule(OUTPUT, note="TFLite's fixed int8 output range (LOGISTIC/SOFTMAX 1/256, TANH 1/128)",
                  tfmot="TFOpLambda: refused")
 _op_mean = Rule(OUTPUT, note="own output range; over axes of size 1 (a RESHAPE in the file) the "
@@ -211,12 +216,12 @@ _op_mean = Rule(OUTPUT, note="own output range; over axes of size 1 (a RESHAPE i
 _op_pass = Rule(PASS, note="same range out", tfmot="TFOpLambda: refused")
 # Raw keras.ops nodes, by the op's class name (keras.src.ops.*).
 OPS_TABLE = {
-    "Add": _op_out, "Subtract": _op_out, "Multiply": _op_out, "TrueDivide": _op_out,
+    "Add": _op_const, "Subtract": _op_const, "Multiply": _op_const, "TrueDivide": _op_out,
     "Divide": _op_out, "Mean": _op_mean, "Sum": _op_mean, "Maximum": _op_out, "Minimum": _op_out,
     "Concatenate": _op_out, "Relu": Rule(FUSE, note="fused into the kernel before it, else own range",
                                          tfmot="TFOpLambda: refused"),
     "Relu6": Rule(FUSE, note="fused into the kernel before it, else own range", tfmot="TFOpLambda: refused"),
-    "Sigmoid": _op_fixed, "HardSigmoid": _op_out, "Silu": _op_out, "HardSilu": _op_out,
+    "Sigmoid": _op_fixed, "HardSigmoid": _op_out, "Silu": _op_swish, "HardSilu": _op_out,
     "Gelu": _op_out, "Tanh": _op_fixed, "Softmax": _op_fixed, "Square": _op_out, "Sqrt": _op_out,
     "Reshape": _op_pass, "ExpandDims": _op_pass, "Squeeze": _op_pass, "Transpose": _op_pass,
     "GetItem": _op_pass, "Max": _op_pass, "Min": _op_pass, "Pad": _op_pass,

@@ -96,7 +96,10 @@ class QuantizeWrapper(SubstitutingWrapper):
 
     The kernels named by the layer's `QuantizeConfig` are replaced, inside
     the call only, by their fake-quantized values; the float variables keep
-    training (straight-through gradients). With `preserve_sparsity`, a mask
+    training (straight-through gradients). A layer with one kernel and a
+    bias adds the bias rounded to the int32 grid the file stores it on
+    (`quantized_bias`), once the wrapper is called in a graph where its
+    input's range is known. With `preserve_sparsity`, a mask
     of the kernel's zeros (taken when the wrapper is created) keeps them
     exactly zero through training and in the int8 file.
 
@@ -155,15 +158,49 @@ class QuantizeWrapper(SubstitutingWrapper):
         for (kernel, _), mask in zip(self._kernels, self.sparsity_masks):
             mask.assign(ops.cast(ops.not_equal(kernel, 0), mask.dtype))
 
-    def quantized_kernels(self):
-        """The kernels as the int8 file will hold them (dequantized)."""
+    def _float_kernels(self):
         values = []
-        for i, (kernel, granularity) in enumerate(self._kernels):
+        for i, (kernel, _) in enumerate(self._kernels):
             value = ops.convert_to_tensor(kernel)
             if self.preserve_sparsity:
                 value = value * ops.cast(self.sparsity_masks[i], value.dtype)
-            values.append(quantizers.fake_quant_weight(value, granularity))
+            values.append(value)
         return values
+
+    def quantized_kernels(self):
+        """The kernels as the int8 file will hold them (dequantized)."""
+        return [quantizers.fake_quant_weight(value, granularity)
+                for value, (_, granularity) in zip(self._float_kernels(), self._kernels)]
+
+    def quantized_bias(self, float_kernel=None):
+        """The bias as the int8 file holds it (int32, scale input x weight scale), or None.
+
+        Only for a layer with one quantized kernel and a bias whose input is
+        an int8 tensor with a known range (see `input_quantizer`); else None
+        (the float bias is used, as before). The file computes
+        `sum(x_q * w_q) + round(b / (s_x * s_w)) * s_x * s_w`: rounding the
+        bias here removes the last systematic difference between a kernel
+        layer of the QAT model and its int8 kernel in the file.
+        """
+        bias = getattr(self.layer, "bias", None)
+        if bias is None or len(self._kernels) != 1 or len(bias.shape) > 1:
+            return None
+        if not any(bias is w for w in self.layer.weights):
+            return None
+        quantizer = input_quantizer(self)
+        if quantizer is None:
+            return None
+        granularity = self._kernels[0][1]
+        if float_kernel is None:
+            float_kernel = self._float_kernels()[0]
+        # From the float kernel (same ranges): a second reader of the
+        # fake-quantized kernel would hide it from the converter, which then
+        # requantizes the weights with ranges of its own.
+        weight_scale = quantizers.weight_scales(float_kernel, granularity)
+        if len(weight_scale.shape) and tuple(weight_scale.shape) != tuple(bias.shape):
+            return None
+        input_scale = (ops.maximum(quantizer.range_max, 0.0) - ops.minimum(quantizer.range_min, 0.0)) / 255.0
+        return quantizers.fake_quant_bias(ops.convert_to_tensor(bias), input_scale, weight_scale)
 
     def call(self, inputs, *args, **kwargs):
         if _is_plain_conv1d(self.layer):
@@ -171,6 +208,9 @@ class QuantizeWrapper(SubstitutingWrapper):
         if not args and kwargs.get("mask") is None and _matmul_equation(self.layer, inputs):
             return self._as_matmul(inputs)
         replacements = [(k, q) for (k, _), q in zip(self._kernels, self.quantized_kernels())]
+        bias = self.quantized_bias() if replacements else None
+        if bias is not None:
+            replacements.append((self.layer.bias, bias))
         outputs, losses = call_with_values(self.layer, replacements, inputs, *args, **kwargs)
         for loss in losses:
             self.add_loss(loss)
@@ -185,7 +225,7 @@ class QuantizeWrapper(SubstitutingWrapper):
         # reshape gives the int8 FULLY_CONNECTED TFLite runs for rank 2.
         layer = self.layer
         kernel = self.quantized_kernels()[0]
-        return matmul_apply(layer, inputs, kernel)
+        return matmul_apply(layer, inputs, kernel, self.quantized_bias())
 
     def _conv1d_as_conv2d(self, inputs):
         # Keras's Conv1D expands its kernel to 4-D after we would quantize
@@ -196,6 +236,7 @@ class QuantizeWrapper(SubstitutingWrapper):
         kernel = ops.expand_dims(ops.convert_to_tensor(layer.kernel), 0)
         if self.preserve_sparsity:
             kernel = kernel * ops.expand_dims(ops.convert_to_tensor(self.sparsity_masks[0]), 0)
+        bias = self.quantized_bias(kernel) if layer.use_bias else None
         kernel = quantizers.fake_quant_weight(kernel)
         x = ops.expand_dims(inputs, 1)
         padding = layer.padding
@@ -207,7 +248,7 @@ class QuantizeWrapper(SubstitutingWrapper):
                      dilation_rate=(1, layer.dilation_rate[0]), data_format="channels_last")
         y = ops.squeeze(y, 1)
         if layer.use_bias:
-            y = y + layer.bias
+            y = y + (layer.bias if bias is None else bias)
         return layer.activation(y)
 
     def get_config(self):
@@ -246,8 +287,8 @@ def _matmul_equation(layer, inputs):
     return None
 
 
-def matmul_apply(layer, inputs, kernel):
-    """`layer(inputs)` (Dense or EinsumDense) with `kernel`, as one 2-D matmul."""
+def matmul_apply(layer, inputs, kernel, bias=None):
+    """`layer(inputs)` (Dense or EinsumDense) with `kernel` (and `bias`, default the layer's), as one 2-D matmul."""
     n_free, n_con = _matmul_equation(layer, inputs)
     contracted = 1
     for d in inputs.shape[n_free:]:
@@ -258,7 +299,8 @@ def matmul_apply(layer, inputs, kernel):
         units *= d
     x = ops.reshape(inputs, (-1, contracted))
     y = ops.matmul(x, ops.reshape(kernel, (contracted, units)))
-    bias = getattr(layer, "bias", None)
+    if bias is None:
+        bias = getattr(layer, "bias", None)
     if bias is not None:
         bias = ops.convert_to_tensor(bias)
         if isinstance(layer, layers.EinsumDense):
@@ -279,6 +321,58 @@ class _MatmulEinsumDense(layers.EinsumDense):
         if _matmul_equation(self, inputs):
             return matmul_apply(self, inputs, self.kernel)
         return super().call(inputs, training=training)
+
+
+def input_quantizer(layer):
+    """The `QuantizeActivation` whose int8 tensor `layer` reads in its graph, or None.
+
+    Follows the graph back through operations that keep their input's
+    int8 scale (the table's pass-through rows: reshapes, padding, pooling
+    by max, dropout; an average over a 1x1 map). None if the layer reads
+    several tensors, is not yet called in a graph, or its nodes disagree.
+    """
+    from tfopt import _compat
+
+    found = set()
+    result = None
+    nodes = _compat.inbound_nodes(layer)
+    if not nodes:
+        return None
+    for node in nodes:
+        tensors = node.input_tensors
+        if len(tensors) != 1:
+            return None
+        quantizer = _range_of(tensors[0])
+        if quantizer is None:
+            return None
+        found.add(id(quantizer))
+        result = quantizer
+    return result if len(found) == 1 else None
+
+
+def _range_of(tensor):
+    from tfopt import _compat
+    from tfopt.quantization import config as config_lib
+
+    for _ in range(32):
+        if getattr(tensor, "_keras_history", None) is None:
+            return None
+        operation = _compat.producer(tensor)
+        if isinstance(operation, QuantizeActivation):
+            return operation
+        inputs = [t for t in _compat.input_tensors_of(tensor) if isinstance(t, keras.KerasTensor)]
+        if len(inputs) != 1:
+            return None
+        rule = config_lib.rule_for(operation)
+        keeps = rule is not None and rule.io == config_lib.PASS
+        if isinstance(operation, layers.Activation):
+            keeps = config_lib.activation_name(operation) == "linear"
+        elif isinstance(operation, (layers.GlobalAveragePooling1D, layers.GlobalAveragePooling2D)):
+            keeps = operation.data_format == "channels_last" and all(d == 1 for d in inputs[0].shape[1:-1])
+        if not keeps:
+            return None
+        tensor = inputs[0]
+    return None
 
 
 def _is_plain_conv1d(layer):
@@ -334,6 +428,36 @@ class ChannelAffine(layers.Layer):
         if rank != 4:
             y = ops.reshape(y, (-1,) + tuple(inputs.shape[1:]))
         return y
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+
+SWISH_NAMES = ("silu", "swish")
+
+
+@keras.saving.register_keras_serializable(package="tfopt")
+class QuantizedSwish(layers.Layer):
+    """Swish `x * sigmoid(x)` as TFLite's int8 file computes it, for QAT.
+
+    The converter lowers swish (`keras.activations.silu`) to LOGISTIC and
+    MUL. The int8 LOGISTIC writes its output with TFLite's fixed range
+    (scale 1/256, zero point -128), so the file multiplies `x` by a sigmoid
+    rounded to 1/256 and capped at 255/256: for a large `x` that is up to
+    `x / 256` less than Keras's float swish, several int8 steps of the
+    output. This layer rounds the sigmoid the same way (its output range is
+    added after it by QAT, as for any activation). No weights.
+
+    Example:
+
+    ```python
+    y = QuantizedSwish()(x)  # == x * fake_quant(sigmoid(x), 0, 255/256)
+    ```
+    """
+
+    def call(self, inputs):
+        gate = quantizers.fake_quant_activation(ops.sigmoid(inputs), *SIGMOID_RANGE)
+        return inputs * gate
 
     def compute_output_shape(self, input_shape):
         return input_shape
