@@ -13,21 +13,34 @@ load from other processes hits both sides of a pair alike.
 
 Variants (tfopt, this process):
   dense        the unpruned model
-  tfopt        `prune_low_magnitude` as shipped: weights with >= 64k elements
+  tfopt        `prune_low_magnitude` as shipped: the schedule and the mask
+               update run in one non-inlined `tf.function` shared by the
+               wrappers of one weight shape; weights with >= 64k elements
                grow their mask by the few weights near the previous
                threshold (`masks.grow_mask`), falling back to the
                warm-started XLA selection (`masks.update_mask`)
-  tfopt-old    the same wrapper with the grow path switched off while it is
-               traced, i.e. the code before this change (XLA selection
-               every step)
+  tfopt-old    the same wrapper with the update traced inline in every
+               wrapper (`wrapper._INLINE_UPDATES`), i.e. main's code before
+               this change
   tfopt-fixed  no mask update (`frequency=100000`): the wrapper's fixed cost
                (masked forward and gradient, the cond, the step counter)
 and, in a `TF_USE_LEGACY_KERAS=1` subprocess (this file with --tfmot-worker),
 tf_keras dense vs tfmot's `prune_low_magnitude` (its UpdatePruningStep hook
 timed as part of the step).
 
+With `--many-layers N`, a second table: the cost of many pruned layers,
+on a stack of N small convolutions (Conv2D(8, 3) on 8x8x8 inputs, batch 32:
+a fast proxy of NASNetMobile's ~190 prunable layers). Per variant: the
+graph ops `train_step` adds per pruned layer (traced on a 10-layer copy),
+the first `train_on_batch` (trace, graph optimisation and one step) and
+the steady step ratio (interleaved rounds, as above). Variants: dense;
+`tfopt` (one non-inlined update function shared by the layers of one
+shape); `tfopt-inline` (the update traced inline in every wrapper, the
+code before this change). `--sizes none` skips the MLP table.
+
     python benchmarks/pruning_overhead.py --out benchmarks/results/pruning_overhead
         [--sizes 0.1M,1M,2.1M,10M] [--rounds 15] [--no-tfmot] [--no-old]
+        [--many-layers 100]
 """
 
 import sys
@@ -158,14 +171,15 @@ def run_tfopt(size, rounds, with_old):
     def pruned(old=False, frequency=1):
         model = build(keras, widths)
         model.set_weights(init)
-        saved = wrapper._dynamic_shapes_allowed
-        if old:  # the wrapper asks this when it traces its train step
-            wrapper._dynamic_shapes_allowed = lambda: False
-        schedule = pruning.PolynomialDecay(**{**SCHEDULE, "frequency": frequency})
-        model = compile_model(keras, pruning.prune_low_magnitude(model, pruning_schedule=schedule))
-        timed = Timed(model, x, y, pruning.UpdatePruningStep())
-        timed.run(1)  # trace now, under the chosen path
-        wrapper._dynamic_shapes_allowed = saved
+        # The wrapper reads this when it traces its train step.
+        wrapper._INLINE_UPDATES = old
+        try:
+            schedule = pruning.PolynomialDecay(**{**SCHEDULE, "frequency": frequency})
+            model = compile_model(keras, pruning.prune_low_magnitude(model, pruning_schedule=schedule))
+            timed = Timed(model, x, y, pruning.UpdatePruningStep())
+            timed.run(1)  # trace now, under the chosen path
+        finally:
+            wrapper._INLINE_UPDATES = False
         return timed
 
     variants = {"dense": Timed(compile_model(keras, dense), x, y), "tfopt": pruned()}
@@ -193,6 +207,80 @@ def run_tfopt(size, rounds, with_old):
     result = summarize(times)
     result["masks_exact_vs_numpy"] = bool(k_ok)
     return result
+
+
+# --------------------------------------------------------------------------- #
+# Many layers: trace/optimise time and per-layer graph size
+# --------------------------------------------------------------------------- #
+
+MANY_BATCH = 32
+
+
+def build_stack(keras, layers):
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((8, 8, 8))
+    x = inputs
+    for _ in range(layers):
+        x = keras.layers.Conv2D(8, 3, padding="same", activation="relu")(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    return keras.Model(inputs, keras.layers.Dense(10)(x))
+
+
+def run_many_layers(layers, rounds):
+    import keras
+    import tensorflow as tf
+
+    from tfopt import pruning
+    from tfopt.pruning import wrapper
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(MANY_BATCH, 8, 8, 8)).astype("float32")
+    y = rng.integers(0, 10, size=MANY_BATCH).astype("int32")
+    schedule = dict(SCHEDULE)
+
+    def make(variant, n):
+        model = build_stack(keras, n)
+        callback = None
+        if variant != "dense":
+            model = pruning.prune_low_magnitude(
+                model, pruning_schedule=pruning.PolynomialDecay(**schedule))
+            callback = pruning.UpdatePruningStep()
+        return compile_model(keras, model), callback
+
+    def graph_ops(variant):
+        """(ops in train_step's graph, ops in its function library), 10 layers."""
+        wrapper._INLINE_UPDATES = variant == "tfopt-inline"
+        try:
+            model, callback = make(variant, 10)
+            if callback is not None:
+                callback.set_model(model)
+                callback.on_train_begin()
+            step = tf.function(lambda a, b: model.train_step((a, b)))
+            graph = step.get_concrete_function(
+                tf.TensorSpec(x.shape), tf.TensorSpec(y.shape, tf.int32)).graph
+            library = graph.as_graph_def().library.function
+            return len(graph.get_operations()), sum(len(f.node_def) for f in library)
+        finally:
+            wrapper._INLINE_UPDATES = False
+
+    out = {"layers": layers, "batch": MANY_BATCH, "graph_ops_10_layers": {},
+           "first_step_s": {}}
+    variants = {}
+    for variant in ("dense", "tfopt-inline", "tfopt"):
+        out["graph_ops_10_layers"][variant] = graph_ops(variant)
+        wrapper._INLINE_UPDATES = variant == "tfopt-inline"
+        try:
+            model, callback = make(variant, layers)
+            timed = Timed(model, x, y, callback)
+            start = time.perf_counter()
+            timed.run(1)  # trace, optimise the graph, one step
+            out["first_step_s"][variant] = time.perf_counter() - start
+        finally:
+            wrapper._INLINE_UPDATES = False
+        variants[variant] = timed
+        print(f"many layers: {variant} first step {out['first_step_s'][variant]:.1f} s", flush=True)
+    out.update(summarize(interleave(variants, 3, rounds, warmup=2)))
+    return out
 
 
 # --------------------------------------------------------------------------- #
@@ -282,6 +370,33 @@ def write_report(report, out):
             f"{cell(row.get('tfmot'), 'tfmot')} | "
             f"{mine['masks_exact_vs_numpy']} |"
         )
+    many = report.get("many_layers")
+    if many:
+        dense_ops = many["graph_ops_10_layers"]["dense"]
+        lines += [
+            "",
+            f"## Many layers: a stack of {many['layers']} Conv2D(8, 3) layers "
+            f"(8x8x8 inputs, batch {many['batch']})",
+            "",
+            "Graph ops that `train_step` adds per pruned layer (10-layer copy: ops "
+            "of the train-step graph + ops of its function library, minus dense, / 10); "
+            "first `train_on_batch` (trace + graph optimisation + one step, seconds, "
+            "measured once, load-dependent); steady step ratio vs dense (median over "
+            "interleaved rounds [min-max]).",
+            "",
+            "| variant | ops per pruned layer (graph + library) | first step s | steady ms/step | ratio vs dense |",
+            "|---|---|---|---|---|",
+        ]
+        labels = {"dense": "dense", "tfopt-inline": "tfopt before (update inline in every wrapper)",
+                  "tfopt": "tfopt (shared non-inlined update)"}
+        for name, label in labels.items():
+            graph, library = many["graph_ops_10_layers"][name]
+            per = "-" if name == "dense" else (
+                f"{(graph - dense_ops[0]) / 10:.0f} + {(library - dense_ops[1]) / 10:.0f}")
+            lines.append(
+                f"| {label} | {per} | {many['first_step_s'][name]:.1f} | "
+                f"{many['ms_per_step_median'][name]:.1f} | "
+                f"{'-' if name == 'dense' else cell(many, name)} |")
     with open(out + ".md", "w") as f:
         f.write("\n".join(lines) + "\n")
     print("\n".join(lines))
@@ -293,10 +408,12 @@ def main():
     parser.add_argument("--sizes", default=",".join(SIZES))
     parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--no-tfmot", action="store_true")
-    parser.add_argument("--no-old", action="store_true", help="skip main's path (XLA selection)")
+    parser.add_argument("--no-old", action="store_true", help="skip main's path (update inline in every wrapper)")
+    parser.add_argument("--many-layers", type=int, default=0, metavar="N",
+                        help="also time a stack of N small pruned convs (first step, steady)")
     parser.add_argument("--tfmot-worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    sizes = args.sizes.split(",")
+    sizes = [] if args.sizes == "none" else args.sizes.split(",")
     for size in sizes:
         if size not in SIZES:
             parser.error(f"--sizes: {size!r} is not one of {list(SIZES)}")
@@ -322,6 +439,8 @@ def main():
         report["rows"][size] = row
         print(size, json.dumps({k: v.get("ratio") for k, v in row.items() if isinstance(v, dict)}),
               flush=True)
+    if args.many_layers:
+        report["many_layers"] = run_many_layers(args.many_layers, args.rounds)
     report["load_after"] = [round(v, 2) for v in os.getloadavg()]
     write_report(report, args.out)
 

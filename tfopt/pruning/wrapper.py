@@ -312,11 +312,14 @@ def _update_or_keep(spec, schedule, step, weights, masks, thresholds):
 
 
 def _schedule_key(schedule):
-    """Equal for schedules that prune at the same steps to the same values."""
-    try:
+    """Equal for schedules that prune at the same steps to the same values.
+
+    tfopt's own schedules are functions of their config; any other schedule
+    is only equal to itself (its config may not say everything it does).
+    """
+    if type(schedule) in (schedules_lib.PolynomialDecay, schedules_lib.ConstantSparsity):
         return (type(schedule), json.dumps(schedule.get_config(), sort_keys=True))
-    except Exception:  # noqa: BLE001 - no usable config: this object only
-        return (type(schedule), id(schedule))
+    return (type(schedule), id(schedule))  # the shared function keeps it alive
 
 
 # Set by benchmarks/pruning_overhead.py to trace the update inline in every
@@ -350,8 +353,11 @@ def _shared_update(spec, schedule):
 
         def call_shared(*args, _shared=shared):
             # Variables are passed as their values (this replica's under
-            # tf.distribute): the function reads, the wrapper assigns.
-            return _shared(*tf.nest.map_structure(tf.convert_to_tensor, args))
+            # tf.distribute): the function reads, the wrapper assigns. No
+            # gradient flows through a mask update: stop_gradient keeps the
+            # gradient tape from tracing a backward function for the call.
+            return _shared(*tf.nest.map_structure(
+                lambda value: tf.stop_gradient(tf.convert_to_tensor(value)), args))
 
         _SHARED[key] = call_shared
     return _SHARED[key]
