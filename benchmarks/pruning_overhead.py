@@ -20,8 +20,9 @@ Variants (tfopt, this process):
                threshold (`masks.grow_mask`), falling back to the
                warm-started XLA selection (`masks.update_mask`)
   tfopt-old    the same wrapper with the update traced inline in every
-               wrapper (`wrapper._INLINE_UPDATES`), i.e. main's code before
-               this change
+               wrapper (`wrapper._INLINE_UPDATES`) and no sort path
+               (`masks.SORT_MAX_SIZE = 0`), i.e. main's code before this
+               change
   tfopt-fixed  no mask update (`frequency=100000`): the wrapper's fixed cost
                (masked forward and gradient, the cond, the step counter)
 and, in a `TF_USE_LEGACY_KERAS=1` subprocess (this file with --tfmot-worker),
@@ -34,9 +35,12 @@ a fast proxy of NASNetMobile's ~190 prunable layers). Per variant: the
 graph ops `train_step` adds per pruned layer (traced on a 10-layer copy),
 the first `train_on_batch` (trace, graph optimisation and one step) and
 the steady step ratio (interleaved rounds, as above). Variants: dense;
-`tfopt` (one non-inlined update function shared by the layers of one
-shape); `tfopt-inline` (the update traced inline in every wrapper, the
-code before this change). `--sizes none` skips the MLP table.
+`tfopt` as shipped (one non-inlined update function shared by the layers
+of one shape and schedule; weights of <= `masks.SORT_MAX_SIZE` elements
+ranked by one sort); `tfopt-radix` (shared, radix select at every size);
+`tfopt-inline` (the update traced inline in every wrapper with the radix
+select: main's code before this change). `--sizes none` skips the MLP
+table.
 
     python benchmarks/pruning_overhead.py --out benchmarks/results/pruning_overhead
         [--sizes 0.1M,1M,2.1M,10M] [--rounds 15] [--no-tfmot] [--no-old]
@@ -160,8 +164,10 @@ def run_tfopt(size, rounds, with_old):
     import keras
 
     from tfopt import pruning
+    from tfopt.pruning import masks
     from tfopt.pruning import wrapper
 
+    sort_max = masks.SORT_MAX_SIZE
     widths = SIZES[size]
     x, y = data(widths)
     keras.utils.set_random_seed(0)
@@ -171,8 +177,9 @@ def run_tfopt(size, rounds, with_old):
     def pruned(old=False, frequency=1):
         model = build(keras, widths)
         model.set_weights(init)
-        # The wrapper reads this when it traces its train step.
+        # The wrapper reads these when it traces its train step.
         wrapper._INLINE_UPDATES = old
+        masks.SORT_MAX_SIZE = 0 if old else sort_max
         try:
             schedule = pruning.PolynomialDecay(**{**SCHEDULE, "frequency": frequency})
             model = compile_model(keras, pruning.prune_low_magnitude(model, pruning_schedule=schedule))
@@ -180,6 +187,7 @@ def run_tfopt(size, rounds, with_old):
             timed.run(1)  # trace now, under the chosen path
         finally:
             wrapper._INLINE_UPDATES = False
+            masks.SORT_MAX_SIZE = sort_max
         return timed
 
     variants = {"dense": Timed(compile_model(keras, dense), x, y), "tfopt": pruned()}
@@ -231,8 +239,10 @@ def run_many_layers(layers, rounds):
     import tensorflow as tf
 
     from tfopt import pruning
+    from tfopt.pruning import masks
     from tfopt.pruning import wrapper
 
+    sort_max = masks.SORT_MAX_SIZE
     rng = np.random.default_rng(0)
     x = rng.normal(size=(MANY_BATCH, 8, 8, 8)).astype("float32")
     y = rng.integers(0, 10, size=MANY_BATCH).astype("int32")
@@ -247,9 +257,15 @@ def run_many_layers(layers, rounds):
             callback = pruning.UpdatePruningStep()
         return compile_model(keras, model), callback
 
+    def select(variant):
+        # Read by the wrappers when they trace: main's code traced the update
+        # inline in every wrapper and used the radix select at every size.
+        wrapper._INLINE_UPDATES = variant == "tfopt-inline"
+        masks.SORT_MAX_SIZE = 0 if variant in ("tfopt-inline", "tfopt-radix") else sort_max
+
     def graph_ops(variant):
         """(ops in train_step's graph, ops in its function library), 10 layers."""
-        wrapper._INLINE_UPDATES = variant == "tfopt-inline"
+        select(variant)
         try:
             model, callback = make(variant, 10)
             if callback is not None:
@@ -261,14 +277,14 @@ def run_many_layers(layers, rounds):
             library = graph.as_graph_def().library.function
             return len(graph.get_operations()), sum(len(f.node_def) for f in library)
         finally:
-            wrapper._INLINE_UPDATES = False
+            select("tfopt")
 
     out = {"layers": layers, "batch": MANY_BATCH, "graph_ops_10_layers": {},
            "first_step_s": {}}
     variants = {}
-    for variant in ("dense", "tfopt-inline", "tfopt"):
+    for variant in ("dense", "tfopt-inline", "tfopt-radix", "tfopt"):
         out["graph_ops_10_layers"][variant] = graph_ops(variant)
-        wrapper._INLINE_UPDATES = variant == "tfopt-inline"
+        select(variant)
         try:
             model, callback = make(variant, layers)
             timed = Timed(model, x, y, callback)
@@ -276,7 +292,7 @@ def run_many_layers(layers, rounds):
             timed.run(1)  # trace, optimise the graph, one step
             out["first_step_s"][variant] = time.perf_counter() - start
         finally:
-            wrapper._INLINE_UPDATES = False
+            select("tfopt")
         variants[variant] = timed
         print(f"many layers: {variant} first step {out['first_step_s'][variant]:.1f} s", flush=True)
     out.update(summarize(interleave(variants, 3, rounds, warmup=2)))
@@ -372,27 +388,28 @@ def write_report(report, out):
         )
     many = report.get("many_layers")
     if many:
-        dense_ops = many["graph_ops_10_layers"]["dense"]
         lines += [
             "",
             f"## Many layers: a stack of {many['layers']} Conv2D(8, 3) layers "
             f"(8x8x8 inputs, batch {many['batch']})",
             "",
-            "Graph ops that `train_step` adds per pruned layer (10-layer copy: ops "
-            "of the train-step graph + ops of its function library, minus dense, / 10); "
+            "Graph ops of `train_step` on a 10-layer copy (the train-step graph + its "
+            "function library, where cond branches and called functions live; "
+            "dense for comparison); "
             "first `train_on_batch` (trace + graph optimisation + one step, seconds, "
             "measured once, load-dependent); steady step ratio vs dense (median over "
             "interleaved rounds [min-max]).",
             "",
-            "| variant | ops per pruned layer (graph + library) | first step s | steady ms/step | ratio vs dense |",
+            "| variant | graph + library ops, 10 layers | first step s | steady ms/step | ratio vs dense |",
             "|---|---|---|---|---|",
         ]
-        labels = {"dense": "dense", "tfopt-inline": "tfopt before (update inline in every wrapper)",
-                  "tfopt": "tfopt (shared non-inlined update)"}
+        labels = {"dense": "dense",
+                  "tfopt-inline": "tfopt before (main: update inline in every wrapper, radix select)",
+                  "tfopt-radix": "tfopt, shared non-inlined update, radix select",
+                  "tfopt": "tfopt (shared update, one sort for weights <= 1024 elements)"}
         for name, label in labels.items():
             graph, library = many["graph_ops_10_layers"][name]
-            per = "-" if name == "dense" else (
-                f"{(graph - dense_ops[0]) / 10:.0f} + {(library - dense_ops[1]) / 10:.0f}")
+            per = f"{graph} + {library}"
             lines.append(
                 f"| {label} | {per} | {many['first_step_s'][name]:.1f} | "
                 f"{many['ms_per_step_median'][name]:.1f} | "

@@ -118,13 +118,18 @@ def test_wrappers_share_one_update_function_per_shape_and_schedule():
 
 
 def test_shared_update_trains_exactly_like_the_inline_update(monkeypatch):
-    # The shared function is the inline update moved, not changed: masks,
+    # The shared function (with the sort for small weights) trains exactly
+    # like main's update (inline in every wrapper, radix select): masks,
     # thresholds and weights after a ramp are equal element for element.
+    from tfopt.pruning import masks
+
     rng = np.random.default_rng(1)
     x, y = rng.random((48, 8)).astype("float32"), rng.random((48, 2)).astype("float32")
+    sort_max = masks.SORT_MAX_SIZE
 
     def train(inline):
         monkeypatch.setattr(wrapper, "_INLINE_UPDATES", inline)
+        monkeypatch.setattr(masks, "SORT_MAX_SIZE", 0 if inline else sort_max)
         model = _stack([pruning.PolynomialDecay(0.0, 0.7, 0, 10, frequency=1)
                         for _ in range(3)])
         model.compile("adam", "mse")

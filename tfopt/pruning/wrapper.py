@@ -197,6 +197,8 @@ class PruneLowMagnitude(SubstitutingWrapper):
                 paths.append("warm")
             elif self.block_size != (1, 1):
                 paths.append("block")
+            elif _size(weight.shape) <= mask_math.SORT_MAX_SIZE:
+                paths.append("sort")
             else:
                 paths.append("plain")
         return _UpdateSpec(
@@ -290,6 +292,8 @@ def _compute_masks(spec, sparsity, weights, masks, thresholds):
             magnitudes = ops.abs(ops.cast(weight, "float32") * ops.cast(mask, "float32"))
             if path == "m_by_n":
                 new_mask, new_threshold = mask_math.m_by_n_mask(magnitudes, m_by_n)
+            elif path == "sort":
+                new_mask, new_threshold = mask_math.magnitude_mask_sorted(magnitudes, sparsity)
             elif path == "block":
                 new_mask, new_threshold = mask_math.block_mask(
                     magnitudes, sparsity, block_size, pooling
