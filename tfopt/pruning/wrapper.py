@@ -339,7 +339,7 @@ def _shared_update(spec, schedule):
     schedule and the same weight shapes calls one function, traced and
     optimised once, so a model of hundreds of pruned layers does not trace,
     optimise and hold hundreds of copies of the schedule, the cond and the
-    selection (about 250 ops per weight). Other backends (and
+    selection (about 240 ops per wrapper). Other backends (and
     `_INLINE_UPDATES`) trace `_update_or_keep` in place.
     """
     if _INLINE_UPDATES or keras.backend.backend() != "tensorflow":
