@@ -143,3 +143,31 @@ def test_shared_update_trains_exactly_like_the_inline_update(monkeypatch):
     assert float(np.mean(shared[0] == 0)) > 0.6
     for a, b in zip(shared, inline):
         np.testing.assert_array_equal(a, b)
+
+
+class _PythonIfSchedule(pruning.PruningSchedule):
+    """0.25 before step 4, then 0.5: Python `if` on the step tensor."""
+
+    def __call__(self, step):
+        if step < 4:  # AutoGraph turns this into a cond
+            sparsity = 0.25
+        else:
+            sparsity = 0.5
+        return tf.constant(True), tf.cast(sparsity, tf.float32)
+
+    def get_config(self):
+        return {}
+
+    def end_sparsity(self):
+        return 0.5
+
+
+def test_a_users_schedule_keeps_autograph_in_the_shared_update():
+    model = _stack([_PythonIfSchedule(), _PythonIfSchedule()])
+    model.compile("adam", "mse")
+    rng = np.random.default_rng(0)
+    fit = dict(batch_size=4, verbose=0, callbacks=[pruning.UpdatePruningStep()])
+    model.fit(rng.random((8, 8)), rng.random((8, 2)), **fit)  # steps 0-1
+    assert [r["zeros"] for r in pruning.sparsity_report(model)["layers"]][:2] == [16, 16]
+    model.fit(rng.random((16, 8)), rng.random((16, 2)), **fit)  # steps 2-5
+    assert [r["zeros"] for r in pruning.sparsity_report(model)["layers"]][:2] == [32, 32]

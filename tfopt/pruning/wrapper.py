@@ -315,13 +315,17 @@ def _update_or_keep(spec, schedule, step, weights, masks, thresholds):
     )
 
 
+def _is_own_schedule(schedule):
+    return type(schedule) in (schedules_lib.PolynomialDecay, schedules_lib.ConstantSparsity)
+
+
 def _schedule_key(schedule):
     """Equal for schedules that prune at the same steps to the same values.
 
     tfopt's own schedules are functions of their config; any other schedule
     is only equal to itself (its config may not say everything it does).
     """
-    if type(schedule) in (schedules_lib.PolynomialDecay, schedules_lib.ConstantSparsity):
+    if _is_own_schedule(schedule):
         return (type(schedule), json.dumps(schedule.get_config(), sort_keys=True))
     return (type(schedule), id(schedule))  # the shared function keeps it alive
 
@@ -351,8 +355,11 @@ def _shared_update(spec, schedule):
         def update(step, weights, masks, thresholds, _spec=spec, _schedule=schedule):
             return _update_or_keep(_spec, _schedule, step, weights, masks, thresholds)
 
+        # A user's schedule gets AutoGraph, as it did when it was traced in
+        # the (AutoGraph-converted) train step; tfopt's code needs none.
         shared = tf.function(
-            update, autograph=False, experimental_attributes={"_noinline": True}
+            update, autograph=not _is_own_schedule(schedule),
+            experimental_attributes={"_noinline": True},
         )
 
         def call_shared(*args, _shared=shared):
