@@ -13,21 +13,38 @@ load from other processes hits both sides of a pair alike.
 
 Variants (tfopt, this process):
   dense        the unpruned model
-  tfopt        `prune_low_magnitude` as shipped: weights with >= 64k elements
+  tfopt        `prune_low_magnitude` as shipped: the schedule and the mask
+               update run in one non-inlined `tf.function` shared by the
+               wrappers of one weight shape; weights with >= 64k elements
                grow their mask by the few weights near the previous
                threshold (`masks.grow_mask`), falling back to the
                warm-started XLA selection (`masks.update_mask`)
-  tfopt-old    the same wrapper with the grow path switched off while it is
-               traced, i.e. the code before this change (XLA selection
-               every step)
+  tfopt-old    the same wrapper with the update traced inline in every
+               wrapper (`wrapper._INLINE_UPDATES`) and no sort path
+               (`masks.SORT_MAX_SIZE = 0`), i.e. main's code before this
+               change
   tfopt-fixed  no mask update (`frequency=100000`): the wrapper's fixed cost
                (masked forward and gradient, the cond, the step counter)
 and, in a `TF_USE_LEGACY_KERAS=1` subprocess (this file with --tfmot-worker),
 tf_keras dense vs tfmot's `prune_low_magnitude` (its UpdatePruningStep hook
 timed as part of the step).
 
+With `--many-layers N`, a second table: the cost of many pruned layers,
+on a stack of N small convolutions (Conv2D(8, 3) on 8x8x8 inputs, batch 32:
+a fast proxy of NASNetMobile's ~190 prunable layers). Per variant: the
+graph ops `train_step` adds per pruned layer (traced on a 10-layer copy),
+the first `train_on_batch` (trace, graph optimisation and one step) and
+the steady step ratio (interleaved rounds, as above). Variants: dense;
+`tfopt` as shipped (one non-inlined update function shared by the layers
+of one shape and schedule; weights of <= `masks.SORT_MAX_SIZE` elements
+ranked by one sort); `tfopt-radix` (shared, radix select at every size);
+`tfopt-inline` (the update traced inline in every wrapper with the radix
+select: main's code before this change). `--sizes none` skips the MLP
+table.
+
     python benchmarks/pruning_overhead.py --out benchmarks/results/pruning_overhead
         [--sizes 0.1M,1M,2.1M,10M] [--rounds 15] [--no-tfmot] [--no-old]
+        [--many-layers 100]
 """
 
 import sys
@@ -147,8 +164,10 @@ def run_tfopt(size, rounds, with_old):
     import keras
 
     from tfopt import pruning
+    from tfopt.pruning import masks
     from tfopt.pruning import wrapper
 
+    sort_max = masks.SORT_MAX_SIZE
     widths = SIZES[size]
     x, y = data(widths)
     keras.utils.set_random_seed(0)
@@ -158,14 +177,17 @@ def run_tfopt(size, rounds, with_old):
     def pruned(old=False, frequency=1):
         model = build(keras, widths)
         model.set_weights(init)
-        saved = wrapper._dynamic_shapes_allowed
-        if old:  # the wrapper asks this when it traces its train step
-            wrapper._dynamic_shapes_allowed = lambda: False
-        schedule = pruning.PolynomialDecay(**{**SCHEDULE, "frequency": frequency})
-        model = compile_model(keras, pruning.prune_low_magnitude(model, pruning_schedule=schedule))
-        timed = Timed(model, x, y, pruning.UpdatePruningStep())
-        timed.run(1)  # trace now, under the chosen path
-        wrapper._dynamic_shapes_allowed = saved
+        # The wrapper reads these when it traces its train step.
+        wrapper._INLINE_UPDATES = old
+        masks.SORT_MAX_SIZE = 0 if old else sort_max
+        try:
+            schedule = pruning.PolynomialDecay(**{**SCHEDULE, "frequency": frequency})
+            model = compile_model(keras, pruning.prune_low_magnitude(model, pruning_schedule=schedule))
+            timed = Timed(model, x, y, pruning.UpdatePruningStep())
+            timed.run(1)  # trace now, under the chosen path
+        finally:
+            wrapper._INLINE_UPDATES = False
+            masks.SORT_MAX_SIZE = sort_max
         return timed
 
     variants = {"dense": Timed(compile_model(keras, dense), x, y), "tfopt": pruned()}
@@ -193,6 +215,95 @@ def run_tfopt(size, rounds, with_old):
     result = summarize(times)
     result["masks_exact_vs_numpy"] = bool(k_ok)
     return result
+
+
+# --------------------------------------------------------------------------- #
+# Many layers: trace/optimise time and per-layer graph size
+# --------------------------------------------------------------------------- #
+
+MANY_BATCH = 32
+
+
+def build_stack(keras, layers):
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((8, 8, 8))
+    x = inputs
+    for _ in range(layers):
+        x = keras.layers.Conv2D(8, 3, padding="same", activation="relu")(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    return keras.Model(inputs, keras.layers.Dense(10)(x))
+
+
+def run_many_layers(layers, rounds):
+    import keras
+    import tensorflow as tf
+
+    from tfopt import pruning
+    from tfopt.pruning import masks
+    from tfopt.pruning import wrapper
+
+    sort_max = masks.SORT_MAX_SIZE
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(MANY_BATCH, 8, 8, 8)).astype("float32")
+    y = rng.integers(0, 10, size=MANY_BATCH).astype("int32")
+    schedule = dict(SCHEDULE)
+
+    def make(variant, n):
+        model = build_stack(keras, n)
+        callback = None
+        if variant != "dense":
+            model = pruning.prune_low_magnitude(
+                model, pruning_schedule=pruning.PolynomialDecay(**schedule))
+            callback = pruning.UpdatePruningStep()
+        return compile_model(keras, model), callback
+
+    def select(variant):
+        # Read by the wrappers when they trace: main's code traced the update
+        # inline in every wrapper and used the radix select at every size.
+        wrapper._INLINE_UPDATES = variant == "tfopt-inline"
+        masks.SORT_MAX_SIZE = 0 if variant in ("tfopt-inline", "tfopt-radix") else sort_max
+
+    def graph_ops(variant):
+        """(ops in train_step's graph, ops in its function library), 10 layers."""
+        select(variant)
+        try:
+            model, callback = make(variant, 10)
+            if callback is not None:
+                callback.set_model(model)
+                callback.on_train_begin()
+            step = tf.function(lambda a, b: model.train_step((a, b)))
+            graph = step.get_concrete_function(
+                tf.TensorSpec(x.shape), tf.TensorSpec(y.shape, tf.int32)).graph
+            library = graph.as_graph_def().library.function
+            return len(graph.get_operations()), sum(len(f.node_def) for f in library)
+        finally:
+            select("tfopt")
+
+    out = {"layers": layers, "batch": MANY_BATCH, "graph_ops_10_layers": {},
+           "first_step_s": {}}
+    variants = {}
+    for variant in ("dense", "tfopt-inline", "tfopt-radix", "tfopt"):
+        out["graph_ops_10_layers"][variant] = graph_ops(variant)
+        select(variant)
+        try:
+            model, callback = make(variant, layers)
+            timed = Timed(model, x, y, callback)
+            start = time.perf_counter()
+            timed.run(1)  # trace, optimise the graph, one step
+            out["first_step_s"][variant] = time.perf_counter() - start
+        finally:
+            select("tfopt")
+        variants[variant] = timed
+        print(f"many layers: {variant} first step {out['first_step_s'][variant]:.1f} s", flush=True)
+    # The first first-step of a process also pays one-time start-up costs:
+    # time a fresh dense model's first step again, last.
+    model, _ = make("dense", layers)
+    start = time.perf_counter()
+    Timed(model, x, y).run(1)
+    out["first_step_s"]["dense-again"] = time.perf_counter() - start
+    del model
+    out.update(summarize(interleave(variants, 3, rounds, warmup=2)))
+    return out
 
 
 # --------------------------------------------------------------------------- #
@@ -257,15 +368,18 @@ def write_report(report, out):
         "paired per round, absolute ms are not comparable across rows).  ",
         f"Versions: {report['versions']}",
         "",
-        "Mask update every step (`PolynomialDecay(0, 0.8, 0, 100000, frequency=1)`), "
-        f"batch {BATCH}, Adam, MLPs on random data; ratio = pruned / dense "
-        "`train_on_batch` time per step, median over interleaved rounds "
-        "[min-max across rounds].",
-        "",
-        "| prunable weights | MLP | dense ms/step | tfopt | tfopt before (main) "
-        "| tfopt, no mask update | tfmot | masks exact (last step vs numpy) |",
-        "|---|---|---|---|---|---|---|---|",
     ]
+    if report["rows"]:
+        lines += [
+            "Mask update every step (`PolynomialDecay(0, 0.8, 0, 100000, frequency=1)`), "
+            f"batch {BATCH}, Adam, MLPs on random data; ratio = pruned / dense "
+            "`train_on_batch` time per step, median over interleaved rounds "
+            "[min-max across rounds].",
+            "",
+            "| prunable weights | MLP | dense ms/step | tfopt | tfopt before (main) "
+            "| tfopt, no mask update | tfmot | masks exact (last step vs numpy) |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
 
     def cell(result, name):
         if not result or "ratio" not in result or name not in result["ratio"]:
@@ -282,6 +396,37 @@ def write_report(report, out):
             f"{cell(row.get('tfmot'), 'tfmot')} | "
             f"{mine['masks_exact_vs_numpy']} |"
         )
+    many = report.get("many_layers")
+    if many:
+        lines += [
+            "",
+            f"## Many layers: a stack of {many['layers']} Conv2D(8, 3) layers "
+            f"(8x8x8 inputs, batch {many['batch']})",
+            "",
+            "Graph ops of `train_step` on a 10-layer copy (the train-step graph + its "
+            "function library, where cond branches and called functions live; "
+            "dense for comparison); "
+            "first `train_on_batch` (trace + graph optimisation + one step, seconds, "
+            "measured once, load-dependent); steady step ratio vs dense (median over "
+            "interleaved rounds [min-max]).",
+            "",
+            "| variant | graph + library ops, 10 layers | first step s | steady ms/step | ratio vs dense |",
+            "|---|---|---|---|---|",
+        ]
+        labels = {"dense": "dense",
+                  "tfopt-inline": "tfopt before (main: update inline in every wrapper, radix select)",
+                  "tfopt-radix": "tfopt, shared non-inlined update, radix select",
+                  "tfopt": "tfopt (shared update, one sort for weights <= 1024 elements)"}
+        for name, label in labels.items():
+            graph, library = many["graph_ops_10_layers"][name]
+            per = f"{graph} + {library}"
+            first = f"{many['first_step_s'][name]:.1f}"
+            if name == "dense" and "dense-again" in many["first_step_s"]:
+                first += f" (again, last: {many['first_step_s']['dense-again']:.1f})"
+            lines.append(
+                f"| {label} | {per} | {first} | "
+                f"{many['ms_per_step_median'][name]:.1f} | "
+                f"{'-' if name == 'dense' else cell(many, name)} |")
     with open(out + ".md", "w") as f:
         f.write("\n".join(lines) + "\n")
     print("\n".join(lines))
@@ -293,10 +438,12 @@ def main():
     parser.add_argument("--sizes", default=",".join(SIZES))
     parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--no-tfmot", action="store_true")
-    parser.add_argument("--no-old", action="store_true", help="skip main's path (XLA selection)")
+    parser.add_argument("--no-old", action="store_true", help="skip main's path (update inline in every wrapper)")
+    parser.add_argument("--many-layers", type=int, default=0, metavar="N",
+                        help="also time a stack of N small pruned convs (first step, steady)")
     parser.add_argument("--tfmot-worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    sizes = args.sizes.split(",")
+    sizes = [] if args.sizes == "none" else args.sizes.split(",")
     for size in sizes:
         if size not in SIZES:
             parser.error(f"--sizes: {size!r} is not one of {list(SIZES)}")
@@ -322,6 +469,8 @@ def main():
         report["rows"][size] = row
         print(size, json.dumps({k: v.get("ratio") for k, v in row.items() if isinstance(v, dict)}),
               flush=True)
+    if args.many_layers:
+        report["many_layers"] = run_many_layers(args.many_layers, args.rounds)
     report["load_after"] = [round(v, 2) for v in os.getloadavg()]
     write_report(report, args.out)
 

@@ -137,6 +137,18 @@ def _reference(magnitudes, sparsity):
     return mask.reshape(np.shape(magnitudes)), np.float32(threshold)
 
 
+def _magnitudes(rng, n, kind):
+    """n magnitudes at a random scale: normal, many zeros, ties or all equal."""
+    values = (np.abs(rng.normal(size=n)) * 10.0 ** rng.integers(-6, 3)).astype("float32")
+    if kind == "zeros":
+        values[: rng.integers(0, n + 1)] = 0.0
+    elif kind == "ties":
+        values = np.round(values / values.max() * 4).astype("float32")
+    elif kind == "equal":
+        values[:] = 0.25
+    return values
+
+
 def _assert_same(result, expected):
     mask, threshold = result
     np.testing.assert_array_equal(np.asarray(mask), expected[0])
@@ -152,13 +164,7 @@ def _assert_same(result, expected):
 )
 def test_magnitude_mask_near_is_exact_for_any_previous_threshold(n, sparsity, kind, seed):
     rng = np.random.default_rng(seed)
-    values = (np.abs(rng.normal(size=n)) * 10.0 ** rng.integers(-6, 3)).astype("float32")
-    if kind == "zeros":
-        values[: rng.integers(0, n + 1)] = 0.0
-    elif kind == "ties":
-        values = np.round(values / values.max() * 4).astype("float32")
-    elif kind == "equal":
-        values[:] = 0.25
+    values = _magnitudes(rng, n, kind)
     expected = _reference(values, sparsity)
     t = float(expected[1])
     for previous in (0.0, t, np.nextafter(t, 1, dtype="float32"), t * 1.001, t * 0.9,
@@ -336,3 +342,33 @@ def test_grow_mask_declines_where_it_would_be_wrong_or_slow(case):
     else:
         previous = np.float32(threshold * 4.0)  # most weights are candidates
     assert not bool(masks.grow_mask_candidates(weights, mask, sparsity, previous)[0])
+
+
+# -- small weights: one sort ----------------------------------------------
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    n=st.integers(1, 1024),
+    sparsity=st.sampled_from([0.0, 0.5, 0.999, 0.9999999]) | st.floats(0.0, 0.9999999),
+    kind=st.sampled_from(["normal", "zeros", "ties", "equal"]),
+    seed=st.integers(0, 2**16),
+)
+def test_sorted_mask_equals_reference(n, sparsity, kind, seed):
+    values = _magnitudes(np.random.default_rng(seed), n, kind)
+    _assert_same(masks.magnitude_mask_sorted(values, sparsity), _reference(values, sparsity))
+
+
+def test_sorted_mask_matches_reference_over_consecutive_steps():
+    # As the wrapper uses it (masked magnitudes, in a graph): drifts, ties,
+    # all equal, sparsity falling once and 0 once; a 4-D conv kernel.
+    import tensorflow as tf
+
+    update = tf.function(masks.magnitude_mask_sorted)
+    shape = (3, 3, 8, 8)
+    mask = np.ones(shape, "float32")
+    for weights, sparsity in _pruning_steps(shape, seed=3):
+        expected = _reference(np.abs(weights * mask), sparsity)
+        result = update(np.abs(weights * mask), sparsity)
+        _assert_same(result, expected)
+        mask = np.asarray(result[0])

@@ -84,6 +84,43 @@ def magnitude_mask(magnitudes, sparsity):
     return mask, ops.where(k > 0, threshold, 0.0)
 
 
+# Up to this many elements one sort ranks faster than the radix select, whose
+# three histogram passes (2048 + 1024 + 1024 buckets) cost about the same at
+# any small size. Per weight, in a graph of 50 such updates, on the 2-core
+# Xeon at load 11-14: 72 elements 0.08 vs 0.32 ms, 576: 0.17-0.34 vs
+# 0.48-0.56 ms, 1024: 0.26 vs 0.35 ms, 2048: 0.62 vs 0.53 ms (radix ahead).
+SORT_MAX_SIZE = 1024
+
+
+def magnitude_mask_sorted(magnitudes, sparsity):
+    """`magnitude_mask` by one sort: the same mask and threshold.
+
+    Ranks the elements by (magnitude, position) with one `argsort` of a
+    unique int64 key, so ties are broken by position as in
+    `magnitude_mask`. Faster than the radix select for small tensors (up to
+    `SORT_MAX_SIZE` elements); its cost grows as n log n.
+
+    Args:
+        magnitudes: Non-negative tensor of any shape.
+        sparsity: Scalar in [0, 1).
+
+    Returns:
+        `(mask, threshold)` as in `magnitude_mask`.
+    """
+    flat = ops.reshape(ops.cast(magnitudes, "float32"), (-1,))
+    size = flat.shape[0]
+    k = num_to_prune(size, sparsity)
+    positions = ops.arange(size, dtype="int32")
+    # The bit pattern orders like the value for x >= 0; the position makes
+    # every key unique.
+    bits = ops.cast(ops.view(flat, "int32"), "int64")
+    order = ops.cast(ops.argsort(bits * size + ops.cast(positions, "int64")), "int32")
+    rank = ops.scatter(order[:, None], positions, (size,))
+    mask = ops.reshape(ops.cast(rank >= k, "float32"), ops.shape(magnitudes))
+    kth = ops.take(flat, ops.take(order, ops.maximum(k - 1, 0)))
+    return mask, ops.where(k > 0, kth, 0.0)
+
+
 def as_matrix(weights):
     """Views a weight as 2-D `(prod(shape[:-1]), shape[-1])` (rank >= 2)."""
     shape = weights.shape

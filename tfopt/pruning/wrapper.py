@@ -1,5 +1,7 @@
 """The layer wrapper that masks a layer's weights and updates the masks."""
 
+import json
+
 import keras
 from keras import layers, ops
 
@@ -171,54 +173,44 @@ class PruneLowMagnitude(SubstitutingWrapper):
         outside XLA only), which gives the same masks when its conditions
         hold and is cheaper still.
         """
-        new_masks, new_thresholds = [], []
-        for weight, mask, threshold in zip(self._prunable, self.masks, self.thresholds):
+        return _compute_masks(
+            self._update_spec(), sparsity, self._prunable, self.masks, self.thresholds
+        )
+
+    def _update_spec(self):
+        """The static part of this wrapper's update: one path per weight.
+
+        Wrappers with equal specs (and weight shapes) share one traced
+        update function (`_shared_update`).
+        """
+        paths = []
+        for weight in self._prunable:
             if self.sparsity_m_by_n:
-                magnitudes = ops.abs(ops.cast(weight, "float32") * mask)
-                new_mask, new_threshold = mask_math.m_by_n_mask(
-                    magnitudes, self.sparsity_m_by_n
-                )
+                paths.append("m_by_n")
             elif (
                 _size(weight.shape) >= WARM_START_MIN_SIZE
                 and self.block_size == (1, 1)
                 and _dynamic_shapes_allowed()
             ):
-                new_mask, new_threshold = _grow_or_update(weight, mask, sparsity, threshold)
+                paths.append("grow")
             elif _size(weight.shape) // _size(self.block_size) >= WARM_START_MIN_SIZE:
-                new_mask, new_threshold = _compiled_update()(
-                    weight,
-                    mask,
-                    sparsity,
-                    threshold,
-                    self.block_size,
-                    self.block_pooling_type,
-                )
+                paths.append("warm")
             elif self.block_size != (1, 1):
-                magnitudes = ops.abs(ops.cast(weight, "float32") * mask)
-                new_mask, new_threshold = mask_math.block_mask(
-                    magnitudes, sparsity, self.block_size, self.block_pooling_type
-                )
+                paths.append("block")
+            elif _size(weight.shape) <= mask_math.SORT_MAX_SIZE:
+                paths.append("sort")
             else:
-                magnitudes = ops.abs(ops.cast(weight, "float32") * mask)
-                new_mask, new_threshold = mask_math.magnitude_mask(magnitudes, sparsity)
-            new_masks.append(new_mask)
-            new_thresholds.append(new_threshold)
-        return new_masks, new_thresholds
+                paths.append("plain")
+        return _UpdateSpec(
+            tuple(paths), tuple(self.block_size), self.block_pooling_type,
+            tuple(self.sparsity_m_by_n) if self.sparsity_m_by_n else None,
+        )
 
     def _update_masks(self):
-        step = self.pruning_step.value
-        should_prune, sparsity = self.pruning_schedule(step)
-
-        def update():
-            return self.compute_masks(sparsity)
-
-        def keep():
-            return (
-                [ops.convert_to_tensor(m) for m in self.masks],
-                [ops.convert_to_tensor(t) for t in self.thresholds],
-            )
-
-        new_masks, new_thresholds = ops.cond(should_prune, update, keep)
+        update = _shared_update(self._update_spec(), self.pruning_schedule)
+        new_masks, new_thresholds = update(
+            self.pruning_step, list(self._prunable), list(self.masks), list(self.thresholds)
+        )
         for variable, value in zip(self.masks, new_masks):
             variable.assign(value)
         for variable, value in zip(self.thresholds, new_thresholds):
@@ -275,6 +267,111 @@ class PruneLowMagnitude(SubstitutingWrapper):
 WARM_START_MIN_SIZE = 1 << 16
 
 _COMPILED = {}
+_SHARED = {}
+
+
+class _UpdateSpec(tuple):
+    """`(paths, block_size, pooling, m_by_n)`: the static part of an update."""
+
+    def __new__(cls, paths, block_size, pooling, m_by_n):
+        return super().__new__(cls, (paths, block_size, pooling, m_by_n))
+
+
+def _compute_masks(spec, sparsity, weights, masks, thresholds):
+    """New masks and thresholds of `weights`, each by its path in `spec`."""
+    paths, block_size, pooling, m_by_n = spec
+    new_masks, new_thresholds = [], []
+    for path, weight, mask, threshold in zip(paths, weights, masks, thresholds):
+        if path == "grow":
+            new_mask, new_threshold = _grow_or_update(weight, mask, sparsity, threshold)
+        elif path == "warm":
+            new_mask, new_threshold = _compiled_update()(
+                weight, mask, sparsity, threshold, block_size, pooling
+            )
+        else:
+            magnitudes = ops.abs(ops.cast(weight, "float32") * ops.cast(mask, "float32"))
+            if path == "m_by_n":
+                new_mask, new_threshold = mask_math.m_by_n_mask(magnitudes, m_by_n)
+            elif path == "sort":
+                new_mask, new_threshold = mask_math.magnitude_mask_sorted(magnitudes, sparsity)
+            elif path == "block":
+                new_mask, new_threshold = mask_math.block_mask(
+                    magnitudes, sparsity, block_size, pooling
+                )
+            else:
+                new_mask, new_threshold = mask_math.magnitude_mask(magnitudes, sparsity)
+        new_masks.append(new_mask)
+        new_thresholds.append(new_threshold)
+    return new_masks, new_thresholds
+
+
+def _update_or_keep(spec, schedule, step, weights, masks, thresholds):
+    """The masks and thresholds after the (possible) update at `step`."""
+    should_prune, sparsity = schedule(step)
+    return ops.cond(
+        should_prune,
+        lambda: _compute_masks(spec, sparsity, weights, masks, thresholds),
+        lambda: (list(masks), list(thresholds)),
+    )
+
+
+def _is_own_schedule(schedule):
+    return type(schedule) in (schedules_lib.PolynomialDecay, schedules_lib.ConstantSparsity)
+
+
+def _schedule_key(schedule):
+    """Equal for schedules that prune at the same steps to the same values.
+
+    tfopt's own schedules are functions of their config; any other schedule
+    is only equal to itself (its config may not say everything it does).
+    """
+    if _is_own_schedule(schedule):
+        return (type(schedule), json.dumps(schedule.get_config(), sort_keys=True))
+    return (type(schedule), id(schedule))  # the shared function keeps it alive
+
+
+# Set by benchmarks/pruning_overhead.py to trace the update inline in every
+# wrapper (the code before the shared update) for comparison.
+_INLINE_UPDATES = False
+
+
+def _shared_update(spec, schedule):
+    """`_update_or_keep` for `spec` and `schedule`, shared by wrappers.
+
+    On the TensorFlow backend it is a `tf.function` that is not inlined into
+    the train step (`_noinline`): every wrapper with the same spec, an equal
+    schedule and the same weight shapes calls one function, traced and
+    optimised once, so a model of hundreds of pruned layers does not trace,
+    optimise and hold hundreds of copies of the schedule, the cond and the
+    selection (about 240 ops per wrapper). Other backends (and
+    `_INLINE_UPDATES`) trace `_update_or_keep` in place.
+    """
+    if _INLINE_UPDATES or keras.backend.backend() != "tensorflow":
+        return lambda *args: _update_or_keep(spec, schedule, *args)
+    key = (spec, _schedule_key(schedule))
+    if key not in _SHARED:
+        import tensorflow as tf
+
+        def update(step, weights, masks, thresholds, _spec=spec, _schedule=schedule):
+            return _update_or_keep(_spec, _schedule, step, weights, masks, thresholds)
+
+        # A user's schedule gets AutoGraph, as it did when it was traced in
+        # the (AutoGraph-converted) train step; tfopt's code needs none.
+        shared = tf.function(
+            update, autograph=not _is_own_schedule(schedule),
+            experimental_attributes={"_noinline": True},
+        )
+
+        def call_shared(*args, _shared=shared):
+            # Variables are passed as their values (this replica's under
+            # tf.distribute): the function reads, the wrapper assigns. No
+            # gradient flows through a mask update: stop_gradient keeps the
+            # gradient tape from tracing a backward function for the call.
+            return _shared(*tf.nest.map_structure(
+                lambda value: tf.stop_gradient(tf.convert_to_tensor(value)), args))
+
+        _SHARED[key] = call_shared
+    return _SHARED[key]
 
 
 def _size(shape):
