@@ -6,6 +6,7 @@
 Appends "<tuner id> <trial id>" to LOG when a trial starts.
 """
 
+import gc
 import os
 import sys
 
@@ -17,6 +18,11 @@ def main():
     from tfopt import data
     from tfopt import tuning
     from tests.tuning.conftest import tiny_hypermodel
+
+    # The tuner runs gc.collect() before every trial: keep the ~400k objects
+    # of the imports out of it (as tests/conftest.py does in-process).
+    gc.collect()
+    gc.freeze()
 
     class LoggingSearch(tuning.RandomSearch):
         def on_trial_begin(self, trial):
