@@ -95,14 +95,11 @@ def test_small_cnn_float_float16_int8_files_on_the_gpu(adapter, tmp_path):
 
 
 def test_mobilenetv2_035_files_on_the_gpu(adapter, tmp_path):
-    # The whole MobileNetV2 graph (every op kind of it on the delegate) at
-    # its smallest input: the time goes to exporting and converting the
-    # graph, which the input size hardly changes; the GPU runs 4x fewer pixels.
     keras.utils.set_random_seed(0)
-    model = keras.applications.MobileNetV2(input_shape=(32, 32, 3), alpha=0.35, weights=None,
+    model = keras.applications.MobileNetV2(input_shape=(64, 64, 3), alpha=0.35, weights=None,
                                            classes=10)
     rng = np.random.default_rng(0)
-    x = rng.normal(size=(8, 32, 32, 3)).astype("float32")
+    x = rng.normal(size=(8, 64, 64, 3)).astype("float32")
     qat = quantization.quantize_model(model)
     qat(x, training=True)  # one training-mode pass sets the activation ranges
     paths = _files(model, x, tmp_path, "mnv2", qat)
