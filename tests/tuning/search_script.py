@@ -6,14 +6,15 @@
 Appends "<tuner id> <trial id>" to LOG when a trial starts.
 """
 
+import gc
 import os
 import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 
-def main():
-    directory, project, max_trials, log = sys.argv[1:5]
+def run(directory, project, max_trials, log, overwrite=False):
+    """Runs the search (in this process); see the module docstring."""
     from tfopt import data
     from tfopt import tuning
     from tests.tuning.conftest import tiny_hypermodel
@@ -29,8 +30,19 @@ def main():
         tiny_hypermodel({"width": [1.0, 0.75, 0.5], "pruning": ["none", "unstructured"],
                          "quantization": ["none", "ptq"]}),
         max_trials=int(max_trials), baseline=False, seed=7, directory=directory,
-        project_name=project, overwrite="--overwrite" in sys.argv)
+        project_name=project, overwrite=overwrite)
     tuner.search(x[:256], y[:256], validation_data=(x_val[:96], y_val[:96]), verbose=0)
+
+
+def main():
+    directory, project, max_trials, log = sys.argv[1:5]
+    import tfopt.tuning  # noqa: F401  (TensorFlow, Keras, KerasTuner)
+
+    # The tuner runs gc.collect() before every trial: keep the ~400k objects
+    # of the imports out of it (as tests/conftest.py does in-process).
+    gc.collect()
+    gc.freeze()
+    run(directory, project, max_trials, log, overwrite="--overwrite" in sys.argv)
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ import time
 import keras
 
 from tfopt import tuning
+from tests.tuning import search_script
 from tests.tuning.conftest import QUICK_LATENCY
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -78,10 +79,13 @@ def started(log):
     return [line.split()[1] for line in open(log)] if os.path.exists(log) else []
 
 
+MAX_TRIALS = 4  # killed after 2 finished: one interrupted, one never started
+
+
 def test_killed_search_resumes_without_losing_or_redoing_trials(tmp_path):
     project = tmp_path / "resume"
     first_log, second_log = tmp_path / "first.log", tmp_path / "second.log"
-    process = run_script(tmp_path, 5, first_log, overwrite=True)
+    process = run_script(tmp_path, MAX_TRIALS, first_log, overwrite=True)
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline and process.poll() is None:
         if sum(s == "COMPLETED" for s in trial_statuses(project).values()) >= 2:
@@ -91,12 +95,13 @@ def test_killed_search_resumes_without_losing_or_redoing_trials(tmp_path):
     process.send_signal(signal.SIGKILL)
     process.wait()
     finished = {t for t, s in trial_statuses(project).items() if s == "COMPLETED"}
-    assert 2 <= len(finished) < 5
-    second = run_script(tmp_path, 5, second_log)
-    _, errors = second.communicate(timeout=300)
-    assert second.returncode == 0, errors
+    assert 2 <= len(finished) < MAX_TRIALS
+    # The resumed search starts from what the killed process left on disk;
+    # it runs here (this process never saw the first search's state), which
+    # spares a second TensorFlow import.
+    search_script.run(str(tmp_path), "resume", MAX_TRIALS, str(second_log))
     records = tuning.load_trials(str(project))
-    assert sorted(r.trial_id for r in records) == ["0", "1", "2", "3", "4"]
+    assert sorted(r.trial_id for r in records) == [str(i) for i in range(MAX_TRIALS)]
     assert all(r.status == "COMPLETED" and r.measured for r in records)
     redone = started(second_log)
     assert not finished & set(redone), "a finished trial was run again"
