@@ -92,6 +92,16 @@ def keras_layer_scale_class():
     return LayerScale
 
 
+def keras_custom_scale_class():
+    """The `CustomScaleLayer` of Keras's InceptionResNetV2 application
+    (`inputs[0] + inputs[1] * scale`), or None."""
+    try:
+        from keras.src.applications.inception_resnet_v2 import CustomScaleLayer
+    except ImportError:  # moved in a future Keras: the default weightless rule applies
+        return None
+    return CustomScaleLayer
+
+
 def sublayers(layer):
     """The layers `layer` holds directly (attributes, lists), not itself."""
     return list(layer._flatten_layers(include_self=False, recursive=False))

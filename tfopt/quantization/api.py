@@ -17,6 +17,7 @@ from tfopt.quantization.layers import QuantizeActivation
 from tfopt.quantization.layers import QuantizedLayerNormalization
 from tfopt.quantization.layers import QuantizedMultiHeadAttention
 from tfopt.quantization.layers import QuantizedRecurrent
+from tfopt.quantization.layers import QuantizedScaledResidual
 from tfopt.quantization.layers import QuantizedSwish
 from tfopt.quantization.layers import QuantizeWrapper
 from tfopt.quantization.layers import SIGMOID_RANGE
@@ -447,6 +448,8 @@ def _quantize(model, selected, configs, preserve_sparsity, skip_unsupported, ops
             copies.append((inner, layer))
         elif action in ("fuse", "output") and _is_swish(layer):
             new = QuantizedSwish(name=layer.name)
+        elif action == "output" and type(layer) is _compat.keras_custom_scale_class():
+            new = QuantizedScaledResidual(layer.scale, name=layer.name)
         else:
             config = layer.get_config()
             if action == "island" and isinstance(layer, layers.RNN) and _static_steps(layer):

@@ -182,6 +182,13 @@ def _add_keras_layer_scale():
         return
     QUANTIZE_TABLE[LayerScale] = Rule(AFFINE, note="per-channel scale: int8 1x1 DEPTHWISE_CONV_2D",
                                       tfmot=_TFMOT_NO)
+    # InceptionResNetV2's residual `x + scale * branch`, also keras.src only.
+    CustomScaleLayer = _compat.keras_custom_scale_class()
+    if CustomScaleLayer is not None:
+        QUANTIZE_TABLE[CustomScaleLayer] = Rule(
+            OUTPUT, note="InceptionResNetV2's `x + scale * branch`: the scaled branch and the sum each "
+            "get an int8 range (MUL and ADD int8; with the output range alone both stayed float)",
+            tfmot="refused (tf_keras builds it as a Lambda)")
 
 
 _add_keras_layer_scale()

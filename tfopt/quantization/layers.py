@@ -437,6 +437,47 @@ SWISH_NAMES = ("silu", "swish")
 
 
 @keras.saving.register_keras_serializable(package="tfopt")
+class QuantizedScaledResidual(layers.Layer):
+    """`inputs[0] + scale * inputs[1]` with an int8 range on the scaled branch, for QAT.
+
+    QAT's stand-in for InceptionResNetV2's `CustomScaleLayer`. The converter
+    lowers it to MUL (by the constant `scale`) and ADD; with a range only on
+    the sum, the product has none and both ops stay float. Here the product
+    gets its own learned range, so both run int8 (the sum's range is added
+    after the layer, as for any weightless layer).
+
+    Args:
+        scale: The branch's scale (a Python float).
+        **kwargs: Passed to `keras.layers.Layer`.
+
+    Example:
+
+    ```python
+    y = QuantizedScaledResidual(0.17)([x, branch])
+    ```
+    """
+
+    def __init__(self, scale, **kwargs):
+        super().__init__(**kwargs)
+        self.scale = float(scale)
+        self._branch_range = QuantizeActivation(name="branch_quant")
+
+    def build(self, input_shape):
+        if not self._branch_range.built:
+            self._branch_range.build(None)
+
+    def call(self, inputs, training=None):
+        residual, branch = inputs
+        return residual + self._branch_range(branch * self.scale, training=training)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape[0]
+
+    def get_config(self):
+        return {**super().get_config(), "scale": self.scale}
+
+
+@keras.saving.register_keras_serializable(package="tfopt")
 class QuantizedSwish(layers.Layer):
     """Swish `x * sigmoid(x)` as TFLite's int8 file computes it, for QAT.
 

@@ -1,5 +1,6 @@
-"""InceptionResNetV2's residual scaling (`CustomScaleLayer`, Keras-internal) through
-channel pruning: it couples its inputs like Add, and surgery stays exact."""
+"""InceptionResNetV2's residual scaling (`CustomScaleLayer`, Keras-internal): channel
+pruning couples its inputs like Add with exact surgery; QAT runs its MUL and ADD int8
+and the file matches the QAT model."""
 
 import keras
 import numpy as np
@@ -7,6 +8,7 @@ import pytest
 
 from tfopt import export
 from tfopt import pruning
+from tfopt import quantization
 from tfopt.pruning.structured import ChannelMaskUpdater
 
 L = keras.layers
@@ -46,3 +48,28 @@ def test_custom_scale_layer_couples_and_surgery_is_exact(tmp_path):
     exported = export.to_tflite(one_shot, str(tmp_path / "small.tflite"), batch_size=None)
     report = export.verify(exported, one_shot, x)
     assert report["max_abs_diff"] < 1e-4
+
+
+def test_custom_scale_layer_runs_int8_after_qat_and_the_file_matches(tmp_path):
+    model = _block()
+    rng = np.random.default_rng(1)
+    x = rng.uniform(0, 1, (64, 12, 12, 3)).astype("float32")
+    y = rng.integers(0, 10, 64)
+    qat = quantization.quantize_model(model)
+    qat.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    qat.fit(x, y, batch_size=16, epochs=1, verbose=0)
+    assert any(type(layer).__name__ == "QuantizedScaledResidual" for layer in qat.layers)
+
+    exported = export.to_tflite(qat, str(tmp_path / "qat.tflite"), quantization="int8", batch_size=1)
+    precision = export.op_precision(exported.content)
+    # main's QAT left the layer's MUL and ADD float (only its output had a range).
+    assert precision["float_compute"] == {} and precision["float_other"] == {}, precision
+    assert precision["int8_share"] == 1.0
+    keras_logits = qat.predict(x[:16], verbose=0)
+    report = export.verify(exported, qat, x[:16])
+    assert report["max_abs_diff"] <= 0.02 * float(keras_logits.max() - keras_logits.min())
+
+    path = tmp_path / "qat.keras"
+    qat.save(path)
+    again = keras.saving.load_model(path)
+    np.testing.assert_allclose(again.predict(x[:4], verbose=0), qat.predict(x[:4], verbose=0), atol=1e-6)
