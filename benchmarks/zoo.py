@@ -131,6 +131,8 @@ def main(argv=None):
                              "already has for them (a re-run after a fix)")
     parser.add_argument("--out", default=os.path.join(ROOT, "benchmarks", "results", "zoo"))
     args = parser.parse_args(argv)
+    if args.replace and not args.merge:
+        parser.error("--replace goes with --merge DIR (it replaces rows by a merged run's)")
     if args.merge:
         results = None if args.fresh else load(args.out)
         for source in [d for d in args.merge.split(",") if d]:

@@ -45,3 +45,10 @@ def test_merge_replace_swaps_a_rerun_models_rows_budget_and_run(tmp_path, monkey
     assert merged["budgets"]["unet"] == both["budgets"]["unet"]
     assert [run["models"] for run in merged["runs"]] == [["unet"], ["kws_conv1d"]]
     assert "--epochs 3" in open(f"{out}/results.md").read()
+
+
+def test_replace_without_merge_is_an_error(tmp_path):
+    import pytest
+
+    with pytest.raises(SystemExit):
+        _zoo_script().main(["--replace", "--out", str(tmp_path)])

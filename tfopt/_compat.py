@@ -26,6 +26,11 @@ def producer(tensor):
     return tensor._keras_history.operation
 
 
+def has_producer(tensor):
+    """Whether `tensor` is a symbolic tensor with a recorded producer."""
+    return getattr(tensor, "_keras_history", None) is not None
+
+
 def history(tensor):
     """`(operation, node_index, tensor_index)` of a symbolic tensor."""
     return tuple(tensor._keras_history)

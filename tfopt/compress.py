@@ -522,16 +522,27 @@ def compress(model, data, recipe, out, epochs=DEFAULT_EPOCHS, verify_examples=51
                                representative_data=data[0] if calibrated else None,
                                batch_size=batch_size)
     report = pipeline.verify(exported, final, data[2], data[3], examples=verify_examples)
-    _warn_if_disagreeing(model, recipe, out, report)
+    _warn_if_disagreeing(model, final, recipe, out, report)
     return CompressResult(recipe, os.fspath(out), exported, final, report)
 
 
-def _warn_if_disagreeing(model, recipe, out, report):
-    """No silent wrong artifact: a file that disagrees with its model is flagged."""
+def _warn_if_disagreeing(model, final, recipe, out, report):
+    """No silent wrong artifact: a file that disagrees with its model is flagged.
+
+    Top-1 agreement for score vectors; for a one-unit output (a binary
+    classifier's logit) the argmax always agrees, so the share of examples
+    whose sign agrees is used: the report's mean cosine of scalars is
+    `2 * that share - 1`.
+    """
     import warnings
 
+    if not report.get("n"):
+        return
     agreement = report.get("top1_agreement")
-    if not report.get("n") or agreement is None or agreement >= WARN_AGREEMENT:
+    outputs = final.outputs if hasattr(final, "outputs") else None
+    if outputs and len(outputs) == 1 and outputs[0].shape[-1] == 1 and len(outputs[0].shape) == 2:
+        agreement = (1.0 + report["cosine_similarity"]) / 2.0
+    if agreement is None or agreement >= WARN_AGREEMENT:
         return
     hint = {"ptq-int8": "calibration data unlike the held-out data, or activations int8 cannot "
                         "hold: try 'qat-int8', or ptq-int16x8/float16 with tfopt.export.to_tflite",

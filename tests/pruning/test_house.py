@@ -113,7 +113,7 @@ _NOT_YET = set()
 def test_keras_private_apis_only_in_compat():
     pattern = re.compile(r"from keras(_tuner)?\.src|import keras(_tuner)?\.src|\._keras_history|"
                          r"\._inbound_nodes|\._nodes_by_depth|\._run_through_graph|\._flatten_layers|"
-                         r"\._distribute_strategy|\"_distribute_strategy\"|\._symbolic_build|\._maybe_symbolic_build|"
+                         r"\._distribute_strategy|\"_distribute_strategy\"|\"_keras_history\"|\._symbolic_build|\._maybe_symbolic_build|"
                          r"\._in_multi_worker_mode")
     offenders = []
     for path in sorted((ROOT / "tfopt").rglob("*.py")):

@@ -171,3 +171,23 @@ def test_a_users_schedule_keeps_autograph_in_the_shared_update():
     assert [r["zeros"] for r in pruning.sparsity_report(model)["layers"]][:2] == [16, 16]
     model.fit(rng.random((16, 8)), rng.random((16, 2)), **fit)  # steps 2-5
     assert [r["zeros"] for r in pruning.sparsity_report(model)["layers"]][:2] == [32, 32]
+
+
+def test_shared_update_cache_is_bounded_and_evicted_models_keep_training(monkeypatch):
+    # Each user schedule object gets its own shared function; a long process
+    # (a search) must not keep them all. An evicted function's model keeps
+    # its traced copy and still prunes on schedule.
+    monkeypatch.setattr(wrapper, "_SHARED", collections.OrderedDict())
+    monkeypatch.setattr(wrapper, "_SHARED_MAX", 2)
+    rng = np.random.default_rng(0)
+    fit = dict(batch_size=4, verbose=0, callbacks=[pruning.UpdatePruningStep()])
+    models = []
+    for _ in range(3):
+        model = _stack([_PythonIfSchedule()])
+        model.compile("adam", "mse")
+        model.fit(rng.random((8, 8)), rng.random((8, 2)), **fit)  # steps 0-1: 0.25
+        models.append(model)
+        assert len(wrapper._SHARED) <= 2
+    first = models[0]  # its function was evicted by the third model's
+    first.fit(rng.random((16, 8)), rng.random((16, 2)), **fit)  # steps 2-5: 0.5 from step 4
+    assert pruning.sparsity_report(first)["layers"][0]["zeros"] == 32

@@ -636,6 +636,8 @@ def unroll_recurrent(model):
 # Most calibration examples `time_shifted` makes (each input example is
 # repeated at most once per time step).
 RNN_CALIBRATION_EXAMPLES = 4096
+# ... and at most this many bytes of them (long sequences of many features).
+RNN_CALIBRATION_BYTES = 256 * 2**20
 
 
 def time_shifted(model, data):
@@ -662,7 +664,8 @@ def time_shifted(model, data):
 
     Returns:
         The inputs with the shifted copies after them (at most
-        `RNN_CALIBRATION_EXAMPLES` rows, shifts evenly spaced), or `data`.
+        `RNN_CALIBRATION_EXAMPLES` rows and `RNN_CALIBRATION_BYTES` bytes,
+        shifts evenly spaced), or `data`.
     """
     if data is None or len(getattr(model, "inputs", None) or []) != 1:
         return data
@@ -676,7 +679,8 @@ def time_shifted(model, data):
             return data  # a layer used more than once or without a static shape
     if steps < 2 or lengths != {steps}:
         return data
-    count = max(1, min(steps, RNN_CALIBRATION_EXAMPLES // max(len(data), 1)))
+    count = max(1, min(steps, RNN_CALIBRATION_EXAMPLES // max(len(data), 1),
+                       RNN_CALIBRATION_BYTES // max(data.nbytes, 1)))
     shifts = np.unique(np.linspace(0, steps, count, endpoint=False).astype(int))
     return np.concatenate([np.roll(data, int(s), axis=1) for s in shifts])
 

@@ -1,5 +1,6 @@
 """The layer wrapper that masks a layer's weights and updates the masks."""
 
+import collections
 import json
 
 import keras
@@ -267,7 +268,11 @@ class PruneLowMagnitude(SubstitutingWrapper):
 WARM_START_MIN_SIZE = 1 << 16
 
 _COMPILED = {}
-_SHARED = {}
+# Shared update functions, least recently used last; bounded so that a long
+# process (a search building many models, each with its own schedule object
+# or weight shapes) does not keep every traced function alive.
+_SHARED = collections.OrderedDict()
+_SHARED_MAX = 64
 
 
 class _UpdateSpec(tuple):
@@ -371,6 +376,9 @@ def _shared_update(spec, schedule):
                 lambda value: tf.stop_gradient(tf.convert_to_tensor(value)), args))
 
         _SHARED[key] = call_shared
+        while len(_SHARED) > _SHARED_MAX:
+            _SHARED.popitem(last=False)  # models tracing it already hold their copy
+    _SHARED.move_to_end(key)
     return _SHARED[key]
 
 

@@ -494,7 +494,8 @@ def _quantize(model, selected, configs, preserve_sparsity, skip_unsupported, ops
                 lambda t: quantized(t, name) if isinstance(t, keras.KerasTensor) else t, args)
             kwargs = keras.tree.map_structure(
                 lambda t: quantized(t, name) if isinstance(t, keras.KerasTensor) else t, kwargs)
-        if not isinstance(op, layers.Layer) and action == "output":
+        if (not isinstance(op, layers.Layer) and action == "output"
+                and type(op).__name__ in _CONSTANT_ROUNDING_OPS):
             # The converter stores a float constant operand (a position
             # embedding added as a tensor, `x * weights`) as int8 over its
             # own range: the QAT model adds the rounded values it will hold.
@@ -571,6 +572,12 @@ def _fixed_output_range(op):
     if not isinstance(op, layers.Layer):
         return _FIXED_RANGES.get(_FIXED_OPS.get(type(op).__name__))
     return None
+
+
+# The ops nodes whose float constant operand the converter stores as int8
+# as it is (config.py's `_op_const` rows). Not Divide/TrueDivide: the file
+# multiplies by the rounded reciprocal, not by a rounded divisor.
+_CONSTANT_ROUNDING_OPS = ("Add", "Subtract", "Multiply")
 
 
 def _as_int8_constant(value):

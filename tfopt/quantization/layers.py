@@ -355,7 +355,7 @@ def _range_of(tensor):
     from tfopt.quantization import config as config_lib
 
     for _ in range(32):
-        if getattr(tensor, "_keras_history", None) is None:
+        if not _compat.has_producer(tensor):
             return None
         operation = _compat.producer(tensor)
         if isinstance(operation, QuantizeActivation):
