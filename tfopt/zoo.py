@@ -25,7 +25,8 @@ import keras
 import numpy as np
 from keras import layers
 
-from tfopt import _compat
+# No tfopt import at module level: benchmarks/tfmot_zoo.py executes this file
+# with `keras` bound to tf_keras, where tfopt's own modules cannot import.
 
 IMAGE_SIZE = 32
 VOCAB = 1000
@@ -252,6 +253,8 @@ def build(name, seed=0, bn_momentum=None):
     keras.utils.set_random_seed(seed)
     model = entry.build()
     if bn_momentum is not None:
+        from tfopt import _compat
+
         for layer in _compat.all_sublayers(model):
             if isinstance(layer, layers.BatchNormalization):
                 layer.momentum = float(bn_momentum)
