@@ -92,20 +92,28 @@ def run_model(name, epochs, n_train, n_test, workdir):
     start = time.perf_counter()
     base = build(name)
     zoo.compile_model(base).fit(data[0], data[1], batch_size=32, epochs=epochs, verbose=0)
+    def make(recipe):
+        keras.utils.set_random_seed(0)
+        artifact = recipes[recipe].make(base, data, workdir)
+        return dict(bytes=artifact.tflite.size_bytes, **artifact.extra)
+
+    return _rows(name, base, start, [(recipe, lambda r=recipe: make(r)) for recipe in RECIPES])
+
+
+def _rows(name, base, start, checks):
+    """Runs `(recipe, fn)` checks, each row `ok` with fn's columns or `failed`
+    with the reason (the next check goes on); returns `(rows, model info)`."""
     rows = []
-    for recipe in RECIPES:
+    for recipe, fn in checks:
         began = time.perf_counter()
         row = {"model": name, "recipe": recipe}
         try:
-            keras.utils.set_random_seed(0)
-            artifact = recipes[recipe].make(base, data, workdir)
-        except Exception as error:  # recorded; the next recipe goes on
+            row.update(status="ok", **fn())
+        except Exception as error:  # recorded; the next check goes on
             if os.environ.get("TFOPT_BENCH_TRACEBACKS"):
                 traceback.print_exc()
             text = f"{type(error).__name__}: {error}".strip().splitlines()
             row.update(status="failed", reason=(text[0] if text else repr(error))[:300])
-        else:
-            row.update(status="ok", bytes=artifact.tflite.size_bytes, **artifact.extra)
         row["seconds"] = round(time.perf_counter() - began, 1)
         rows.append(row)
         print(name, recipe, row["status"], row.get("reason", ""), flush=True)
@@ -145,22 +153,7 @@ def run_quick(name):
                                       base.predict(x, verbose=0).shape)
         return {"params_vs_float": small.count_params() / base.count_params()}
 
-    rows = []
-    for recipe, fn in zip(QUICK, (prune, qat, channels)):
-        began = time.perf_counter()
-        row = {"model": name, "recipe": recipe}
-        try:
-            row.update(status="ok", **fn())
-        except Exception as error:  # recorded; the next check goes on
-            if os.environ.get("TFOPT_BENCH_TRACEBACKS"):
-                traceback.print_exc()
-            text = f"{type(error).__name__}: {error}".strip().splitlines()
-            row.update(status="failed", reason=(text[0] if text else repr(error))[:300])
-        row["seconds"] = round(time.perf_counter() - began, 1)
-        rows.append(row)
-        print(name, recipe, row["status"], row.get("reason", ""), flush=True)
-    return rows, {"params": int(base.count_params()), "layers": len(base.layers),
-                  "input": MODELS[name][1], "seconds": round(time.perf_counter() - start, 1)}
+    return _rows(name, base, start, list(zip(QUICK, (prune, qat, channels))))
 
 
 def cell(row):
