@@ -124,13 +124,15 @@ def measure(name, n_train, n_test, epochs, qat_epochs, bn_momentum=None, cache=N
     return row
 
 
+def run_lines(data):
+    """One bullet per labelled run: command, tfopt tree, machine, date, settings."""
+    return [f"- `{label}`: `{run['command']}` with tfopt from `{run['tfopt']}`, on {run['machine']}, "
+            f"{run['date']}; {run['settings']}. The machine was shared with other jobs (times are "
+            "not comparable)." for label, run in data["runs"].items()]
+
+
 def markdown(data):
-    lines = ["# QAT int8 file vs its QAT Keras model", ""]
-    for label, run in data["runs"].items():
-        lines.append(f"- `{label}`: `{run['command']}` with tfopt from `{run['tfopt']}`, on {run['machine']}, "
-                     f"{run['date']}; "
-                     f"{run['settings']}. The machine was shared with other jobs (times are not "
-                     "comparable).")
+    lines = ["# QAT int8 file vs its QAT Keras model", ""] + run_lines(data)
     lines += ["", "| model | version | budget | compute ops int8 | float ops left | top-1 agreement | "
               "logit error max | logit error mean | accuracy QAT Keras / file | s |",
               "|---|---|---|---|---|---|---|---|---|---|"]

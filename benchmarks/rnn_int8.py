@@ -39,6 +39,7 @@ import time
 import numpy as np
 
 from qat_agreement import _cpu
+from qat_agreement import run_lines
 
 MODELS = ("lstm_text", "gru_text")
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -126,11 +127,7 @@ def measure(name, budget):
 
 
 def markdown(data):
-    lines = ["# LSTM/GRU int8 files vs their Keras models", ""]
-    for label, run in data["runs"].items():
-        lines.append(f"- `{label}`: `{run['command']}` with tfopt from `{run['tfopt']}`, on {run['machine']}, "
-                     f"{run['date']}; {run['settings']}. The machine was shared with other jobs "
-                     "(seconds are not comparable).")
+    lines = ["# LSTM/GRU int8 files vs their Keras models", ""] + run_lines(data)
     lines += ["", "| model | recipe | version | compute ops int8 | float ops left | top-1 agreement | "
               "logit error max | logit error mean | Keras accuracy | file accuracy | s |",
               "|---|---|---|---|---|---|---|---|---|---|---|"]

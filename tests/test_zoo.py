@@ -62,17 +62,21 @@ def _zoo_script():
     return module
 
 
+def quick_timing(monkeypatch):
+    """Short timing, no GPU check: zoo.py tests are about the bookkeeping of real rows."""
+    from tfopt.bench import zoo_suite
+
+    for key, value in (("runs", 5), ("min_seconds", 0.0), ("latency_rounds", 1), ("device", "cpu")):
+        monkeypatch.setitem(zoo_suite.SETTINGS, key, value)
+
+
 def test_zoo_benchmark_saves_each_model_resumes_and_merges(tmp_path, monkeypatch):
     import json
 
     from tfopt.bench import zoo_suite
 
     script = _zoo_script()
-    # Short timing, no GPU check: this test is about the bookkeeping of real rows.
-    monkeypatch.setitem(zoo_suite.SETTINGS, "runs", 5)
-    monkeypatch.setitem(zoo_suite.SETTINGS, "min_seconds", 0.0)
-    monkeypatch.setitem(zoo_suite.SETTINGS, "latency_rounds", 1)
-    monkeypatch.setitem(zoo_suite.SETTINGS, "device", "cpu")
+    quick_timing(monkeypatch)
     out, other = str(tmp_path / "zoo"), str(tmp_path / "other")
     flags = ["--epochs", "0", "--n-train", "16", "--n-test", "8", "--no-tfmot",
              "--recipes", "float"]

@@ -4,16 +4,12 @@ import copy
 import json
 
 from tests.test_zoo import _zoo_script
+from tests.test_zoo import quick_timing
 
 
 def test_merge_replace_swaps_a_rerun_models_rows_budget_and_run(tmp_path, monkeypatch):
-    from tfopt.bench import zoo_suite
-
     script = _zoo_script()
-    monkeypatch.setitem(zoo_suite.SETTINGS, "runs", 5)
-    monkeypatch.setitem(zoo_suite.SETTINGS, "min_seconds", 0.0)
-    monkeypatch.setitem(zoo_suite.SETTINGS, "latency_rounds", 1)
-    monkeypatch.setitem(zoo_suite.SETTINGS, "device", "cpu")
+    quick_timing(monkeypatch)
     out, rerun = str(tmp_path / "zoo"), tmp_path / "rerun"
     script.main(["--models", "kws_conv1d", "--epochs", "0", "--n-train", "16", "--n-test", "8",
                  "--no-tfmot", "--recipes", "float", "--out", out])
