@@ -74,6 +74,16 @@ def test_ptq_gru_calibrated_on_few_keyword_positions_agrees_with_keras():
     assert export.op_precision(exported.content)["int8_share"] == 1.0
     error, agreement, _ = logit_error(exported, model, x_test)
     assert agreement >= 0.99 and error <= 0.05, (agreement, error)
+    # The switch off: calibrated on the sequences as given, the file clips
+    # the keywords at the steps the calibration never saw them.
+    as_given = export.to_tflite(model, quantization="int8", representative_data=calibration,
+                                batch_size=1, rnn_calibration="as_given")
+    error_as_given, agreement_as_given, _ = logit_error(as_given, model, x_test)
+    assert agreement_as_given <= 0.95 and error_as_given > 5 * error, (
+        agreement_as_given, error_as_given)
+    with pytest.raises(ValueError, match="rnn_calibration must be one of"):
+        export.to_tflite(model, quantization="int8", representative_data=calibration,
+                         rnn_calibration="shifted")
 
 
 def test_time_shifted_calibration_only_for_sequence_inputs():

@@ -114,6 +114,7 @@ def to_tflite(
     allow_select_tf_ops=False,
     unroll_rnn=True,
     isolate="auto",
+    rnn_calibration="time_shifted",
 ):
     """Converts a Keras model to a TFLite file, float or quantized.
 
@@ -179,6 +180,16 @@ def to_tflite(
             `unroll_recurrent`): every op then has a TFLite int8 kernel, at
             any batch size. False keeps the while loop (float export only:
             int8 fails, and crashes the converter at batch 1).
+        rnn_calibration: How an unrolled recurrent model is calibrated for
+            `"int8"`/`"int16x8"`. `"time_shifted"` (the default) adds
+            circular time shifts of `representative_data` (see
+            `time_shifted`), so that every unrolled step's ranges cover
+            what any step sees: right when an event may occur at any
+            position (keywords, tokens). `"as_given"` calibrates on
+            `representative_data` exactly as given: for sequences whose
+            position matters and whose shifts are not realistic inputs
+            (a trend, a sequence padded at one end), where a shift can
+            widen the ranges needlessly.
         isolate: Run the converter in a child process, so that a converter
             crash (segfault, abort) raises `ConversionError` here instead of
             killing this process. It costs a fresh Python + TensorFlow
@@ -213,6 +224,9 @@ def to_tflite(
     ```
     """
     check_output_path(path)
+    if rnn_calibration not in RNN_CALIBRATIONS:
+        raise ValueError(f"rnn_calibration must be one of {RNN_CALIBRATIONS}, "
+                         f"got {rnn_calibration!r}.")
     model = _strip_if_wrapped(model)
     quantization = _resolve_quantization(model, quantization)
     signature, input_specs, calibration = _validate(
@@ -222,7 +236,8 @@ def to_tflite(
     name = model.name
     if unroll_rnn:
         model = unroll_recurrent(model)
-        calibration = time_shifted(model, calibration)
+        if rnn_calibration == "time_shifted":
+            calibration = time_shifted(model, calibration)
     # A QAT model's fake-quant ranges are int8 ranges: they replace
     # calibration for "int8" only; other modes calibrate like any model
     # (the same rule as `_validate`).
@@ -633,6 +648,8 @@ def unroll_recurrent(model):
     return graph.clone_with(model, clone_layer)
 
 
+# The values of `to_tflite(rnn_calibration=...)`.
+RNN_CALIBRATIONS = ("time_shifted", "as_given")
 # Most calibration examples `time_shifted` makes (each input example is
 # repeated at most once per time step).
 RNN_CALIBRATION_EXAMPLES = 4096
