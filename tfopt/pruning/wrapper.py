@@ -421,6 +421,10 @@ def _dynamic_shapes_allowed():
     `masks.grow_mask` gathers a data-dependent number of candidates, which
     only TensorFlow's own kernels run (not XLA: Keras compiles the train
     step with XLA on GPUs by default, or with `jit_compile=True`).
+    TensorFlow marks an XLA trace on the outer graph, the process-wide
+    eager graph for a top-level call: a thread tracing a jit_compile
+    function at the same moment can make a plain trace look like XLA,
+    which only sends this update to the XLA path (same masks).
     """
     if keras.backend.backend() != "tensorflow":
         return False
