@@ -320,3 +320,163 @@ def collect_inputs(data, example_shape=None, max_examples=None, name="data"):
     labels = None if any(y is None for y in ys) else np.concatenate(
         [np.asarray(y) for y in ys])
     return np.concatenate(xs), labels
+
+
+MULTI_INPUT_FORMS = (
+    "a list or tuple of arrays in the model's input order, a dict of arrays by input "
+    "name, a tf.data.Dataset yielding such an x (alone as `(x,)`, or as (x, y)), or a "
+    "function returning an iterator of such elements"
+)
+
+
+def multi_input_batches(data, names, example_shapes, max_examples=None, name="data"):
+    """Yields `(xs, y)` numpy batches for a model of several inputs.
+
+    The multi-input sibling of `input_batches`, with Keras's conventions for
+    `model.predict(x)`: `x` is a list or tuple of arrays in the model's
+    input order or a dict keyed by input name; a dataset element is
+    `(x,)`, `(x, y)` or `(x, y, w)` (a bare dict is `x`), batched or not.
+
+    Args:
+        data: One of `MULTI_INPUT_FORMS`.
+        names: The model's input names, in its input order.
+        example_shapes: The shape of one example of each input (without
+            batch; None for a free dimension).
+        max_examples: Stop after this many examples (None: all).
+        name: How to call `data` in error messages.
+
+    Yields:
+        `(xs, y)`: `xs` a list with one numpy batch per input, all of the
+        same length, `y` the labels or None.
+
+    Raises:
+        TypeError: If `data` is none of the accepted forms.
+        ValueError: If an input is missing, has examples of another shape,
+            or the inputs have different numbers of examples.
+
+    Example:
+
+    >>> a, b = np.zeros((5, 3), "float32"), np.ones((5, 2), "float32")
+    >>> [[x.shape for x in xs] for xs, _ in multi_input_batches(
+    ...     [a, b], ["a", "b"], [(3,), (2,)])]
+    [[(5, 3), (5, 2)]]
+    """
+    names = list(names)
+    expected = [tuple(None if d is None else int(d) for d in shape) for shape in example_shapes]
+
+    def arrays(x):
+        if isinstance(x, dict):
+            missing = [n for n in names if n not in x]
+            if missing:
+                raise ValueError(
+                    f"{name} has no input(s) {missing} (keys {sorted(x)}); the model's "
+                    f"inputs are {names}.")
+            x = [x[n] for n in names]
+        if not isinstance(x, (list, tuple)) or len(x) != len(names):
+            got = f"{len(x)} items" if isinstance(x, (list, tuple)) else type(x).__name__
+            raise ValueError(
+                f"{name} gives {got} where the model takes {len(names)} inputs "
+                f"{names}; give {MULTI_INPUT_FORMS}.")
+        return [_to_numpy(item) for item in x]
+
+    def fit(xs, y):
+        # An unbatched element (every input one example) gets a batch axis.
+        if all(x.ndim == len(shape) for x, shape in zip(xs, expected)):
+            xs = [x[None] for x in xs]
+        batched = xs
+        for input_name, x, shape in zip(names, batched, expected):
+            if x.dtype == object:
+                raise TypeError(f"{name} input {input_name!r} holds Python objects, not numbers.")
+            if x.ndim != len(shape) + 1 or any(
+                    e is not None and e != s for e, s in zip(shape, x.shape[1:])):
+                raise ValueError(
+                    f"{name} input {input_name!r} has examples of shape {tuple(x.shape[1:])}; "
+                    f"the model takes {shape}.")
+        if len({len(x) for x in batched}) != 1:
+            raise ValueError(
+                f"{name} gives inputs of different lengths "
+                f"{dict(zip(names, (len(x) for x in batched)))}.")
+        if y is not None and np.ndim(y) == 0:
+            y = np.asarray(y)[None]
+        return batched, y
+
+    def split(element):
+        if isinstance(element, dict):
+            return element, None
+        if isinstance(element, (list, tuple)) and 1 <= len(element) <= 3 and isinstance(
+                element[0], (list, tuple, dict)):
+            return element[0], element[1] if len(element) > 1 else None
+        if isinstance(element, (list, tuple)) and len(element) == len(names):
+            return element, None  # the converter's form: one list of the inputs
+        raise ValueError(
+            f"{name} yields {type(element).__name__} elements that are not x, (x,), (x, y) "
+            f"or (x, y, w) with x one of the model's {len(names)} inputs {names}.")
+
+    def limited(elements):
+        seen = 0
+        for xs, y in elements:
+            xs, y = fit(arrays(xs), y)
+            if max_examples is not None and seen + len(xs[0]) > max_examples:
+                keep = max_examples - seen
+                xs, y = [x[:keep] for x in xs], None if y is None else y[:keep]
+            if len(xs[0]):
+                seen += len(xs[0])
+                yield xs, y
+            if max_examples is not None and seen >= max_examples:
+                return
+
+    if isinstance(data, (str, bytes)) or data is None:
+        raise TypeError(f"{name} must be {MULTI_INPUT_FORMS}; got {type(data).__name__}.")
+    if _is_dataset(data):
+        return limited(split(e) for e in data.as_numpy_iterator())
+    if isinstance(data, (dict, list, tuple)):
+        return limited(iter([(data, None)]))
+    if hasattr(data, "shape") and hasattr(data, "dtype"):
+        raise ValueError(
+            f"{name} is one array where the model takes {len(names)} inputs {names}; "
+            f"give {MULTI_INPUT_FORMS}.")
+    if callable(data):
+        def generated():
+            iterator = data()
+            if not hasattr(iterator, "__next__") and not hasattr(iterator, "__iter__"):
+                raise TypeError(
+                    f"{name} is a function, but it returned {type(iterator).__name__}, "
+                    "not an iterator.")
+            for element in iterator:
+                yield split(element)
+
+        return limited(generated())
+    raise TypeError(f"{name} must be {MULTI_INPUT_FORMS}; got {type(data).__name__}.")
+
+
+def collect_multi_inputs(data, names, example_shapes, max_examples=None, name="data"):
+    """`(xs, y)`: every batch of `multi_input_batches` joined.
+
+    Args:
+        data, names, example_shapes, max_examples, name: As
+            `multi_input_batches`.
+
+    Returns:
+        `(xs, y)`: one numpy array per input, the labels or None.
+
+    Raises:
+        TypeError, ValueError: As `multi_input_batches`, or if `data`
+            holds no example.
+
+    Example:
+
+    >>> xs, y = collect_multi_inputs({"a": np.zeros((4, 3)), "b": np.ones((4, 2))},
+    ...                              ["a", "b"], [(3,), (2,)])
+    >>> [x.shape for x in xs], y is None
+    ([(4, 3), (4, 2)], True)
+    """
+    parts, labels = [], []
+    for xs, y in multi_input_batches(data, names, example_shapes, max_examples, name):
+        parts.append(xs)
+        labels.append(y)
+    if not parts:
+        raise ValueError(f"{name} holds no example.")
+    xs = [np.concatenate([part[i] for part in parts]) for i in range(len(names))]
+    y = None if any(label is None for label in labels) else np.concatenate(
+        [np.asarray(label) for label in labels])
+    return xs, y

@@ -75,13 +75,14 @@ def test_subclassed_model_still_exports():
     assert report["max_abs_diff"] < 1e-5
 
 
-def test_two_input_model_exports_but_is_not_calibrated():
+def test_two_input_model_given_one_array_is_told_the_forms():
+    # (Two-input calibration and verification: tests/export/test_multi_io.py.)
     a, b = keras.Input((4,), name="a"), keras.Input((3,), name="b")
     model = keras.Model([a, b], keras.layers.Dense(2)(keras.layers.Concatenate()([a, b])))
     result = export.to_tflite(model, batch_size=2)
     assert sorted(row["shape"] for row in result.inputs) == [[2, 3], [2, 4]]
-    with pytest.raises(ValueError, match="single-input models only"):
+    with pytest.raises(ValueError, match=r"one array where the model takes 2 inputs \['a', 'b'\]"):
         export.to_tflite(model, quantization="int8",
                          representative_data=np.zeros((4, 4), "float32"))
-    with pytest.raises(ValueError, match="single-input"):
+    with pytest.raises(ValueError, match="one array where the model takes 2 inputs"):
         export.verify(result, model, np.zeros((2, 4), "float32"))

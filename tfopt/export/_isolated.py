@@ -18,7 +18,12 @@ def main(job_path):
 
     with open(job_path) as handle:
         job = json.load(handle)
-    data = np.load(job["representative"]) if job.get("representative") else None
+    data = None
+    if job.get("representative", "").endswith(".npz"):  # one array per input
+        with np.load(job["representative"]) as arrays:
+            data = [arrays[f"arr_{i}"] for i in range(len(arrays.files))]
+    elif job.get("representative"):
+        data = np.load(job["representative"])
     try:
         content = convert_saved_model(job, data)
     except Exception as error:  # reported to the parent as text

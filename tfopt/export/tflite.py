@@ -160,7 +160,10 @@ def to_tflite(
             `(n, *input_shape)`, a list of arrays, a `tf.data.Dataset`
             (batched or not, `(x, y)` elements allowed: labels are dropped)
             or a function returning an iterator of `[x_batch]` lists (the
-            converter's own form). At most `CALIBRATION_EXAMPLES` (1,000)
+            converter's own form). For a model of several inputs: a list of
+            arrays in its input order, a dict by input name, or a dataset
+            of such (`tfopt.data.multi_input_batches`); each input is fed
+            to the converter by name. At most `CALIBRATION_EXAMPLES` (1,000)
             examples are read; a few hundred training examples suffice.
         int8_io: Make the file's input and output int8 too (only with
             `"int8"`); feed it with the input's own scale and zero point.
@@ -252,6 +255,8 @@ def to_tflite(
         "qat": bool(qat),
         "batch_size": batch_size,
         "input_dtype": input_specs[0].dtype.name,
+        "input_names": [spec.name for spec in input_specs],
+        "input_dtypes": [spec.dtype.name for spec in input_specs],
     }
     if isolate == "auto":  # the one case known to crash the converter here
         isolate = job["has_rnn_loops"]
@@ -392,12 +397,10 @@ def _validate(model, quantization, representative_data, int8_io, batch_size):
                 "or a tf.data.Dataset."
             )
         if len(leaves) != 1:
-            raise ValueError(
-                f"quantization={quantization!r} supports single-input models "
-                f"only; {model.name!r} has {len(leaves)} inputs."
-            )
-        calibration = _check_representative(
-            representative_data, tuple(leaves[0].shape), batch_size)
+            calibration = _check_representative_inputs(representative_data, leaves, batch_size)
+        else:
+            calibration = _check_representative(
+                representative_data, tuple(leaves[0].shape), batch_size)
     else:
         calibration = None
     return signature, leaves, calibration
@@ -441,6 +444,21 @@ def _check_representative(data, input_shape, batch_size):
     return x
 
 
+def _check_representative_inputs(data, specs, batch_size):
+    """`_check_representative` for a model of several inputs: a list of arrays."""
+    from tfopt.data import collect_multi_inputs
+
+    xs, _ = collect_multi_inputs(
+        data, [spec.name for spec in specs], [tuple(spec.shape[1:]) for spec in specs],
+        CALIBRATION_EXAMPLES, name="representative_data")
+    if len(xs[0]) < (batch_size or 1):
+        raise ValueError(
+            f"representative_data has {len(xs[0])} examples; at least "
+            f"{batch_size or 1} needed."
+        )
+    return xs
+
+
 # -- the conversion core: in this process or in a child -----------------------
 
 # Seconds a child conversion may take before it is stopped (a hung converter
@@ -478,8 +496,9 @@ def convert_saved_model(job, representative_data=None):
         job: A dict with `saved_model` (the directory), `quantization`,
             `int8_io`, `sparsity`, `allow_select_tf_ops`, `qat`,
             `batch_size` and `input_dtype`.
-        representative_data: Calibration inputs (a numpy array) when the
-            mode calibrates, else None.
+        representative_data: Calibration inputs (a numpy array, or a list
+            of arrays in `job["input_names"]` order for a model of several
+            inputs) when the mode calibrates, else None.
 
     Returns:
         The flatbuffer bytes.
@@ -491,7 +510,10 @@ def convert_saved_model(job, representative_data=None):
     # asking for TFLITE_BUILTINS_INT8 would make it demand calibration.
     _configure(converter, job["quantization"], job["int8_io"], job["sparsity"],
                job["allow_select_tf_ops"], qat=job["qat"])
-    if representative_data is not None:
+    if isinstance(representative_data, (list, tuple)):  # one array per input
+        converter.representative_dataset = _representative_inputs(
+            representative_data, job["input_names"], job["input_dtypes"], job["batch_size"])
+    elif representative_data is not None:
         spec = tf.TensorSpec((None,), job["input_dtype"])
         converter.representative_dataset = _representative_dataset(
             representative_data, spec, job["batch_size"]
@@ -519,8 +541,12 @@ def _convert_in_child(job, representative_data, tmp):
     job = dict(job, out=os.path.join(tmp, "model.tflite"),
                error=os.path.join(tmp, "error.txt"))
     if representative_data is not None:
-        job["representative"] = os.path.join(tmp, "representative.npy")
-        np.save(job["representative"], np.asarray(representative_data))
+        if isinstance(representative_data, (list, tuple)):  # one array per input
+            job["representative"] = os.path.join(tmp, "representative.npz")
+            np.savez(job["representative"], *representative_data)
+        else:
+            job["representative"] = os.path.join(tmp, "representative.npy")
+            np.save(job["representative"], np.asarray(representative_data))
     job_path = os.path.join(tmp, "job.json")
     with open(job_path, "w") as handle:
         json.dump(job, handle)
@@ -717,6 +743,20 @@ def _representative_dataset(data, input_spec, batch_size):
     def generate():
         for start in range(0, len(data) - step + 1, step):
             yield [data[start:start + step]]
+
+    return generate
+
+
+def _representative_inputs(arrays, names, dtypes, batch_size):
+    """The converter's calibration feed for several inputs: dicts by input name
+    (the SavedModel signature's keys; the file's input order need not be the
+    model's)."""
+    arrays = [np.asarray(a, dtype=dtype) for a, dtype in zip(arrays, dtypes)]
+    step = batch_size or 1
+
+    def generate():
+        for start in range(0, len(arrays[0]) - step + 1, step):
+            yield {name: a[start:start + step] for name, a in zip(names, arrays)}
 
     return generate
 

@@ -2,6 +2,7 @@
 
 import os
 
+import keras
 import numpy as np
 
 _INTEGER_IO = (np.int8, np.uint8, np.int16)
@@ -22,11 +23,15 @@ def verify(export_or_path, keras_model, x, y=None, batch_size=256):
         export_or_path: A `TFLiteExport`, a path to a `.tflite` file, or
             its bytes.
         keras_model: The reference: a Keras model (run with `predict`), or
-            a numpy array of its outputs on `x` already computed.
+            its outputs on `x` already computed (a numpy array; a list of
+            arrays for several outputs).
         x: Inputs: a numpy array of shape `(n, *input_shape)`, a list of
             arrays, a `tf.data.Dataset` (batched or not; `(x, y)` elements
             give the labels), or a function returning an iterator of such
-            elements (see `tfopt.data.input_batches`).
+            elements (see `tfopt.data.input_batches`). For a model of
+            several inputs, as Keras's `predict` takes them: a list of
+            arrays in input order, a dict by input name, or a dataset of
+            such (`tfopt.data.multi_input_batches`).
         y: Optional integer labels (or one-hot rows) for accuracies; taken
             from `x` when it yields `(x, y)` and `y` is None.
         batch_size: Examples per interpreter call.
@@ -36,12 +41,16 @@ def verify(export_or_path, keras_model, x, y=None, batch_size=256):
         examples of the cosine between the flattened outputs),
         `top1_agreement` (fraction of examples whose argmax agrees), and,
         when labels are known, `keras_accuracy` and `tflite_accuracy`
-        (argmax).
+        (argmax). For a model of several outputs, `outputs` holds these
+        for each output (in the Keras model's output order);
+        `max_abs_diff` is then the largest and `cosine_similarity` the
+        smallest over the outputs, while `top1_agreement` and the
+        accuracies are the first output's (labels go with it).
 
     Raises:
-        ValueError: If the file is missing or invalid, the model has more
-            than one input or output, `x` does not fit the file's input,
-            or the reference outputs do not match the file's in shape.
+        ValueError: If the file is missing or invalid, `x` does not fit
+            the file's inputs, or the reference outputs do not match the
+            file's in number or shape.
         TypeError: If `x` is none of the accepted forms.
 
     Example:
@@ -53,34 +62,73 @@ def verify(export_or_path, keras_model, x, y=None, batch_size=256):
     assert report["tflite_accuracy"] > report["keras_accuracy"] - 0.02
     ```
     """
-    reference = keras_model if isinstance(keras_model, np.ndarray) else None
+    reference = keras_model if isinstance(keras_model, (np.ndarray, list, tuple)) else None
     if reference is None and not callable(getattr(keras_model, "predict", None)):
         raise TypeError(
             "verify's keras_model must be a Keras model or a numpy array of its "
             f"outputs, got {type(keras_model).__name__}.")
+    if reference is not None and not isinstance(reference, np.ndarray):
+        reference = [np.asarray(part) for part in reference]
+    order = None if reference is not None else _keras_input_names(keras_model)
     tflite_parts, keras_parts, label_parts = [], [], []
     offset = 0
-    for x_batch, y_batch, out in _stream(export_or_path, x, batch_size):
+    for x_batch, y_batch, out in _stream(export_or_path, x, batch_size, order):
+        count = len(x_batch[0]) if isinstance(x_batch, list) else len(x_batch)
+        outs = out if isinstance(out, list) else [out]
         if reference is not None:
-            keras_parts.append(reference[offset:offset + len(x_batch)])
+            refs = reference if isinstance(reference, list) else [reference]
+            keras_parts.append([r[offset:offset + count] for r in refs])
         else:
-            keras_parts.append(np.asarray(
-                keras_model.predict(x_batch, batch_size=batch_size, verbose=0)))
-        tflite_parts.append(out)
+            predicted = keras_model.predict(x_batch, batch_size=batch_size, verbose=0)
+            predicted = predicted if isinstance(predicted, (list, tuple)) else [predicted]
+            keras_parts.append([np.asarray(p) for p in keras.tree.flatten(predicted)]
+                               if len(outs) > 1 else [np.asarray(predicted[0])])
+        tflite_parts.append(outs)
         label_parts.append(y_batch)
-        offset += len(x_batch)
-    tflite_out = np.concatenate(tflite_parts)
-    keras_out = np.concatenate(keras_parts)
-    if reference is not None and len(reference) != offset:
+        offset += count
+    if not tflite_parts:
+        raise ValueError("x holds no example.")
+    tflite_outs = [np.concatenate([part[i] for part in tflite_parts])
+                   for i in range(len(tflite_parts[0]))]
+    if len(keras_parts[0]) != len(tflite_outs):
         raise ValueError(
-            f"keras_model holds outputs for {len(reference)} examples; x has {offset}.")
-    if keras_out.shape != tflite_out.shape:
+            f"The Keras model has {len(keras_parts[0])} outputs, the file "
+            f"{len(tflite_outs)}: not the same model.")
+    keras_outs = [np.concatenate([part[i] for part in keras_parts])
+                  for i in range(len(tflite_outs))]
+    if reference is not None and len(keras_outs[0]) != offset:
         raise ValueError(
-            f"Keras outputs have shape {keras_out.shape}, TFLite outputs "
-            f"{tflite_out.shape}: not the same model or not the same x."
-        )
+            f"keras_model holds outputs for {len(keras_outs[0])} examples; x has {offset}.")
+    for keras_out, tflite_out in zip(keras_outs, tflite_outs):
+        if keras_out.shape != tflite_out.shape:
+            raise ValueError(
+                f"Keras outputs have shape {keras_out.shape}, TFLite outputs "
+                f"{tflite_out.shape}: not the same model or not the same x."
+            )
     if y is None and label_parts and all(part is not None for part in label_parts):
         y = np.concatenate(label_parts)
+    # Labels go with the first output (Keras's first head).
+    reports = [_compare(k, t, y if i == 0 else None)
+               for i, (k, t) in enumerate(zip(keras_outs, tflite_outs))]
+    if len(reports) == 1:
+        return reports[0]
+    report = dict(reports[0])
+    report["max_abs_diff"] = max(r["max_abs_diff"] for r in reports)
+    report["cosine_similarity"] = min(r["cosine_similarity"] for r in reports)
+    report["outputs"] = reports
+    return report
+
+
+def _keras_input_names(model):
+    """The names of a Keras model's inputs, in its order (None if unknown)."""
+    try:
+        return [tensor.name for tensor in keras.tree.flatten(model.inputs)]
+    except (AttributeError, TypeError, ValueError):
+        return None
+
+
+def _compare(keras_out, tflite_out, y):
+    """`verify`'s measures for one output."""
     n = len(tflite_out)
     keras_flat = keras_out.reshape(n, -1).astype("float64")
     tflite_flat = tflite_out.reshape(n, -1).astype("float64")
@@ -133,6 +181,10 @@ def evaluate_tflite(export_or_path, x, y=None, batch_size=256):
     hits, n = 0, 0
     outputs = []
     for _, y_batch, out in _stream(export_or_path, x, batch_size):
+        if isinstance(out, list):
+            raise ValueError(
+                f"evaluate_tflite scores a single-output classifier; this file has "
+                f"{len(out)} outputs: use verify(file, model, x, y)['outputs'].")
         top = out.reshape(len(out), -1).argmax(axis=1)
         if y is None:
             if y_batch is None:
@@ -149,7 +201,7 @@ def evaluate_tflite(export_or_path, x, y=None, batch_size=256):
 
 
 def run_tflite(export_or_path, x, batch_size=256):
-    """Float outputs of a single-input, single-output TFLite file on `x`.
+    """Float outputs of a TFLite file on `x`.
 
     Args:
         export_or_path: A `TFLiteExport`, a path, or the file's bytes.
@@ -158,7 +210,8 @@ def run_tflite(export_or_path, x, batch_size=256):
 
     Returns:
         A float32 numpy array of shape `(n, *output_shape)`, dequantized
-        if the file's output is an integer type.
+        if the file's output is an integer type; for a file of several
+        outputs, a list of them (in the Keras model's output order).
 
     Raises:
         ValueError: See `verify`.
@@ -166,14 +219,23 @@ def run_tflite(export_or_path, x, batch_size=256):
     parts = [out for _, _, out in _stream(export_or_path, x, batch_size)]
     if not parts:
         raise ValueError("x holds no example.")
+    if isinstance(parts[0], list):
+        return [np.concatenate([part[i] for part in parts]) for i in range(len(parts[0]))]
     return np.concatenate(parts)
 
 
-def _stream(export_or_path, x, batch_size):
-    """Yields `(x_batch, y_batch, tflite_outputs)` over the batches of `x`."""
+def _stream(export_or_path, x, batch_size, input_order=None):
+    """Yields `(x_batch, y_batch, tflite_outputs)` over the batches of `x`.
+
+    For a file of several inputs `x_batch` is a list of arrays (in
+    `input_order`, the Keras model's input names, when given; else the
+    file's order); for several outputs `tflite_outputs` is a list (in the
+    Keras model's output order: the file's `output_0`, `output_1`, ...).
+    """
     from ai_edge_litert.interpreter import Interpreter
 
     from tfopt.data import input_batches
+    from tfopt.data import multi_input_batches
 
     name, content = _content(export_or_path)
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
@@ -182,44 +244,84 @@ def _stream(export_or_path, x, batch_size):
         interpreter = Interpreter(model_content=content)
     except Exception as error:
         raise ValueError(f"{name} is not a valid TFLite model: {error}") from None
-    inputs = interpreter.get_input_details()
-    outputs = interpreter.get_output_details()
-    if len(inputs) != 1 or len(outputs) != 1:
-        raise ValueError(
-            f"{name} has {len(inputs)} inputs and {len(outputs)} outputs; "
-            "verify handles single-input, single-output models."
-        )
-    source, target = inputs[0], outputs[0]
-    signature = [int(d) for d in source["shape_signature"]]
-    example = tuple(None if d == -1 else d for d in signature[1:])
-    fixed = signature[0] != -1
+    inputs = _ordered_inputs(interpreter.get_input_details(), input_order, name)
+    outputs = _ordered_outputs(interpreter)
+    signatures = [[int(d) for d in detail["shape_signature"]] for detail in inputs]
+    examples = [tuple(None if d == -1 else d for d in signature[1:]) for signature in signatures]
+    fixed = signatures[0][0] != -1
     allocated = None
     try:
-        batches = input_batches(x, example, name="x")
+        if len(inputs) == 1:
+            batches = input_batches(x, examples[0], name="x")
+        else:
+            batches = multi_input_batches(
+                x, [detail["tfopt_name"] for detail in inputs], examples, name="x")
     except ValueError as error:
         raise ValueError(f"{error} ({name})") from None
     for x_batch, y_batch in batches:
-        n = len(x_batch)
+        arrays = x_batch if len(inputs) > 1 else [x_batch]
+        n = len(arrays[0])
         # A fixed batch is folded into the graph (e.g. Flatten's reshape), so
         # such a file only runs at its own batch size.
-        chunk = signature[0] if fixed else min(batch_size, max(n, 1))
-        results = []
+        chunk = signatures[0][0] if fixed else min(batch_size, max(n, 1))
+        results = [[] for _ in outputs]
         for start in range(0, n, chunk):
-            batch = x_batch[start:start + chunk]
-            count = len(batch)
+            batch = [array[start:start + chunk] for array in arrays]
+            count = len(batch[0])
             if fixed and count < chunk:
-                pad = np.zeros((chunk - count, *batch.shape[1:]), batch.dtype)
-                batch = np.concatenate([batch, pad])
-            if batch.shape[0] != allocated:
+                batch = [np.concatenate([b, np.zeros((chunk - count, *b.shape[1:]), b.dtype)])
+                         for b in batch]
+            if batch[0].shape[0] != allocated:
                 if not fixed:
-                    interpreter.resize_tensor_input(source["index"], batch.shape)
+                    for detail, b in zip(inputs, batch):
+                        interpreter.resize_tensor_input(detail["index"], b.shape)
                 interpreter.allocate_tensors()
-                allocated = batch.shape[0]
-            interpreter.set_tensor(source["index"], _quantize(batch, source))
+                allocated = batch[0].shape[0]
+            for detail, b in zip(inputs, batch):
+                interpreter.set_tensor(detail["index"], _quantize(b, detail))
             interpreter.invoke()
-            result = interpreter.get_tensor(target["index"])
-            results.append(_dequantize(result, target)[:count])
-        yield x_batch, y_batch, np.concatenate(results)
+            for parts, target in zip(results, outputs):
+                parts.append(_dequantize(interpreter.get_tensor(target["index"]), target)[:count])
+        outs = [np.concatenate(parts) for parts in results]
+        yield x_batch, y_batch, outs[0] if len(outs) == 1 else outs
+
+
+def _input_name(detail):
+    """The Keras input name of a file input (`serving_default_NAME:0`)."""
+    tensor = detail["name"]
+    if tensor.startswith("serving_default_"):
+        tensor = tensor[len("serving_default_"):]
+    return tensor.rsplit(":", 1)[0]
+
+
+def _ordered_inputs(details, input_order, name):
+    """The file's inputs, each with its Keras name, in `input_order` if given."""
+    details = [dict(detail, tfopt_name=_input_name(detail)) for detail in details]
+    if input_order is None or len(details) == 1:
+        return details
+    by_name = {detail["tfopt_name"]: detail for detail in details}
+    if sorted(by_name) != sorted(input_order):
+        raise ValueError(
+            f"{name} has inputs {sorted(by_name)}; the Keras model's are "
+            f"{sorted(input_order)}: not the same model.")
+    return [by_name[n] for n in input_order]
+
+
+def _ordered_outputs(interpreter):
+    """The file's outputs in the Keras model's order (signature `output_K`)."""
+    details = interpreter.get_output_details()
+    if len(details) == 1:
+        return details
+    try:
+        runner = interpreter.get_signature_runner()
+        named = runner.get_output_details()
+    except Exception:  # noqa: BLE001 - a file without a signature: its own order
+        return details
+    keys = sorted(named, key=lambda k: (len(k), k))  # output_0, output_1, ..., output_10
+    by_index = {detail["index"]: detail for detail in details}
+    if len(keys) != len(details) or any(named[k]["index"] not in by_index for k in keys):
+        return details
+    return [by_index[named[k]["index"]] for k in keys]
 
 
 def _content(export_or_path):
