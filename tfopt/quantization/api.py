@@ -464,18 +464,29 @@ def _quantize(model, selected, configs, preserve_sparsity, skip_unsupported, ops
     quantized_tensors = set()  # ids of tensors that carry an int8 range
     raw_kernel_outputs = set()  # kernel outputs waiting for a fused ReLU
     input_quantizers = {}
+    range_names = set()
+
+    def unique(name):
+        # One range per tensor: an op with several outputs (ops.split,
+        # ops.unstack) or several unquantized inputs gets numbered ranges.
+        candidate, i = name, 0
+        while candidate in range_names:
+            i += 1
+            candidate = f"{name}_{i}"
+        range_names.add(candidate)
+        return candidate
 
     def quantized(tensor, name):
         if id(tensor) in quantized_tensors or not _is_float(tensor):
             return tensor
         if id(tensor) not in input_quantizers:
-            result = QuantizeActivation(name=f"{name}_input_quant")(tensor)
+            result = QuantizeActivation(name=unique(f"{name}_input_quant"))(tensor)
             quantized_tensors.add(id(result))
             input_quantizers[id(tensor)] = result
         return input_quantizers[id(tensor)]
 
     def range_after(tensor, name, source=None):
-        result = QuantizeActivation(name=name, fixed_range=_fixed_output_range(source))(tensor)
+        result = QuantizeActivation(name=unique(name), fixed_range=_fixed_output_range(source))(tensor)
         quantized_tensors.add(id(result))
         return result
 

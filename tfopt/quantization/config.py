@@ -83,13 +83,22 @@ QUANTIZE_TABLE = {
     layers.DepthwiseConv2D: Rule(KERNEL, ("kernel",), "depthwise",
                                  "kernel int8 per (input channel x multiplier); BN folded, ReLU fused",
                                  _TFMOT_KERNEL),
-    # (Conv3D, Conv1DTranspose: no row yet, their int8 conversion is not
-    # verified.) Per tensor: with a per-channel range on the kernel's axis -2 the
+    # Per tensor: with a per-channel range on the kernel's axis -2 the
     # converter fails ("tfl.transpose op has mismatched quantized axes").
+    layers.Conv1DTranspose: Rule(KERNEL, ("kernel",), "per_tensor",
+                                 "kernel int8 per tensor; run as the 1xk TRANSPOSE_CONV TFLite builds",
+                                 _TFMOT_NO),
     layers.Conv2DTranspose: Rule(KERNEL, ("kernel",), "per_tensor",
                                  "kernel int8 per tensor (TRANSPOSE_CONV; the converter rejects "
                                  "per-channel ranges on its transposed kernel)",
                                  "quantized (kernel per tensor)"),
+    # TFLite's CONV_3D and CONV_3D_TRANSPOSE kernels take float32 only
+    # (lite/kernels/conv3d.cc, conv3d_transpose.cc: Prepare rejects int8).
+    layers.Conv3D: Rule(FLOAT, note="float island: TFLite's CONV_3D has no int8 kernel (float32 only); "
+                        "float in and out, the layers around it int8", tfmot=_TFMOT_NO),
+    layers.Conv3DTranspose: Rule(FLOAT, note="float island: TFLite's CONV_3D_TRANSPOSE has no int8 kernel "
+                                 "(float32 only); float in and out, the layers around it int8",
+                                 tfmot=_TFMOT_NO),
     layers.Dense: Rule(KERNEL, ("kernel",), "per_tensor",
                        "kernel int8 per tensor (the converter transposes it); BN folded, ReLU fused, "
                        "GELU/swish/... split out with their own range", "quantized (kernel per tensor)"),
@@ -232,6 +241,10 @@ OPS_TABLE = {
     "Gelu": _op_out, "Tanh": _op_fixed, "Softmax": _op_fixed, "Square": _op_out, "Sqrt": _op_out,
     "Reshape": _op_pass, "ExpandDims": _op_pass, "Squeeze": _op_pass, "Transpose": _op_pass,
     "GetItem": _op_pass, "Max": _op_pass, "Min": _op_pass, "Pad": _op_pass,
+    "Split": Rule(PASS, note="every output keeps the input's range (SPLIT/SPLIT_V int8 require one "
+                  "scale in and out)", tfmot="TFOpLambda: refused"),
+    "Unstack": Rule(PASS, note="every output keeps the input's range (UNPACK int8 requires one scale "
+                    "in and out)", tfmot="TFOpLambda: refused"),
 }
 # A weightless layer or op missing from the tables gets its own range:
 # TFLite runs it int8 if it has an int8 kernel, else float between ranges.
