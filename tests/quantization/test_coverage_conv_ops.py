@@ -129,7 +129,9 @@ def test_conv1d_transpose_runs_int8_transpose_conv():
 def test_conv3d_is_a_float_island_and_reported_float():
     keras.utils.set_random_seed(0)
     inputs = keras.Input((6, 6, 6, 2))
-    x = layers.Conv3D(4, 3, activation="relu")(inputs)
+    x = layers.Conv3D(4, 3)(inputs)
+    x = layers.BatchNormalization()(x)  # folded into the float Conv3D
+    x = layers.ReLU()(x)
     x = layers.Conv3DTranspose(4, 3, strides=2, padding="same")(x)
     x = layers.GlobalAveragePooling3D()(x)
     x = layers.Dense(8, activation="relu")(x)
@@ -142,6 +144,7 @@ def test_conv3d_is_a_float_island_and_reported_float():
     assert precision["float_compute"] == {"CONV_3D": 1, "CONV_3D_TRANSPOSE": 1}, precision
     assert precision["int8_compute_ops"] == 2 and precision["compute_ops"] == 4, precision
     assert precision["int8_share"] == 0.5
+    assert "DEPTHWISE_CONV_2D" not in {row["op"] for row in precision["ops"]}  # no int8 BN affine
     _assert_agrees(exported, qat, x)
     # PTQ of the float model: the same ops float, reported as such.
     ptq = export.op_precision(export.to_tflite(model, quantization="int8",

@@ -95,7 +95,8 @@ QUANTIZE_TABLE = {
     # TFLite's CONV_3D and CONV_3D_TRANSPOSE kernels take float32 only
     # (lite/kernels/conv3d.cc, conv3d_transpose.cc: Prepare rejects int8).
     layers.Conv3D: Rule(FLOAT, note="float island: TFLite's CONV_3D has no int8 kernel (float32 only); "
-                        "float in and out, the layers around it int8", tfmot=_TFMOT_NO),
+                        "float in and out, BatchNormalization after it folded in float, the layers "
+                        "around it int8", tfmot=_TFMOT_NO),
     layers.Conv3DTranspose: Rule(FLOAT, note="float island: TFLite's CONV_3D_TRANSPOSE has no int8 kernel "
                                  "(float32 only); float in and out, the layers around it int8",
                                  tfmot=_TFMOT_NO),
