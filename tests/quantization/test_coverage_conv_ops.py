@@ -151,3 +151,15 @@ def test_conv3d_is_a_float_island_and_reported_float():
                                                representative_data=x[:16]).content)
     assert ptq["float_compute"] == {"CONV_3D": 1, "CONV_3D_TRANSPOSE": 1}, ptq
     assert ptq["int8_share"] == 0.5, ptq
+
+
+def test_op_precision_reads_the_data_of_a_transpose_conv_not_its_weights():
+    # Dynamic range: int8 weights on float data, a float kernel. TRANSPOSE_CONV's
+    # first non-index operand is its int8 weights: reading it called the op int8.
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((4, 4, 2))
+    x = layers.Conv2DTranspose(32, 3, strides=2)(inputs)
+    model = keras.Model(inputs, layers.Dense(2)(layers.Flatten()(x)))
+    precision = export.op_precision(export.to_tflite(model, quantization="dynamic").content)
+    assert precision["float_compute"] == {"TRANSPOSE_CONV": 1, "FULLY_CONNECTED": 1}, precision
+    assert precision["int8_share"] == 0.0
