@@ -139,8 +139,8 @@ def test_conv3d_is_a_float_island_and_reported_float():
     x, y = _task((6, 6, 6, 2), n=64)
     qat, exported = _qat_file(model, x, y, epochs=2)
     precision = export.op_precision(exported.content)
-    # TFLite has no int8 CONV_3D/CONV_3D_TRANSPOSE kernel: float, and
-    # counted as float compute ops; the dense head after it runs int8.
+    # The converter emits CONV_3D/CONV_3D_TRANSPOSE in float only: counted
+    # as float compute ops; the dense head after them runs int8.
     assert precision["float_compute"] == {"CONV_3D": 1, "CONV_3D_TRANSPOSE": 1}, precision
     assert precision["int8_compute_ops"] == 2 and precision["compute_ops"] == 4, precision
     assert precision["int8_share"] == 0.5

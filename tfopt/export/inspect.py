@@ -157,8 +157,8 @@ def op_precision(path_or_bytes):
         `index`, `op`, `input_dtype`, `output_dtype`, `compute`),
         `compute_ops` (the number of `COMPUTE_OPS`: CONV_2D,
         DEPTHWISE_CONV_2D, FULLY_CONNECTED, BATCH_MATMUL, TRANSPOSE_CONV,
-        CONV_3D and CONV_3D_TRANSPOSE ops; TFLite runs the last two in
-        float32 only),
+        CONV_3D and CONV_3D_TRANSPOSE ops; the TF converter leaves the last
+        two float),
         `int8_compute_ops`, `int8_share` (their ratio; None without compute
         ops), `float_compute` and `float_other` (`{op name: count}` of the
         compute and other ops whose input is float; QUANTIZE, DEQUANTIZE and

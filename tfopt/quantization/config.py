@@ -79,7 +79,8 @@ QUANTIZE_TABLE = {
                                        note=_conv.note + "; run as the 1xk Conv2D TFLite builds"),
     layers.Conv2D: _conv,
     layers.DepthwiseConv1D: Rule(KERNEL, ("kernel",), "depthwise",
-                                 "kernel int8 per (input channel x multiplier)", _TFMOT_NO),
+                                 "kernel int8 per (input channel x multiplier); BN folded, ReLU fused; "
+                                 "run as the 1xk DepthwiseConv2D TFLite builds", _TFMOT_NO),
     layers.DepthwiseConv2D: Rule(KERNEL, ("kernel",), "depthwise",
                                  "kernel int8 per (input channel x multiplier); BN folded, ReLU fused",
                                  _TFMOT_KERNEL),
@@ -92,14 +93,18 @@ QUANTIZE_TABLE = {
                                  "kernel int8 per tensor (TRANSPOSE_CONV; the converter rejects "
                                  "per-channel ranges on its transposed kernel)",
                                  "quantized (kernel per tensor)"),
-    # TFLite's CONV_3D and CONV_3D_TRANSPOSE kernels take float32 only
-    # (lite/kernels/conv3d.cc, conv3d_transpose.cc: Prepare rejects int8).
-    layers.Conv3D: Rule(FLOAT, note="float island: TFLite's CONV_3D has no int8 kernel (float32 only); "
-                        "float in and out, BatchNormalization after it folded in float, the layers "
-                        "around it int8", tfmot=_TFMOT_NO),
-    layers.Conv3DTranspose: Rule(FLOAT, note="float island: TFLite's CONV_3D_TRANSPOSE has no int8 kernel "
-                                 "(float32 only); float in and out, the layers around it int8",
-                                 tfmot=_TFMOT_NO),
+    # Float islands: the TF 2.21 converter emits CONV_3D/CONV_3D_TRANSPOSE in
+    # float only, from fake-quant nodes (per tensor: tried, the kernel is
+    # dequantized) and from PTQ calibration alike; per-channel fake quant of
+    # a rank-5 kernel does not even train (TF's per-channel gradient stops at
+    # rank 4); ai_edge_quantizer has no CONV_3D either. Older TFLite kernels
+    # (lite/kernels/conv3d.cc) are float32 only; recent ones add an int8
+    # reference kernel that no converter here produces.
+    layers.Conv3D: Rule(FLOAT, note="float island: the converter emits CONV_3D in float only (from "
+                        "fake-quant nodes or calibration); float in and out, BatchNormalization after it "
+                        "folded in float, the layers around it int8", tfmot=_TFMOT_NO),
+    layers.Conv3DTranspose: Rule(FLOAT, note="float island: the converter emits CONV_3D_TRANSPOSE in float "
+                                 "only; float in and out, the layers around it int8", tfmot=_TFMOT_NO),
     layers.Dense: Rule(KERNEL, ("kernel",), "per_tensor",
                        "kernel int8 per tensor (the converter transposes it); BN folded, ReLU fused, "
                        "GELU/swish/... split out with their own range", "quantized (kernel per tensor)"),
