@@ -180,6 +180,7 @@ def cell(row):
 
 def markdown(results):
     from tfopt import report
+    from tfopt.export.inspect import COMPUTE_OPS
 
     env = results["environment"]
     recipes = QUICK if results.get("quick") else RECIPES
@@ -192,8 +193,8 @@ def markdown(results):
         f"Command: `{results['command']}`  ",
         f"Machine: {report.machine_line(env)} Budget: {budget}.",
         "",
-        "Cells: works, or the refusal/failure; `int8 k/n` compute ops (CONV_2D, DEPTHWISE_CONV_2D, "
-        "FULLY_CONNECTED, BATCH_MATMUL, TRANSPOSE_CONV) running int8, then the ops left float; "
+        f"Cells: works, or the refusal/failure; `int8 k/n` compute ops ({', '.join(COMPUTE_OPS)}) "
+        "running int8, then the ops left float; "
         "sparsity of the prunable kernels; `logit err` = max |file - Keras| of the logits over "
         "the Keras logit range, on the test images; file size.",
         "",

@@ -5,8 +5,9 @@ fine-tune it (`tfopt.quantization.quantize_model`), export the int8 file
 (`tfopt.export.to_tflite(qat, quantization="int8")`, no calibration data)
 and compare the file with the QAT Keras model on the zoo's test inputs:
 
-- `int8_ops`: compute ops (CONV_2D, DEPTHWISE_CONV_2D, FULLY_CONNECTED,
-  BATCH_MATMUL, TRANSPOSE_CONV) running int8, k/n; `float_ops`: ops left float;
+- `int8_ops`: compute ops (`tfopt.export.inspect.COMPUTE_OPS`: CONV_2D,
+  DEPTHWISE_CONV_2D, FULLY_CONNECTED, BATCH_MATMUL, TRANSPOSE_CONV, CONV_3D,
+  CONV_3D_TRANSPOSE) running int8, k/n; `float_ops`: ops left float;
 - `top1_agreement`: argmax of the file == argmax of the QAT model;
 - `logit_error`: max |file - keras| / (max - min of the Keras logits), and
   `logit_error_mean` (mean |file - keras| / range): unlike top-1 agreement

@@ -15,10 +15,11 @@ files at batch 1:
   LSTM/GRU as unrolled int8 steps (`QuantizedRecurrent`);
 
 the QAT files compared with their QAT Keras models. Columns: compute ops
-int8 k/n (CONV_2D, DEPTHWISE_CONV_2D, FULLY_CONNECTED, BATCH_MATMUL,
-TRANSPOSE_CONV), the ops left float, top-1 agreement of the file with its
-Keras model, logit error (max and mean |file - keras| over the Keras
-logits' range) and the test accuracy of the Keras model and of the file.
+int8 k/n (`tfopt.export.inspect.COMPUTE_OPS`: CONV_2D, DEPTHWISE_CONV_2D,
+FULLY_CONNECTED, BATCH_MATMUL, TRANSPOSE_CONV, CONV_3D, CONV_3D_TRANSPOSE),
+the ops left float, top-1 agreement of the file with its Keras model,
+logit error (max and mean |file - keras| over the Keras logits' range)
+and the test accuracy of the Keras model and of the file.
 
 Run it once per code version with `--label`, same `--json`:
 

@@ -212,6 +212,7 @@ def markdown(results, models=None):
     from tfopt import zoo
     from tfopt.bench import report
     from tfopt.bench import zoo_suite
+    from tfopt.export.inspect import COMPUTE_OPS
 
     present = list(dict.fromkeys(row["model"] for row in results["rows"]))
     order = [m for m in zoo.names() if m in present] + [m for m in present
@@ -236,8 +237,8 @@ def markdown(results, models=None):
         zoo_suite.budget_markdown({m: results["budgets"][m] for m in order
                                    if m in results["budgets"]}),
         "",
-        "Cells: `int8 k/n` = compute ops (CONV_2D, DEPTHWISE_CONV_2D, FULLY_CONNECTED, "
-        "BATCH_MATMUL, TRANSPOSE_CONV) running int8 / all, then the ops left float; "
+        f"Cells: `int8 k/n` = compute ops ({', '.join(COMPUTE_OPS)}) running int8 / all, "
+        "then the ops left float; "
         "`agree` = top-1 agreement of the file with its own Keras model (per pixel for the "
         "U-Net); `logit err` = max |file - Keras| of the first output over the range of the "
         "Keras logits, and the relative RMS error (these do not flip on near-ties; absent from "

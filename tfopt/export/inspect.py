@@ -133,7 +133,10 @@ def _weight(detail, data):
 # The ops that hold a model's multiply-accumulates; "share of int8 compute
 # ops" counts these.
 COMPUTE_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "BATCH_MATMUL",
-               "TRANSPOSE_CONV")
+               "TRANSPOSE_CONV", "CONV_3D", "CONV_3D_TRANSPOSE")
+# The operand a compute op computes on, where it is not the first data input
+# (TRANSPOSE_CONV and CONV_3D_TRANSPOSE: output_shape, weights, data, bias).
+_DATA_INPUT = {"TRANSPOSE_CONV": 2, "CONV_3D_TRANSPOSE": 2}
 # Ops that only move data between precisions.
 _CASTS = ("QUANTIZE", "DEQUANTIZE", "CAST")
 
@@ -152,8 +155,10 @@ def op_precision(path_or_bytes):
     Returns:
         A dict with `ops` (one dict per operator in execution order:
         `index`, `op`, `input_dtype`, `output_dtype`, `compute`),
-        `compute_ops` (the number of CONV_2D, DEPTHWISE_CONV_2D,
-        FULLY_CONNECTED, BATCH_MATMUL and TRANSPOSE_CONV ops),
+        `compute_ops` (the number of `COMPUTE_OPS`: CONV_2D,
+        DEPTHWISE_CONV_2D, FULLY_CONNECTED, BATCH_MATMUL, TRANSPOSE_CONV,
+        CONV_3D and CONV_3D_TRANSPOSE ops; the TF converter leaves the last
+        two float),
         `int8_compute_ops`, `int8_share` (their ratio; None without compute
         ops), `float_compute` and `float_other` (`{op name: count}` of the
         compute and other ops whose input is float; QUANTIZE, DEQUANTIZE and
@@ -187,10 +192,16 @@ def op_precision(path_or_bytes):
         ) from None
     ops, float_compute, float_other = [], {}, {}
     for op in details:
-        inputs = [i for i in op["inputs"] if i >= 0]
-        # Skip index-like operands (SPLIT's axis, ...) to the data input.
-        data_inputs = [i for i in inputs if dtypes.get(i) not in ("int32", "int64", "bool")]
-        inputs = data_inputs or inputs
+        position = _DATA_INPUT.get(op["op_name"])
+        if position is not None and len(op["inputs"]) > position and op["inputs"][position] >= 0:
+            # Its data, not its weights: int8 weights on float data is a
+            # float (hybrid) kernel.
+            inputs = [op["inputs"][position]]
+        else:
+            inputs = [i for i in op["inputs"] if i >= 0]
+            # Skip index-like operands (SPLIT's axis, ...) to the data input.
+            data_inputs = [i for i in inputs if dtypes.get(i) not in ("int32", "int64", "bool")]
+            inputs = data_inputs or inputs
         outputs = [i for i in op["outputs"] if i >= 0]
         row = {
             "index": int(op["index"]),

@@ -351,6 +351,12 @@ def _plan(model, selected, configs, skip_unsupported, ops_selected, int8_recurre
                 and transforms.can_fold(source, op)):
             step.action = "folded"
             source_step.fold = op
+        elif (source_step is not None and source_step.action == "island"
+              and readers[id(source)] == [op] and _can_fold_into_float_conv(source, op)):
+            # A float island's conv (Conv3D): fold it in float, exact, rather
+            # than an int8 affine between two float ops.
+            step.action = "folded"
+            source_step.fold = op
         else:
             reason = transforms.affine_unsupported(op)
             if reason:
@@ -450,6 +456,9 @@ def _quantize(model, selected, configs, preserve_sparsity, skip_unsupported, ops
             new = QuantizedSwish(name=layer.name)
         elif action == "output" and type(layer) is _compat.keras_custom_scale_class():
             new = QuantizedScaledResidual(layer.scale, name=layer.name)
+        elif action == "island" and step.fold is not None:
+            new = layer.__class__.from_config(transforms.folded_config(layer))
+            weights = transforms.folded_weights(layer, step.fold)
         else:
             config = layer.get_config()
             if action == "island" and isinstance(layer, layers.RNN) and _static_steps(layer):
@@ -464,18 +473,29 @@ def _quantize(model, selected, configs, preserve_sparsity, skip_unsupported, ops
     quantized_tensors = set()  # ids of tensors that carry an int8 range
     raw_kernel_outputs = set()  # kernel outputs waiting for a fused ReLU
     input_quantizers = {}
+    range_names = set()
+
+    def unique(name):
+        # One range per tensor: an op with several outputs (ops.split,
+        # ops.unstack) or several unquantized inputs gets numbered ranges.
+        candidate, i = name, 0
+        while candidate in range_names:
+            i += 1
+            candidate = f"{name}_{i}"
+        range_names.add(candidate)
+        return candidate
 
     def quantized(tensor, name):
         if id(tensor) in quantized_tensors or not _is_float(tensor):
             return tensor
         if id(tensor) not in input_quantizers:
-            result = QuantizeActivation(name=f"{name}_input_quant")(tensor)
+            result = QuantizeActivation(name=unique(f"{name}_input_quant"))(tensor)
             quantized_tensors.add(id(result))
             input_quantizers[id(tensor)] = result
         return input_quantizers[id(tensor)]
 
     def range_after(tensor, name, source=None):
-        result = QuantizeActivation(name=name, fixed_range=_fixed_output_range(source))(tensor)
+        result = QuantizeActivation(name=unique(name), fixed_range=_fixed_output_range(source))(tensor)
         quantized_tensors.add(id(result))
         return result
 
@@ -630,6 +650,15 @@ def _identity_reduction(op):
             return False
         return all(shape[a] == 1 for a in (axis if isinstance(axis, (list, tuple)) else [axis]))
     return False
+
+
+def _can_fold_into_float_conv(conv, bn):
+    """Whether `bn` folds into `conv`, a float-island Conv3D (kernel `(d, h, w, in, out)`)."""
+    if type(conv) is not layers.Conv3D or not isinstance(bn, layers.BatchNormalization):
+        return False
+    axis = bn.axis if isinstance(bn.axis, int) else bn.axis[0]
+    return (config_lib.activation_name(conv) in (None, "linear") and conv.data_format == "channels_last"
+            and conv.groups == 1 and axis in (-1, len(bn.input.shape) - 1))
 
 
 def _int8_recurrent(layer):

@@ -79,17 +79,32 @@ QUANTIZE_TABLE = {
                                        note=_conv.note + "; run as the 1xk Conv2D TFLite builds"),
     layers.Conv2D: _conv,
     layers.DepthwiseConv1D: Rule(KERNEL, ("kernel",), "depthwise",
-                                 "kernel int8 per (input channel x multiplier)", _TFMOT_NO),
+                                 "kernel int8 per (input channel x multiplier); BN folded, ReLU fused; "
+                                 "run as the 1xk DepthwiseConv2D TFLite builds", _TFMOT_NO),
     layers.DepthwiseConv2D: Rule(KERNEL, ("kernel",), "depthwise",
                                  "kernel int8 per (input channel x multiplier); BN folded, ReLU fused",
                                  _TFMOT_KERNEL),
-    # (Conv3D, Conv1DTranspose: no row yet, their int8 conversion is not
-    # verified.) Per tensor: with a per-channel range on the kernel's axis -2 the
+    # Per tensor: with a per-channel range on the kernel's axis -2 the
     # converter fails ("tfl.transpose op has mismatched quantized axes").
+    layers.Conv1DTranspose: Rule(KERNEL, ("kernel",), "per_tensor",
+                                 "kernel int8 per tensor; run as the 1xk TRANSPOSE_CONV TFLite builds",
+                                 _TFMOT_NO),
     layers.Conv2DTranspose: Rule(KERNEL, ("kernel",), "per_tensor",
                                  "kernel int8 per tensor (TRANSPOSE_CONV; the converter rejects "
                                  "per-channel ranges on its transposed kernel)",
                                  "quantized (kernel per tensor)"),
+    # Float islands: the TF 2.21 converter emits CONV_3D/CONV_3D_TRANSPOSE in
+    # float only, from fake-quant nodes (per tensor: tried, the kernel is
+    # dequantized) and from PTQ calibration alike; per-channel fake quant of
+    # a rank-5 kernel does not even train (TF's per-channel gradient stops at
+    # rank 4); ai_edge_quantizer has no CONV_3D either. Older TFLite kernels
+    # (lite/kernels/conv3d.cc) are float32 only; recent ones add an int8
+    # reference kernel that no converter here produces.
+    layers.Conv3D: Rule(FLOAT, note="float island: the converter emits CONV_3D in float only (from "
+                        "fake-quant nodes or calibration); float in and out, BatchNormalization after it "
+                        "folded in float, the layers around it int8", tfmot=_TFMOT_NO),
+    layers.Conv3DTranspose: Rule(FLOAT, note="float island: the converter emits CONV_3D_TRANSPOSE in float "
+                                 "only; float in and out, the layers around it int8", tfmot=_TFMOT_NO),
     layers.Dense: Rule(KERNEL, ("kernel",), "per_tensor",
                        "kernel int8 per tensor (the converter transposes it); BN folded, ReLU fused, "
                        "GELU/swish/... split out with their own range", "quantized (kernel per tensor)"),
@@ -232,6 +247,10 @@ OPS_TABLE = {
     "Gelu": _op_out, "Tanh": _op_fixed, "Softmax": _op_fixed, "Square": _op_out, "Sqrt": _op_out,
     "Reshape": _op_pass, "ExpandDims": _op_pass, "Squeeze": _op_pass, "Transpose": _op_pass,
     "GetItem": _op_pass, "Max": _op_pass, "Min": _op_pass, "Pad": _op_pass,
+    "Split": Rule(PASS, note="every output keeps the input's range (SPLIT/SPLIT_V int8 require one "
+                  "scale in and out)", tfmot="TFOpLambda: refused"),
+    "Unstack": Rule(PASS, note="every output keeps the input's range (UNPACK int8 requires one scale "
+                    "in and out)", tfmot="TFOpLambda: refused"),
 }
 # A weightless layer or op missing from the tables gets its own range:
 # TFLite runs it int8 if it has an int8 kernel, else float between ranges.

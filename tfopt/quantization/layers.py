@@ -205,6 +205,9 @@ class QuantizeWrapper(SubstitutingWrapper):
     def call(self, inputs, *args, **kwargs):
         if _is_plain_conv1d(self.layer):
             return self._conv1d_as_conv2d(inputs)
+        if _is_plain_depthwise1d(self.layer) and [(id(k), g) for k, g in self._kernels] == [
+                (id(self.layer.kernel), "depthwise")]:
+            return self._depthwise1d_as_2d(inputs)
         if not args and kwargs.get("mask") is None and _matmul_equation(self.layer, inputs):
             return self._as_matmul(inputs)
         replacements = [(k, q) for (k, _), q in zip(self._kernels, self.quantized_kernels())]
@@ -233,11 +236,7 @@ class QuantizeWrapper(SubstitutingWrapper):
         # (why tfmot cannot quantize Conv1D). Quantizing the 4-D kernel of
         # the equivalent 1xk Conv2D gives the graph TFLite builds anyway.
         layer = self.layer
-        kernel = ops.expand_dims(ops.convert_to_tensor(layer.kernel), 0)
-        if self.preserve_sparsity:
-            kernel = kernel * ops.expand_dims(ops.convert_to_tensor(self.sparsity_masks[0]), 0)
-        bias = self.quantized_bias(kernel) if layer.use_bias else None
-        kernel = quantizers.fake_quant_weight(kernel)
+        kernel, bias = self._kernel_as_2d("per_channel")
         x = ops.expand_dims(inputs, 1)
         padding = layer.padding
         if padding == "causal":
@@ -246,10 +245,32 @@ class QuantizeWrapper(SubstitutingWrapper):
             padding = "valid"
         y = ops.conv(x, kernel, strides=(1, layer.strides[0]), padding=padding,
                      dilation_rate=(1, layer.dilation_rate[0]), data_format="channels_last")
-        y = ops.squeeze(y, 1)
-        if layer.use_bias:
-            y = y + (layer.bias if bias is None else bias)
-        return layer.activation(y)
+        return _finish_as_1d(layer, y, bias)
+
+    def _depthwise1d_as_2d(self, inputs):
+        # As for Conv1D: Keras expands the 3-D depthwise kernel `(k, in, m)`
+        # after it would be fake-quantized, so the converter meets a
+        # per-channel range whose axis the expansion moved ("'tfl.reshape'
+        # op requires 'output' type ..."). Quantizing the `(1, k, in, m)`
+        # kernel of the equivalent 1xk DepthwiseConv2D (per `in * m` output
+        # channel, as DepthwiseConv2D) is the graph TFLite builds anyway.
+        layer = self.layer
+        kernel, bias = self._kernel_as_2d("depthwise")
+        y = ops.depthwise_conv(ops.expand_dims(inputs, 1), kernel, strides=(1, layer.strides[0]),
+                               padding=layer.padding, dilation_rate=(1, layer.dilation_rate[0]),
+                               data_format="channels_last")
+        return _finish_as_1d(layer, y, bias)
+
+    def _kernel_as_2d(self, granularity):
+        """The 1-D layer's kernel as the `(1, k, ...)` kernel TFLite runs, fake-quantized, and its bias.
+
+        The bias is the one the file holds (None: use the float bias).
+        """
+        kernel = ops.expand_dims(ops.convert_to_tensor(self.layer.kernel), 0)
+        if self.preserve_sparsity:
+            kernel = kernel * ops.expand_dims(ops.convert_to_tensor(self.sparsity_masks[0]), 0)
+        bias = self.quantized_bias(kernel) if self.layer.use_bias else None
+        return quantizers.fake_quant_weight(kernel, granularity), bias
 
     def get_config(self):
         return {
@@ -373,6 +394,18 @@ def _range_of(tensor):
             return None
         tensor = inputs[0]
     return None
+
+
+def _finish_as_1d(layer, y, bias):
+    """A 1-D conv layer's output from its 1xk 2-D conv `y`: squeezed, bias added, activated."""
+    y = ops.squeeze(y, 1)
+    if layer.use_bias:
+        y = y + (layer.bias if bias is None else bias)
+    return layer.activation(y)
+
+
+def _is_plain_depthwise1d(layer):
+    return isinstance(layer, layers.DepthwiseConv1D) and layer.data_format == "channels_last"
 
 
 def _is_plain_conv1d(layer):
