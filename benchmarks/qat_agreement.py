@@ -109,6 +109,9 @@ def measure(name, n_train, n_test, epochs, qat_epochs, bn_momentum=None, cache=N
         return row
     ours = _run_file(exported.content, x_test)
     theirs = qat.predict(x_test, batch_size=64, verbose=0)
+    if np.ndim(y_test) == 1:  # the float model it came from, for the accuracy target
+        floats_out = model.predict(x_test, batch_size=64, verbose=0)
+        row["float_accuracy"] = float(np.mean(floats_out.argmax(-1) == y_test))
     spread = float(theirs.max() - theirs.min())
     precision = export.op_precision(exported.content)
     floats = {**precision["float_compute"], **precision["float_other"]}
@@ -135,7 +138,7 @@ def run_lines(data):
 def markdown(data):
     lines = ["# QAT int8 file vs its QAT Keras model", ""] + run_lines(data)
     lines += ["", "| model | version | budget | compute ops int8 | float ops left | top-1 agreement | "
-              "logit error max | logit error mean | accuracy QAT Keras / file | s |",
+              "logit error max | logit error mean | accuracy float / QAT Keras / file | s |",
               "|---|---|---|---|---|---|---|---|---|---|"]
     models = list(dict.fromkeys(r["model"] for run in data["runs"].values() for r in run["rows"]))
     for model in models:
@@ -148,8 +151,11 @@ def markdown(data):
                     lines.append(f"| {model} | {label} | {budget} | **failed**: {r['error']} | | | | | | "
                                  f"{r['seconds']} |")
                     continue
+                float_accuracy = ("-" if r.get("float_accuracy") is None
+                                  else f"{r['float_accuracy']:.3f}")
                 accuracy = ("" if r.get("qat_accuracy") is None
-                            else f"{r['qat_accuracy']:.3f} / {r['file_accuracy']:.3f}")
+                            else f"{float_accuracy} / {r['qat_accuracy']:.3f} / "
+                                 f"{r['file_accuracy']:.3f}")
                 lines.append(f"| {model} | {label} | {budget} | {r['int8_ops']} | {r['float_ops']} | "
                              f"{r['top1_agreement']:.3f} | {r['logit_error']:.4f} | "
                              f"{r['logit_error_mean']:.2g} | {accuracy} | {r['seconds']} |")
