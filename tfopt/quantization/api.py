@@ -133,7 +133,8 @@ def quantize_apply(model, preserve_sparsity=False, skip_unsupported=False, int8_
             through training and in the int8 file.
         skip_unsupported: Leave annotated layers tfopt cannot quantize in
             float (with a warning) instead of raising.
-        int8_recurrent: Run eligible LSTM/GRU layers as unrolled int8 steps
+        int8_recurrent: Run eligible LSTM/GRU/SimpleRNN layers (and
+            Bidirectional layers of them) as unrolled int8 steps
             (`QuantizedRecurrent`, the default); False keeps them a float
             island (see README).
 
@@ -174,12 +175,13 @@ def quantize_model(to_quantize, preserve_sparsity=False, skip_unsupported=False,
         preserve_sparsity: Keep the kernels' zeros at zero (automatic for a
             pruning-wrapped model).
         skip_unsupported: Leave unsupported layers in float, with a warning.
-        int8_recurrent: Run eligible LSTM/GRU layers (tanh/sigmoid, no
-            mask, dropout, go_backwards or returned state; GRU with
-            `reset_after=True`) as unrolled int8 steps (`QuantizedRecurrent`:
-            every compute op int8), the default. False keeps every LSTM/GRU
-            a float island (float in and out, exact); ineligible ones are
-            float islands either way.
+        int8_recurrent: Run eligible LSTM/GRU/SimpleRNN layers (tanh/sigmoid,
+            SimpleRNN tanh/relu; no mask, dropout or returned state; GRU with
+            `reset_after=True`), and Bidirectional layers of them, as
+            unrolled int8 steps (`QuantizedRecurrent`/`QuantizedBidirectional`:
+            every compute op int8), the default. False keeps every recurrent
+            layer a float island (float in and out, exact); ineligible ones
+            are float islands either way.
 
     Returns:
         A new model to compile and train; export it with
@@ -676,7 +678,7 @@ def _int8_recurrent(layer):
 
 def _int8_cell(layer):
     """Whether one recurrent layer's cell and options are what `QuantizedRecurrent` computes."""
-    if type(layer) not in (layers.LSTM, layers.GRU, layers.SimpleRNN):
+    if not isinstance(layer, (layers.LSTM, layers.GRU, layers.SimpleRNN)):
         return False
     activation = config_lib.activation_name(layer)
     if isinstance(layer, layers.SimpleRNN):
@@ -690,7 +692,8 @@ def _int8_cell(layer):
 
 def _recurrent_config(layer, return_sequences):
     """The `QuantizedRecurrent` config computing the Keras recurrent `layer`."""
-    cell = {layers.LSTM: "lstm", layers.GRU: "gru", layers.SimpleRNN: "simple_rnn"}[type(layer)]
+    cell = ("lstm" if isinstance(layer, layers.LSTM) else
+            "gru" if isinstance(layer, layers.GRU) else "simple_rnn")
     return {"cell": cell, "units": layer.units, "return_sequences": return_sequences,
             "use_bias": layer.use_bias, "reset_after": getattr(layer, "reset_after", True),
             "go_backwards": layer.go_backwards, "activation": config_lib.activation_name(layer),

@@ -121,8 +121,8 @@ QUANTIZE_TABLE = {
                            tfmot=_TFMOT_NO),
     layers.LSTM: Rule(
         RECURRENT, note="unrolled int8 steps (FULLY_CONNECTED, LOGISTIC/TANH, MUL/ADD, int8 cell state; "
-        "ranges shared by all steps), every compute op int8, for tanh/sigmoid LSTMs without mask, dropout, "
-        "go_backwards or returned state; otherwise, or with int8_recurrent=False, a float island (unrolled, "
+        "ranges shared by all steps), every compute op int8, for tanh/sigmoid LSTMs without mask, dropout "
+        "or returned state (go_backwards: the steps run last to first); otherwise, or with int8_recurrent=False, a float island (unrolled, "
         "float in and out, exact): the converter emits TFLite's fused int8 LSTM only from calibrated float "
         "models, not from fake-quant nodes",
         tfmot=_TFMOT_NO),
