@@ -58,6 +58,18 @@ def qat_and_file(model, x, y, epochs=4, qat_epochs=1):
     return qat, export.to_tflite(qat, quantization="int8", batch_size=1), before
 
 
+def assert_unrolled_int8_file(exported, qat, recurrent_layers, min_agreement):
+    """Every compute op int8 (per recurrent layer: input + recurrent projection
+    per step, none recurrent at step 0; + the head), the file agrees with `qat`."""
+    precision = export.op_precision(exported.content)
+    assert precision["compute_ops"] == recurrent_layers * (2 * STEPS - 1) + 1, precision
+    assert precision["int8_share"] == 1.0 and not precision["float_other"], precision
+    x_test, _ = sequence_task(128, 1)
+    error, agreement, _ = logit_error(exported, qat, x_test)
+    assert agreement >= min_agreement and error <= 0.03, (agreement, error)
+    return x_test
+
+
 def wrapped(model, cls):
     return [l.layer for l in model.layers if isinstance(l, quantization.QuantizeWrapper)
             and isinstance(l.layer, cls)]
@@ -78,29 +90,25 @@ def test_bidirectional_lstm_runs_int8_in_both_directions(tmp_path):
     qat, exported, before = qat_and_file(model, x, y, qat_epochs=0)
     assert len(wrapped(qat, QuantizedBidirectional)) == 1
     assert before <= 0.05, before
-    precision = export.op_precision(exported.content)
-    # 2 directions x (input + recurrent projection per step, no recurrent
-    # one at step 0) + the head; nothing float, no REVERSE_V2.
-    assert precision["compute_ops"] == 2 * (2 * STEPS - 1) + 1, precision
-    assert precision["int8_share"] == 1.0 and not precision["float_other"], precision
-    x_test, _ = sequence_task(128, 1)
-    error, agreement, _ = logit_error(exported, qat, x_test)
-    assert agreement >= 0.99 and error <= 0.05, (agreement, error)
+    # Two directions; nothing float, no REVERSE_V2.
+    x_test = assert_unrolled_int8_file(exported, qat, 2, min_agreement=0.99)
     assert_round_trip(qat, x_test[:8], tmp_path)
 
 
-@pytest.mark.parametrize("merge_mode", ["concat", "ave", "mul"])
-def test_bidirectional_gru_merges_compute_the_float_model(merge_mode):
-    # The other merge modes (and a GRU, last step only) in Keras: the QAT
-    # model reproduces the float Bidirectional up to int8 rounding.
+def test_bidirectional_gru_merges_compute_the_float_model():
+    # The other merge modes (and a GRU, last step only) in Keras, one branch
+    # each: the QAT model reproduces the float Bidirectionals up to int8
+    # rounding.
     inputs = keras.Input((STEPS, 3))
-    h = layers.Bidirectional(layers.GRU(4), merge_mode=merge_mode)(inputs)
+    modes = ("concat", "ave", "mul")
+    branches = [layers.Bidirectional(layers.GRU(4), merge_mode=mode)(inputs) for mode in modes]
     x, y = sequence_task(256, 0)
-    qat, error = quantized_after_fit(keras.Model(inputs, layers.Dense(4)(h)), x, y, epochs=2)
-    assert [l.merge_mode for l in wrapped(qat, QuantizedBidirectional)] == [merge_mode]
+    model = keras.Model(inputs, layers.Dense(4)(layers.Concatenate()(branches)))
+    qat, error = quantized_after_fit(model, x, y, epochs=2)
+    assert sorted(l.merge_mode for l in wrapped(qat, QuantizedBidirectional)) == sorted(modes)
     assert error <= 0.05, error
     # An ineligible direction (dropout) keeps the whole layer a float island.
-    dropped = layers.Bidirectional(layers.GRU(4, dropout=0.1), merge_mode=merge_mode)(inputs)
+    dropped = layers.Bidirectional(layers.GRU(4, dropout=0.1))(inputs)
     island = quantization.quantize_model(keras.Model(inputs, dropped))
     assert not wrapped(island, QuantizedBidirectional)
     assert any(isinstance(l, layers.Bidirectional) for l in island.layers)
@@ -115,13 +123,8 @@ def test_simple_rnn_runs_int8_unrolled_and_falls_back_to_a_float_island():
     qat, exported, before = qat_and_file(model, x, y, qat_epochs=0)
     assert [l.cell for l in wrapped(qat, QuantizedRecurrent)] == ["simple_rnn", "simple_rnn"]
     assert before <= 0.05, before
-    precision = export.op_precision(exported.content)
-    assert precision["compute_ops"] == 2 * (2 * STEPS - 1) + 1, precision
-    assert precision["int8_share"] == 1.0 and not precision["float_other"], precision
-    x_test, _ = sequence_task(128, 1)
-    error, agreement, _ = logit_error(exported, qat, x_test)
     # (A 1% logit difference, one int8 step of the output, flips 1-2 near-ties.)
-    assert agreement >= 0.97 and error <= 0.03, (agreement, error)
+    assert_unrolled_int8_file(exported, qat, 2, min_agreement=0.97)
     # Ineligible (dropout) or switched off: the float island, as for LSTM.
     island = keras.Model(inputs, layers.Dense(4)(layers.SimpleRNN(6, dropout=0.1)(inputs)))
     for qat in (quantization.quantize_model(island), quantization.quantize_model(model, int8_recurrent=False)):
@@ -136,7 +139,7 @@ def test_time_distributed_runs_its_layer_int8_on_the_reshaped_batch(tmp_path):
     inputs = keras.Input((3, 8, 8, 2))
     h = layers.TimeDistributed(layers.Conv2D(4, 3, activation="relu"))(inputs)
     h = layers.TimeDistributed(layers.GlobalAveragePooling2D())(h)
-    h = layers.TimeDistributed(layers.Dense(4, activation="relu"))(h)
+    h = layers.TimeDistributed(layers.Dense(4, activation="gelu"))(h)
     model = keras.Model(inputs, layers.Dense(4)(layers.Flatten()(h)))
     qat, exported, before = qat_and_file(model, x, y.astype("int32"))
     assert len(wrapped(qat, QuantizedTimeDistributed)) == 2

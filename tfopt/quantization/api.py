@@ -324,9 +324,11 @@ def _plan(model, selected, configs, skip_unsupported, ops_selected, int8_recurre
             action = "split"
         step = plan[id(op)] = _Step(action, rule)
         if action == "kernel" and is_layer and not isinstance(op, layers.MultiHeadAttention):
-            activation = config_lib.activation_name(op)
+            # A TimeDistributed's activation is its layer's.
+            owner = op.layer if isinstance(op, layers.TimeDistributed) else op
+            activation = config_lib.activation_name(owner)
             if activation not in (None, "linear") + config_lib.FUSABLE_ACTIVATIONS:
-                step.split_activation = op.activation
+                step.split_activation = owner.activation
         if (action == "fuse" and isinstance(op, layers.Activation)
                 and config_lib.activation_name(op) == "linear"):
             # An identity (ConvNeXt's drop-path stand-in): the converter drops
@@ -385,8 +387,8 @@ def _plan(model, selected, configs, skip_unsupported, ops_selected, int8_recurre
         if step.action not in ("kernel", "split", "affine") or step.split_activation is not None:
             continue
         op = by_id[key]
-        if config_lib.activation_name(op) not in (None, "linear"):
-            continue
+        if config_lib.activation_name(op) not in (None, "linear") or isinstance(op, layers.TimeDistributed):
+            continue  # (a TimeDistributed's output is reshaped: nothing fuses into its kernel)
         outs = readers[id(step.fold)] if step.fold is not None else readers[key]
         if outs and all(config_lib.is_fusable_activation(r) and plan.get(id(r)) is not None
                         and plan[id(r)].action == "fuse" for r in outs):
@@ -410,7 +412,11 @@ def _quantize(model, selected, configs, preserve_sparsity, skip_unsupported, ops
         weights = None
         if isinstance(layer, layers.TimeDistributed) and action in ("kernel", "pass", "output"):
             # Its layer on the (batch * steps) batch: the inner op in the file.
-            inner = QuantizedTimeDistributed.from_config(layer.get_config())
+            config = layer.get_config()
+            if step.split_activation is not None:  # applied after a range, as for a Dense
+                config["layer"] = {**config["layer"], "config": {**config["layer"]["config"],
+                                                                 "activation": "linear"}}
+            inner = QuantizedTimeDistributed.from_config(config)
             inner.build(_inputs_of(layer)[0].shape)
             inner.set_weights(layer.get_weights())
             new = QuantizeWrapper(inner, config_lib.TimeDistributedQuantizeConfig(),
