@@ -104,7 +104,7 @@ def test_bidirectional_gru_merges_compute_the_float_model():
     branches = [layers.Bidirectional(layers.GRU(4), merge_mode=mode)(inputs) for mode in modes]
     x, y = sequence_task(256, 0)
     model = keras.Model(inputs, layers.Dense(4)(layers.Concatenate()(branches)))
-    qat, error = quantized_after_fit(model, x, y, epochs=2)
+    qat, error = quantized_after_fit(model, x, y, epochs=1)
     assert sorted(l.merge_mode for l in wrapped(qat, QuantizedBidirectional)) == sorted(modes)
     assert error <= 0.05, error
     # An ineligible direction (dropout) keeps the whole layer a float island.
