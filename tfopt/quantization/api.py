@@ -14,8 +14,8 @@ from tfopt.quantization import config as config_lib
 from tfopt.quantization import transforms
 from tfopt.quantization.layers import ChannelAffine
 from tfopt.quantization.layers import QuantizeActivation
-from tfopt.quantization.layers import QuantizedLayerNormalization
 from tfopt.quantization.layers import QuantizedBidirectional
+from tfopt.quantization.layers import QuantizedLayerNormalization
 from tfopt.quantization.layers import QuantizedMultiHeadAttention
 from tfopt.quantization.layers import QuantizedPReLU
 from tfopt.quantization.layers import QuantizedRecurrent
