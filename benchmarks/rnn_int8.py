@@ -127,8 +127,8 @@ def measure(name, budget):
     return rows
 
 
-def markdown(data):
-    lines = ["# LSTM/GRU int8 files vs their Keras models", ""] + run_lines(data)
+def markdown(data, title="LSTM/GRU int8 files vs their Keras models"):
+    lines = [f"# {title}", ""] + run_lines(data)
     lines += ["", "| model | recipe | version | compute ops int8 | float ops left | top-1 agreement | "
               "logit error max | logit error mean | Keras accuracy | file accuracy | s |",
               "|---|---|---|---|---|---|---|---|---|---|---|"]
@@ -149,8 +149,9 @@ def markdown(data):
     return "\n".join(lines) + "\n"
 
 
-def record(path, label, run):
-    """Adds `run` under `label` to the JSON at `path` (other labels kept) and rewrites the .md."""
+def record(path, label, run, render=None):
+    """Adds `run` under `label` to the JSON at `path` (other labels kept) and rewrites the .md
+    (with `render(data)`, default `markdown`)."""
     data = {"runs": {}}
     if os.path.exists(path):  # read at the end: another label may have run meanwhile
         with open(path) as f:
@@ -160,7 +161,7 @@ def record(path, label, run):
         with open(path, "w") as f:
             json.dump(data, f, indent=1)
     with open(os.path.splitext(path)[0] + ".md", "w") as f:
-        f.write(markdown(data))
+        f.write((render or markdown)(data))
 
 
 def main(argv=None):

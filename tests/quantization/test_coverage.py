@@ -176,8 +176,13 @@ def test_recurrent_layers_float_island_or_int8_and_custom_configs_still_work():
     qat = quantization.quantize_model(model)  # int8_recurrent=True by default
     wrapped = {type(l.layer).__name__ for l in qat.layers if isinstance(l, quantization.QuantizeWrapper)}
     assert wrapped == {"Embedding", "QuantizedRecurrent", "Dense"}
-    # go_backwards has no int8 path: still a float island, unrolled so it converts.
-    assert isinstance(qat.get_layer("backwards"), keras.layers.LSTM) and qat.get_layer("backwards").unroll
+    # go_backwards runs int8 too (the steps last to first); dropout has no
+    # int8 path: a float island, unrolled so it converts.
+    assert next(l.layer for l in qat.layers if isinstance(l, quantization.QuantizeWrapper)
+                and l.layer.name == "backwards").go_backwards
+    dropped = keras.layers.LSTM(8, dropout=0.1, name="dropped")(model.layers[1].output)
+    dropped = quantization.quantize_model(keras.Model(inputs, dropped)).get_layer("dropped")
+    assert isinstance(dropped, keras.layers.LSTM) and dropped.unroll
     # The unrolled int8 GRU computes Keras's GRU up to int8 rounding (ranges
     # taken from this batch in training mode).
     wrapper = next(l for l in qat.layers if isinstance(l, quantization.QuantizeWrapper)

@@ -14,11 +14,14 @@ from tfopt.quantization import config as config_lib
 from tfopt.quantization import transforms
 from tfopt.quantization.layers import ChannelAffine
 from tfopt.quantization.layers import QuantizeActivation
+from tfopt.quantization.layers import QuantizedBidirectional
 from tfopt.quantization.layers import QuantizedLayerNormalization
 from tfopt.quantization.layers import QuantizedMultiHeadAttention
+from tfopt.quantization.layers import QuantizedPReLU
 from tfopt.quantization.layers import QuantizedRecurrent
 from tfopt.quantization.layers import QuantizedScaledResidual
 from tfopt.quantization.layers import QuantizedSwish
+from tfopt.quantization.layers import QuantizedTimeDistributed
 from tfopt.quantization.layers import QuantizeWrapper
 from tfopt.quantization.layers import SIGMOID_RANGE
 from tfopt.quantization.layers import SWISH_NAMES
@@ -130,7 +133,8 @@ def quantize_apply(model, preserve_sparsity=False, skip_unsupported=False, int8_
             through training and in the int8 file.
         skip_unsupported: Leave annotated layers tfopt cannot quantize in
             float (with a warning) instead of raising.
-        int8_recurrent: Run eligible LSTM/GRU layers as unrolled int8 steps
+        int8_recurrent: Run eligible LSTM/GRU/SimpleRNN layers (and
+            Bidirectional layers of them) as unrolled int8 steps
             (`QuantizedRecurrent`, the default); False keeps them a float
             island (see README).
 
@@ -171,12 +175,13 @@ def quantize_model(to_quantize, preserve_sparsity=False, skip_unsupported=False,
         preserve_sparsity: Keep the kernels' zeros at zero (automatic for a
             pruning-wrapped model).
         skip_unsupported: Leave unsupported layers in float, with a warning.
-        int8_recurrent: Run eligible LSTM/GRU layers (tanh/sigmoid, no
-            mask, dropout, go_backwards or returned state; GRU with
-            `reset_after=True`) as unrolled int8 steps (`QuantizedRecurrent`:
-            every compute op int8), the default. False keeps every LSTM/GRU
-            a float island (float in and out, exact); ineligible ones are
-            float islands either way.
+        int8_recurrent: Run eligible LSTM/GRU/SimpleRNN layers (tanh/sigmoid,
+            SimpleRNN tanh/relu; no mask, dropout or returned state; GRU with
+            `reset_after=True`), and Bidirectional layers of them, as
+            unrolled int8 steps (`QuantizedRecurrent`/`QuantizedBidirectional`:
+            every compute op int8), the default. False keeps every recurrent
+            layer a float island (float in and out, exact); ineligible ones
+            are float islands either way.
 
     Returns:
         A new model to compile and train; export it with
@@ -310,13 +315,20 @@ def _plan(model, selected, configs, skip_unsupported, ops_selected, int8_recurre
             unsupported.append((op, "it has weights and no row in tfopt's QUANTIZE_TABLE"))
             continue
         action = _IO_TO_ACTION[rule.io]
+        if isinstance(op, layers.TimeDistributed):
+            action, reason = _time_distributed_action(op)
+            if reason:
+                unsupported.append((op, reason))
+                continue
         if action == "kernel" and isinstance(op, (layers.SeparableConv1D, layers.SeparableConv2D)):
             action = "split"
         step = plan[id(op)] = _Step(action, rule)
         if action == "kernel" and is_layer and not isinstance(op, layers.MultiHeadAttention):
-            activation = config_lib.activation_name(op)
+            # A TimeDistributed's activation is its layer's.
+            owner = op.layer if isinstance(op, layers.TimeDistributed) else op
+            activation = config_lib.activation_name(owner)
             if activation not in (None, "linear") + config_lib.FUSABLE_ACTIVATIONS:
-                step.split_activation = op.activation
+                step.split_activation = owner.activation
         if (action == "fuse" and isinstance(op, layers.Activation)
                 and config_lib.activation_name(op) == "linear"):
             # An identity (ConvNeXt's drop-path stand-in): the converter drops
@@ -381,8 +393,8 @@ def _plan(model, selected, configs, skip_unsupported, ops_selected, int8_recurre
         if step.action not in ("kernel", "split", "affine") or step.split_activation is not None:
             continue
         op = by_id[key]
-        if config_lib.activation_name(op) not in (None, "linear"):
-            continue
+        if config_lib.activation_name(op) not in (None, "linear") or isinstance(op, layers.TimeDistributed):
+            continue  # (a TimeDistributed's output is reshaped: nothing fuses into its kernel)
         outs = readers[id(step.fold)] if step.fold is not None else readers[key]
         if outs and all(config_lib.is_fusable_activation(r) and plan.get(id(r)) is not None
                         and plan[id(r)].action == "fuse" for r in outs):
@@ -404,7 +416,18 @@ def _quantize(model, selected, configs, preserve_sparsity, skip_unsupported, ops
             return layer, None  # a raw keras.ops node: stateless, reused as is
         action = step.action if step is not None else "float"
         weights = None
-        if action in ("kernel", "split", "gather"):
+        if isinstance(layer, layers.TimeDistributed) and action in ("kernel", "pass", "output"):
+            # Its layer on the (batch * steps) batch: the inner op in the file.
+            config = layer.get_config()
+            if step.split_activation is not None:  # applied after a range, as for a Dense
+                config["layer"] = {**config["layer"], "config": {**config["layer"]["config"],
+                                                                 "activation": "linear"}}
+            inner = QuantizedTimeDistributed.from_config(config)
+            inner.build(_inputs_of(layer)[0].shape)
+            inner.set_weights(layer.get_weights())
+            new = QuantizeWrapper(inner, config_lib.TimeDistributedQuantizeConfig(),
+                                  preserve_sparsity=preserve_sparsity) if action == "kernel" else inner
+        elif action in ("kernel", "split", "gather"):
             if action == "split":
                 (depthwise, dw_weights), (pointwise, pw_weights) = transforms.split_separable(layer)
                 new = QuantizeWrapper(depthwise, preserve_sparsity=preserve_sparsity)
@@ -436,13 +459,21 @@ def _quantize(model, selected, configs, preserve_sparsity, skip_unsupported, ops
             new = QuantizeWrapper(inner, preserve_sparsity=preserve_sparsity)
             weights = [scale.reshape(1, 1, -1, 1).astype("float32"), shift.astype("float32")]
         elif action == "recurrent":
-            inner = QuantizedRecurrent(
-                "lstm" if isinstance(layer, layers.LSTM) else "gru", layer.units,
-                return_sequences=layer.return_sequences, use_bias=layer.use_bias,
-                reset_after=getattr(layer, "reset_after", True), name=layer.name)
+            if isinstance(layer, layers.Bidirectional):
+                inner = QuantizedBidirectional(
+                    _recurrent_config(layer.forward_layer, layer.return_sequences),
+                    _recurrent_config(layer.backward_layer, layer.return_sequences),
+                    merge_mode=layer.merge_mode, name=layer.name)
+            else:
+                inner = QuantizedRecurrent.from_config(
+                    {**_recurrent_config(layer, layer.return_sequences), "name": layer.name})
             inner.build(_inputs_of(layer)[0].shape)
             new = QuantizeWrapper(inner, preserve_sparsity=preserve_sparsity)
             copies.append((inner, layer))
+        elif action == "output" and type(layer) is layers.PReLU:
+            new = QuantizedPReLU.from_config(layer.get_config())
+            new.build(_inputs_of(layer)[0].shape)
+            new.alpha.assign(layer.alpha)
         elif action == "norm":
             new = QuantizedLayerNormalization.from_config(layer.get_config())
             new.build(_inputs_of(layer)[0].shape)
@@ -465,6 +496,10 @@ def _quantize(model, selected, configs, preserve_sparsity, skip_unsupported, ops
                 # Unrolled, a float RNN converts to builtin ops; rolled, it
                 # becomes a while loop over TensorLists the converter rejects.
                 config["unroll"] = True
+            if action == "island" and isinstance(layer, layers.Bidirectional) and _static_steps(layer):
+                for key in ("layer", "backward_layer"):
+                    if isinstance(config.get(key), dict) and "unroll" in config[key].get("config", {}):
+                        config[key] = {**config[key], "config": {**config[key]["config"], "unroll": True}}
             new = layer.__class__.from_config(config)
             weights = layer.get_weights() if layer.weights and action != "folded" else None
         original_of[id(new)] = id(layer)
@@ -556,10 +591,11 @@ def _quantize(model, selected, configs, preserve_sparsity, skip_unsupported, ops
 
     result = clone_with(model, clone, call_function=call_function, target_of=weights_target)
     for new, old in copies:
-        if isinstance(new, QuantizedRecurrent):
-            for variable, value in zip((new.kernel, new.recurrent_kernel, getattr(new, "bias", None)),
-                                       old.get_weights()):
-                variable.assign(value)
+        if isinstance(new, QuantizedBidirectional):
+            _copy_recurrent_weights(new.forward, old.forward_layer)
+            _copy_recurrent_weights(new.backward, old.backward_layer)
+        elif isinstance(new, QuantizedRecurrent):
+            _copy_recurrent_weights(new, old)
         elif isinstance(new, QuantizedLayerNormalization):
             for attr in ("gamma", "beta"):
                 if getattr(old, attr, None) is not None:
@@ -662,16 +698,70 @@ def _can_fold_into_float_conv(conv, bn):
 
 
 def _int8_recurrent(layer):
-    """Whether an LSTM/GRU can run as `QuantizedRecurrent` (else a float island)."""
+    """Whether an LSTM/GRU/SimpleRNN (or a Bidirectional of them) can run as
+    `QuantizedRecurrent`/`QuantizedBidirectional` (else a float island)."""
     inputs = _inputs_of(layer)
-    if not isinstance(layer, (layers.LSTM, layers.GRU)) or len(inputs) != 1 or not _static_steps(layer):
+    if len(inputs) != 1 or not _static_steps(layer):
         return False
     if getattr(inputs[0], "_keras_mask", None) is not None:
         return False
-    names = (config_lib.activation_name(layer), getattr(layer.recurrent_activation, "__name__", None))
-    return (names == ("tanh", "sigmoid") and not layer.go_backwards and not layer.stateful
-            and not layer.return_state and layer.dropout == 0 and layer.recurrent_dropout == 0
-            and getattr(layer, "reset_after", True))
+    if isinstance(layer, layers.Bidirectional):
+        return (layer.merge_mode in QuantizedBidirectional.MERGE_MODES and not layer.return_state
+                and _int8_cell(layer.forward_layer) and _int8_cell(layer.backward_layer))
+    return _int8_cell(layer)
+
+
+def _int8_cell(layer):
+    """Whether one recurrent layer's cell and options are what `QuantizedRecurrent` computes."""
+    if not isinstance(layer, (layers.LSTM, layers.GRU, layers.SimpleRNN)):
+        return False
+    activation = config_lib.activation_name(layer)
+    if isinstance(layer, layers.SimpleRNN):
+        if activation not in ("tanh", "relu"):
+            return False
+    elif (activation, getattr(layer.recurrent_activation, "__name__", None)) != ("tanh", "sigmoid"):
+        return False
+    return (not layer.stateful and not layer.return_state and layer.dropout == 0
+            and layer.recurrent_dropout == 0 and getattr(layer, "reset_after", True))
+
+
+def _recurrent_config(layer, return_sequences):
+    """The `QuantizedRecurrent` config computing the Keras recurrent `layer`."""
+    cell = ("lstm" if isinstance(layer, layers.LSTM) else
+            "gru" if isinstance(layer, layers.GRU) else "simple_rnn")
+    return {"cell": cell, "units": layer.units, "return_sequences": return_sequences,
+            "use_bias": layer.use_bias, "reset_after": getattr(layer, "reset_after", True),
+            "go_backwards": layer.go_backwards, "activation": config_lib.activation_name(layer),
+            "name": layer.name}
+
+
+def _copy_recurrent_weights(new, old):
+    for variable, value in zip((new.kernel, new.recurrent_kernel, getattr(new, "bias", None)),
+                               old.get_weights()):
+        variable.assign(value)
+
+
+def _time_distributed_action(layer):
+    """`(action, None)` for a TimeDistributed QAT can quantize, else `(None, reason)`.
+
+    Its layer must have a kernel row (Dense, Conv2D, ...: quantized like the
+    layer, on the reshaped batch) or be weightless with a pass/output row.
+    """
+    inner = layer.layer
+    rule = config_lib.rule_for(inner)
+    inputs = _inputs_of(layer)
+    way_out = ("; wrap a Dense/Conv/DepthwiseConv (or a weightless layer) in TimeDistributed, "
+               "or apply the layer to a reshaped (batch * steps, ...) tensor yourself")
+    if len(inputs) != 1 or any(d is None for d in inputs[0].shape[1:]):
+        return None, "TimeDistributed needs one input with static time and feature dimensions"
+    if (rule is not None and rule.io == config_lib.KERNEL and rule.weights
+            and config_lib.default_config(inner) is not None
+            and not isinstance(inner, (layers.SeparableConv1D, layers.SeparableConv2D,
+                                       layers.MultiHeadAttention, layers.Conv1D))):
+        return "kernel", None
+    if rule is not None and not inner.weights and rule.io in (config_lib.PASS, config_lib.OUTPUT):
+        return _IO_TO_ACTION[rule.io], None
+    return None, f"its layer {inner.name!r} ({type(inner).__name__}) is not supported inside TimeDistributed" + way_out
 
 
 def _plain_resizing(op):

@@ -136,15 +136,27 @@ QUANTIZE_TABLE = {
                            tfmot=_TFMOT_NO),
     layers.LSTM: Rule(
         RECURRENT, note="unrolled int8 steps (FULLY_CONNECTED, LOGISTIC/TANH, MUL/ADD, int8 cell state; "
-        "ranges shared by all steps), every compute op int8, for tanh/sigmoid LSTMs without mask, dropout, "
-        "go_backwards or returned state; otherwise, or with int8_recurrent=False, a float island (unrolled, "
+        "ranges shared by all steps), every compute op int8, for tanh/sigmoid LSTMs without mask, dropout "
+        "or returned state (go_backwards: the steps run last to first); otherwise, or with int8_recurrent=False, a float island (unrolled, "
         "float in and out, exact): the converter emits TFLite's fused int8 LSTM only from calibrated float "
         "models, not from fake-quant nodes",
         tfmot=_TFMOT_NO),
     layers.GRU: Rule(
         RECURRENT, note="unrolled int8 steps like LSTM (reset_after=True); otherwise, or with "
         "int8_recurrent=False, a float island (TFLite has no fused GRU kernel)", tfmot=_TFMOT_NO),
-    layers.SimpleRNN: Rule(FLOAT, note="float island: converted to a float while loop", tfmot=_TFMOT_NO),
+    layers.SimpleRNN: Rule(
+        RECURRENT, note="unrolled int8 steps like LSTM (FULLY_CONNECTED, ADD, TANH or fused RELU per step), "
+        "for tanh/relu SimpleRNNs without mask, dropout or returned state; otherwise, or with "
+        "int8_recurrent=False, a float island (unrolled, float in and out)", tfmot=_TFMOT_NO),
+    layers.Bidirectional: Rule(
+        RECURRENT, note="two unrolled int8 directions (the backward one runs the steps last to first), "
+        "merged int8 (concat: CONCATENATION, sum: ADD, mul: MUL, ave: ADD then MUL by 0.5), when both "
+        "directions are eligible LSTM/GRU/SimpleRNN layers (as above) and nothing is masked or returned "
+        "as state; otherwise, or with int8_recurrent=False, a float island (unrolled)", tfmot=_TFMOT_NO),
+    layers.TimeDistributed: Rule(
+        KERNEL, note="its layer on the (batch * steps) batch (RESHAPE, the layer's int8 kernel, RESHAPE): "
+        "Dense/Conv2D/DepthwiseConv2D/... quantized like the layer; a weightless layer as its own row; "
+        "other layers refused with the way out", tfmot=_TFMOT_NO),
     layers.ReLU: Rule(FUSE, note="fused into the kernel before it (no range between), else own range",
                       tfmot="fused after Conv/Dense, else output range"),
     layers.Activation: Rule(
@@ -156,6 +168,14 @@ QUANTIZE_TABLE = {
     layers.Softmax: Rule(OUTPUT, note="TFLite's fixed int8 SOFTMAX output range (scale 1/256)",
                          tfmot=_TFMOT_OUT),
     layers.LeakyReLU: Rule(OUTPUT, note="own output range", tfmot=_TFMOT_NO),
+    layers.PReLU: Rule(OUTPUT, note="run as int8 RELU + MINIMUM * alpha (MUL, alpha int8) + ADD, each "
+                       "branch with its range, own output range (from fake-quant graphs the converter "
+                       "fuses Keras's PReLU into a float PRELU)", tfmot=_TFMOT_NO),
+    layers.GroupNormalization: Rule(
+        FLOAT, note="float island (int8 ranges before and after it, the kernels around it int8): "
+        "TFLite has no GroupNorm kernel and the converter lowers it to MEAN, SUB, SQUARE, MEAN, ADD, "
+        "RSQRT, MUL, ADD over the groups, which stay float (ranges inside are not verified)",
+        tfmot=_TFMOT_NO),
     layers.ELU: Rule(OUTPUT, note="own output range", tfmot=_TFMOT_NO),
     layers.Add: _out, layers.Subtract: _out, layers.Multiply: _out, layers.Average: _out,
     layers.Maximum: _out, layers.Minimum: _out, layers.Concatenate: _out,
@@ -212,12 +232,16 @@ _add_keras_layer_scale()
 def _internal_rows():
     # Layers QAT itself puts in a model; not README rows.
     from tfopt.quantization.layers import ChannelAffine
+    from tfopt.quantization.layers import QuantizedBidirectional
     from tfopt.quantization.layers import QuantizedMultiHeadAttention
     from tfopt.quantization.layers import QuantizedRecurrent
 
     return {
         ChannelAffine: Rule(KERNEL, ("kernel",), "depthwise", "per-channel affine"),
         QuantizedRecurrent: Rule(KERNEL, ("kernel", "recurrent_kernel"), "per_tensor", "recurrent"),
+        QuantizedBidirectional: Rule(
+            KERNEL, ("forward.kernel", "forward.recurrent_kernel", "backward.kernel",
+                     "backward.recurrent_kernel"), "per_tensor", "bidirectional recurrent"),
         QuantizedMultiHeadAttention: Rule(
             KERNEL, ("_query_dense.kernel", "_key_dense.kernel", "_value_dense.kernel",
                      "_output_dense.kernel"), "per_tensor", "attention"),
@@ -414,6 +438,17 @@ class TableQuantizeConfig(QuantizeConfig):
 
     def granularity(self, layer):
         return self._rule(layer).granularity
+
+
+@keras.saving.register_keras_serializable(package="tfopt")
+class TimeDistributedQuantizeConfig(QuantizeConfig):
+    """Quantizes the kernels of a TimeDistributed's layer as that layer's row says."""
+
+    def get_weights(self, layer):
+        return TableQuantizeConfig().get_weights(layer.layer)
+
+    def granularity(self, layer):
+        return TableQuantizeConfig().granularity(layer.layer)
 
 
 # Kept for models saved before the table (their configs name these classes).

@@ -599,12 +599,13 @@ class QuantizedMultiHeadAttention(layers.MultiHeadAttention):
 
 @keras.saving.register_keras_serializable(package="tfopt")
 class QuantizedRecurrent(layers.Layer):
-    """An LSTM or GRU unrolled with an int8 range on every step's tensors.
+    """An LSTM, GRU or SimpleRNN unrolled with an int8 range on every step's tensors.
 
-    QAT's stand-in for `keras.layers.LSTM`/`GRU` (same weights and gate
-    layout, `tanh`/`sigmoid` activations). Each step is a few int8 TFLite
-    kernels: two FULLY_CONNECTED (input and recurrent projections),
-    LOGISTIC/TANH for the gates, MUL/ADD/SUB for the state update. The
+    QAT's stand-in for `keras.layers.LSTM`/`GRU`/`SimpleRNN` (same weights
+    and gate layout, `tanh`/`sigmoid` activations; SimpleRNN `tanh` or
+    `relu`). Each step is a few int8 TFLite kernels: two FULLY_CONNECTED
+    (input and recurrent projections), LOGISTIC/TANH for the gates,
+    MUL/ADD/SUB for the state update (SimpleRNN: ADD and TANH/RELU). The
     ranges (one per role, shared by all steps) are learned in training,
     updated once per batch from the min/max over every step (as the file's
     steps share them: a value rare at any one step is not averaged away);
@@ -614,17 +615,23 @@ class QuantizedRecurrent(layers.Layer):
     float models), which is what the fine-tuning adapts to.
 
     Args:
-        cell: `"lstm"` or `"gru"`.
+        cell: `"lstm"`, `"gru"` or `"simple_rnn"`.
         units: State size.
         return_sequences: Return every step's output, not only the last.
         use_bias: Whether the layer has a bias.
         reset_after: GRU only; must be True (Keras's default: bias of
             shape `(2, 3 * units)`).
+        go_backwards: Process the sequence from its last step to its first
+            (as Keras: with `return_sequences`, the outputs come in that
+            reversed order).
+        activation: SimpleRNN only: `"tanh"` (TANH's fixed int8 output
+            range) or `"relu"` (a learned range).
         **kwargs: Passed to `keras.layers.Layer`.
 
     Raises:
-        ValueError: For another cell, a GRU with `reset_after=False`, or
-            (when called) a sequence without a static length.
+        ValueError: For another cell or activation, a GRU with
+            `reset_after=False`, or (when called) a sequence without a
+            static length.
 
     Example:
 
@@ -638,23 +645,33 @@ class QuantizedRecurrent(layers.Layer):
     # and "r" are sigmoid outputs (LOGISTIC's fixed range).
     _LSTM_RANGES = ("xw", "hu", "gates", "i", "f", "g", "o", "fc", "ig", "c", "tc", "h")
     _GRU_RANGES = ("xw", "hu", "zs", "rs", "z", "r", "rh", "hs", "hh", "zh", "zc", "zhh", "h")
+    # SimpleRNN: h = act(x W + b + h U); "hs" is the pre-activation sum.
+    _RNN_RANGES = ("xw", "hu", "hs", "h")
+    CELLS = ("lstm", "gru", "simple_rnn")
 
-    def __init__(self, cell, units, return_sequences=False, use_bias=True, reset_after=True, **kwargs):
+    def __init__(self, cell, units, return_sequences=False, use_bias=True, reset_after=True,
+                 go_backwards=False, activation="tanh", **kwargs):
         super().__init__(**kwargs)
-        if cell not in ("lstm", "gru"):
-            raise ValueError(f"cell={cell!r} must be 'lstm' or 'gru'.")
+        if cell not in self.CELLS:
+            raise ValueError(f"cell={cell!r} must be one of {self.CELLS}.")
         if cell == "gru" and not reset_after:
             raise ValueError("QuantizedRecurrent supports GRU with reset_after=True (Keras's default).")
+        if activation not in ("tanh", "relu") or (cell != "simple_rnn" and activation != "tanh"):
+            raise ValueError(f"activation={activation!r}: LSTM/GRU run tanh, SimpleRNN tanh or relu.")
         self.cell, self.units = cell, int(units)
         self.return_sequences, self.use_bias, self.reset_after = return_sequences, use_bias, reset_after
-        self._range_names = self._LSTM_RANGES if cell == "lstm" else self._GRU_RANGES
+        self.go_backwards, self.activation = bool(go_backwards), activation
+        self._range_names = {"lstm": self._LSTM_RANGES, "gru": self._GRU_RANGES,
+                             "simple_rnn": self._RNN_RANGES}[cell]
         for name in self._range_names:
             fixed = SIGMOID_RANGE if name in ("i", "f", "o", "z", "r") else (
                 TANH_RANGE if name in ("g", "tc", "hh") else None)
+            if cell == "simple_rnn" and name == "h" and activation == "tanh":
+                fixed = TANH_RANGE
             setattr(self, f"_{name}_range", QuantizeActivation(name=f"{name}_quant", fixed_range=fixed))
 
     def build(self, input_shape):
-        gates = 4 if self.cell == "lstm" else 3
+        gates = {"lstm": 4, "gru": 3, "simple_rnn": 1}[self.cell]
         self.kernel = self.add_weight(name="kernel", shape=(input_shape[-1], gates * self.units))
         self.recurrent_kernel = self.add_weight(name="recurrent_kernel", shape=(self.units, gates * self.units))
         if self.use_bias:
@@ -701,20 +718,40 @@ class QuantizedRecurrent(layers.Layer):
             quantizer.range_seen.assign(1.0)
 
     def call(self, inputs, training=None):
+        outputs = self.step_outputs(inputs, training)
+        return ops.stack(outputs, axis=1) if self.return_sequences else outputs[-1]
+
+    def step_outputs(self, inputs, training=None):
+        """Every step's output, in the order the steps run (reversed with `go_backwards`)."""
         steps = inputs.shape[1]
         if steps is None:
             raise ValueError(f"{self.name!r}: the sequence length must be fixed to unroll.")
-        step = self._lstm_step if self.cell == "lstm" else self._gru_step
+        step = {"lstm": self._lstm_step, "gru": self._gru_step, "simple_rnn": self._rnn_step}[self.cell]
         # This batch's per-role min/max (tensors, not tracked state).
         object.__setattr__(self, "_batch_ranges", {})
         state, outputs = None, []
-        for t in range(steps):
+        order = range(steps - 1, -1, -1) if self.go_backwards else range(steps)
+        for t in order:
             state, h = step(inputs[:, t, :], state, training)
             outputs.append(h)
         if training:
             self._update_ranges()
         object.__setattr__(self, "_batch_ranges", {})
-        return ops.stack(outputs, axis=1) if self.return_sequences else outputs[-1]
+        return outputs
+
+    def _rnn_step(self, x, state, training):
+        q = self._q
+        xw = self._input_projection(x, self.bias if self.use_bias else None, training)
+        if self.activation == "relu":
+            # TFLite fuses the RELU into the ADD (or the FULLY_CONNECTED of
+            # step 0): no range before it, the output's range is the sum's.
+            hs = xw if state is None else xw + q("hu", ops.matmul(state, self.recurrent_kernel), training)
+            h = q("h", ops.relu(hs), training)
+        else:
+            hs = xw if state is None else q(
+                "hs", xw + q("hu", ops.matmul(state, self.recurrent_kernel), training), training)
+            h = q("h", ops.tanh(hs), training)
+        return h, h
 
     def _input_projection(self, x, bias, training):
         xw = ops.matmul(x, self.kernel)
@@ -776,7 +813,178 @@ class QuantizedRecurrent(layers.Layer):
     def get_config(self):
         return {**super().get_config(), "cell": self.cell, "units": self.units,
                 "return_sequences": self.return_sequences, "use_bias": self.use_bias,
-                "reset_after": self.reset_after}
+                "reset_after": self.reset_after, "go_backwards": self.go_backwards,
+                "activation": self.activation}
+
+
+@keras.saving.register_keras_serializable(package="tfopt")
+class QuantizedBidirectional(layers.Layer):
+    """A Bidirectional LSTM/GRU/SimpleRNN as two unrolled int8 directions, for QAT.
+
+    QAT's stand-in for `keras.layers.Bidirectional` around an eligible
+    recurrent layer: a forward and a backward `QuantizedRecurrent` (the
+    backward one runs the steps from last to first, as Keras's
+    `go_backwards`), each with its own ranges, and the merge computed as
+    int8 kernels: CONCATENATION, ADD (`"sum"`), MUL (`"mul"`) or ADD with a
+    range then MUL by 0.5 (`"ave"`). With `return_sequences`, the backward
+    outputs are put back in time order by the unrolled graph itself (no
+    REVERSE op in the file). The kernels of both directions are
+    fake-quantized per tensor by the `QuantizeWrapper` around this layer;
+    the merged output gets its range from QAT after the wrapper.
+
+    Args:
+        forward: `QuantizedRecurrent` config dict of the forward direction.
+        backward: `QuantizedRecurrent` config dict of the backward direction
+            (`go_backwards=True`).
+        merge_mode: `"concat"`, `"sum"`, `"mul"` or `"ave"`.
+        **kwargs: Passed to `keras.layers.Layer`.
+
+    Raises:
+        ValueError: For another merge mode, directions that disagree on
+            `return_sequences`, or a backward direction without
+            `go_backwards`.
+
+    Example:
+
+    ```python
+    # What quantize_model(model) puts in place of Bidirectional(LSTM(8)):
+    fwd = QuantizedRecurrent("lstm", 8, name="forward_lstm").get_config()
+    bwd = QuantizedRecurrent("lstm", 8, go_backwards=True, name="backward_lstm").get_config()
+    bi = QuantizedBidirectional(fwd, bwd, merge_mode="concat", name="bidirectional")
+    ```
+    """
+
+    MERGE_MODES = ("concat", "sum", "mul", "ave")
+
+    def __init__(self, forward, backward, merge_mode="concat", **kwargs):
+        super().__init__(**kwargs)
+        if merge_mode not in self.MERGE_MODES:
+            raise ValueError(f"merge_mode={merge_mode!r} must be one of {self.MERGE_MODES}.")
+        self.forward = QuantizedRecurrent.from_config(dict(forward))
+        self.backward = QuantizedRecurrent.from_config(dict(backward))
+        if self.forward.return_sequences != self.backward.return_sequences:
+            raise ValueError("Both directions must agree on return_sequences.")
+        if self.forward.go_backwards or not self.backward.go_backwards:
+            raise ValueError("The forward direction runs forwards, the backward one with go_backwards=True.")
+        self.merge_mode = merge_mode
+        self.return_sequences = self.forward.return_sequences
+        self._merge_range = QuantizeActivation(name="merge_quant") if merge_mode == "ave" else None
+
+    def build(self, input_shape):
+        self.forward.build(input_shape)
+        self.backward.build(input_shape)
+        if self._merge_range is not None:
+            self._merge_range.build(None)
+
+    def call(self, inputs, training=None):
+        y = self.forward.step_outputs(inputs, training)
+        y_rev = self.backward.step_outputs(inputs, training)
+        if self.return_sequences:
+            # Step t of the backward direction saw inputs t..T-1: the list in
+            # time order is the reversed run order.
+            y, y_rev = ops.stack(y, axis=1), ops.stack(y_rev[::-1], axis=1)
+        else:
+            y, y_rev = y[-1], y_rev[-1]
+        if self.merge_mode == "concat":
+            return ops.concatenate([y, y_rev], axis=-1)
+        if self.merge_mode == "sum":
+            return y + y_rev
+        if self.merge_mode == "mul":
+            return y * y_rev
+        return self._merge_range(y + y_rev, training=training) * 0.5
+
+    def compute_output_shape(self, input_shape):
+        units = self.forward.units + (self.backward.units if self.merge_mode == "concat" else 0)
+        if self.return_sequences:
+            return (input_shape[0], input_shape[1], units)
+        return (input_shape[0], units)
+
+    def get_config(self):
+        return {**super().get_config(), "forward": self.forward.get_config(),
+                "backward": self.backward.get_config(), "merge_mode": self.merge_mode}
+
+
+@keras.saving.register_keras_serializable(package="tfopt")
+class QuantizedTimeDistributed(layers.TimeDistributed):
+    """TimeDistributed computed as its layer on the batch of all time steps, for QAT.
+
+    Keras's `TimeDistributed` calls its layer once per time step (a loop
+    the converter turns into many small ops, or a WHILE). This layer
+    reshapes `(batch, steps, ...)` to `(batch * steps, ...)`, calls the
+    inner layer once and reshapes back: the file runs RESHAPE, the inner
+    layer's int8 kernel (FULLY_CONNECTED, CONV_2D, ...), RESHAPE. Same
+    config and weights as `keras.layers.TimeDistributed`; its `bias`
+    is the inner layer's, so the `QuantizeWrapper` rounds it to the int32
+    grid the file stores.
+
+    Raises:
+        ValueError: When called on an input whose time and feature
+            dimensions are not static.
+
+    Example:
+
+    ```python
+    td = QuantizedTimeDistributed(keras.layers.Dense(8))
+    ```
+    """
+
+    @property
+    def bias(self):
+        return getattr(self.layer, "bias", None)
+
+    def call(self, inputs, training=None, mask=None):
+        shape = tuple(inputs.shape)
+        if len(shape) < 3 or any(d is None for d in shape[1:]):
+            raise ValueError(
+                f"{self.name!r}: TimeDistributed needs static time and feature dimensions to run its "
+                f"layer on the reshaped batch, got input shape {shape}; give keras.Input a fixed shape."
+            )
+        x = ops.reshape(inputs, (-1,) + shape[2:])
+        y = self.layer(x, training=training) if self.layer._call_has_training_arg else self.layer(x)
+        return ops.reshape(y, (-1, shape[1]) + tuple(y.shape[1:]))
+
+
+@keras.saving.register_keras_serializable(package="tfopt")
+class QuantizedPReLU(layers.PReLU):
+    """PReLU computed as int8 RELU, MINIMUM, MUL and ADD, for QAT.
+
+    TFLite has an int8 PRELU kernel, but from a fake-quant graph the
+    converter fuses Keras's `relu(x) - alpha * relu(-x)` into a float PRELU
+    (its alpha, folded from a negation, loses any range) between a
+    DEQUANTIZE and a QUANTIZE. This layer computes the same function as
+    `relu(x) + alpha * min(x, 0)` with an int8 range on each branch
+    (`pos_quant`, `neg_quant`), and alpha rounded as the converter stores a
+    MUL's constant operand (int8 over its own range): the file runs RELU,
+    MINIMUM, MUL and ADD, all int8, and rounds where QAT does. Same config
+    and weights as `keras.layers.PReLU`; the output range is QAT's
+    `QuantizeActivation` after it.
+
+    Example:
+
+    ```python
+    prelu = QuantizedPReLU.from_config(keras.layers.PReLU().get_config())
+    ```
+    """
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self._pos_range = QuantizeActivation(name="pos_quant")
+        self._neg_range = QuantizeActivation(name="neg_quant")
+
+    def build(self, input_shape):
+        super().build(input_shape)
+        for quantizer in (self._pos_range, self._neg_range):
+            if not quantizer.built:
+                quantizer.build(None)
+
+    def call(self, inputs, training=None):
+        alpha = ops.convert_to_tensor(self.alpha)
+        low = ops.stop_gradient(ops.minimum(ops.min(alpha), 0.0))
+        high = ops.stop_gradient(ops.maximum(ops.max(alpha), 0.0))
+        alpha = quantizers.fake_quant_activation(alpha, low, high)
+        pos = self._pos_range(ops.relu(inputs), training=training)
+        neg = self._neg_range(alpha * ops.minimum(inputs, 0.0), training=training)
+        return pos + neg
 
 
 @keras.saving.register_keras_serializable(package="tfopt")
