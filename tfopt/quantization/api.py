@@ -15,6 +15,8 @@ from tfopt.quantization import transforms
 from tfopt.quantization.layers import ChannelAffine
 from tfopt.quantization.layers import QuantizeActivation
 from tfopt.quantization.layers import QuantizedLayerNormalization
+from tfopt.quantization.layers import QuantizedAdditiveAttention
+from tfopt.quantization.layers import QuantizedAttention
 from tfopt.quantization.layers import QuantizedMultiHeadAttention
 from tfopt.quantization.layers import QuantizedRecurrent
 from tfopt.quantization.layers import QuantizedScaledResidual
@@ -258,7 +260,7 @@ _IO_TO_ACTION = {
     config_lib.KERNEL: "kernel", config_lib.PASS: "pass", config_lib.OUTPUT: "output",
     config_lib.FUSE: "fuse", config_lib.FOLD: "fold", config_lib.AFFINE: "affine",
     config_lib.GATHER: "gather", config_lib.ATTENTION: "attention", config_lib.RECURRENT: "recurrent",
-    config_lib.NORM: "norm", config_lib.FLOAT: "island",
+    config_lib.NORM: "norm", config_lib.FLOAT: "island", config_lib.NO_KERNEL: "no_kernel",
 }
 
 
@@ -310,6 +312,16 @@ def _plan(model, selected, configs, skip_unsupported, ops_selected, int8_recurre
             unsupported.append((op, "it has weights and no row in tfopt's QUANTIZE_TABLE"))
             continue
         action = _IO_TO_ACTION[rule.io]
+        if action == "no_kernel":  # the row's note says why and the way out
+            unsupported.append((op, rule.note))
+            continue
+        if action == "attention" and isinstance(op, layers.Attention):
+            if type(op) not in _SCORE_ATTENTION:
+                # A user's subclass has its own call: quantize its inputs and output only.
+                action = "output"
+            elif _attention_unsupported(op):
+                unsupported.append((op, _attention_unsupported(op)))
+                continue
         if action == "kernel" and isinstance(op, (layers.SeparableConv1D, layers.SeparableConv2D)):
             action = "split"
         step = plan[id(op)] = _Step(action, rule)
@@ -366,10 +378,12 @@ def _plan(model, selected, configs, skip_unsupported, ops_selected, int8_recurre
                 step.action = "affine"
     for op, reason in unsupported:
         if not skip_unsupported:
+            # A reason from the table may name its own way out.
+            way_out = "." if "skip_unsupported" in reason else (
+                ". Pass skip_unsupported=True to keep it in float, give it a "
+                "QuantizeConfig via quantize_annotate_layer, or leave it unannotated.")
             raise ValueError(
-                f"Layer {op.name!r} ({type(op).__name__}) cannot be quantized by tfopt: {reason}. "
-                "Pass skip_unsupported=True to keep it in float, give it a "
-                "QuantizeConfig via quantize_annotate_layer, or leave it unannotated."
+                f"Layer {op.name!r} ({type(op).__name__}) cannot be quantized by tfopt: {reason}{way_out}"
             )
         warnings.warn(f"Layer {op.name!r} ({type(op).__name__}) stays float (skip_unsupported=True): "
                       f"{reason}.", stacklevel=4)
@@ -447,6 +461,9 @@ def _quantize(model, selected, configs, preserve_sparsity, skip_unsupported, ops
             new = QuantizedLayerNormalization.from_config(layer.get_config())
             new.build(_inputs_of(layer)[0].shape)
             copies.append((new, layer))
+        elif action == "attention" and type(layer) in _SCORE_ATTENTION:
+            new = _SCORE_ATTENTION[type(layer)].from_config(layer.get_config())
+            copies.append((new, layer))  # its scale/concat_score_weight, once built
         elif action == "attention":
             inner = QuantizedMultiHeadAttention.from_config(layer.get_config())
             inner.build_from_config(layer.get_build_config())
@@ -562,6 +579,10 @@ def _quantize(model, selected, configs, preserve_sparsity, skip_unsupported, ops
                 variable.assign(value)
         elif isinstance(new, QuantizedLayerNormalization):
             for attr in ("gamma", "beta"):
+                if getattr(old, attr, None) is not None:
+                    getattr(new, attr).assign(getattr(old, attr))
+        elif isinstance(new, layers.Attention):
+            for attr in ("scale", "concat_score_weight"):
                 if getattr(old, attr, None) is not None:
                     getattr(new, attr).assign(getattr(old, attr))
         else:
@@ -686,6 +707,24 @@ def _static_steps(layer):
 
 def _is_float(tensor):
     return isinstance(tensor, keras.KerasTensor) and "float" in str(tensor.dtype)
+
+
+# Keras's Luong/Bahdanau attention layers and their QAT versions.
+_SCORE_ATTENTION = {layers.Attention: QuantizedAttention, layers.AdditiveAttention: QuantizedAdditiveAttention}
+
+
+def _attention_unsupported(layer):
+    """Why `layer` (Attention/AdditiveAttention) cannot run int8, or None."""
+    for node in _compat.inbound_nodes(layer):
+        kwargs = node.arguments.kwargs
+        masked = kwargs.get("mask") is not None or any(
+            getattr(t, "_keras_mask", None) is not None for t in node.input_tensors)
+        if masked or kwargs.get("use_causal_mask"):
+            return ("its masks (query/value masks or use_causal_mask) are applied as `scores - 1e9` "
+                    "before the softmax, which an int8 range on the scores cannot hold; drop the mask "
+                    "(e.g. Embedding(mask_zero=False), no use_causal_mask), or pass "
+                    "skip_unsupported=True to keep this layer float")
+    return None
 
 
 def _copy_attention_weights(new, old):
