@@ -141,13 +141,13 @@ QUANTIZE_TABLE = {
     layers.Attention: Rule(
         ATTENTION, note="dot: ranges on the inputs, the query-key products, the scaled scores, the "
         "softmax (TFLite's fixed range) and the output, so both BATCH_MATMULs run int8; concat: also on "
-        "q + k, its scaling, the tanh and the sum. Refused (a ValueError naming the way out): masks "
-        "(query/value masks, use_causal_mask) and dropout > 0",
+        "q + k, its scaling, the tanh and the sum; return_attention_scores: the scores output int8 too. "
+        "Refused before training (a ValueError naming the way out): query/value masks and use_causal_mask",
         tfmot=_TFMOT_NO),
     layers.AdditiveAttention: Rule(
         ATTENTION, note="ranges on the inputs, q + k, the tanh (TFLite's fixed range), the scaled tanh, "
         "the summed scores, the softmax and the output; the probabilities x value BATCH_MATMUL int8. "
-        "Refused: masks and dropout > 0", tfmot=_TFMOT_NO),
+        "Refused before training: query/value masks", tfmot=_TFMOT_NO),
     layers.Embedding: Rule(GATHER, ("embeddings",), "per_tensor",
                            "table int8 per tensor (GATHER int8); the output keeps the table's range",
                            tfmot=_TFMOT_NO),
