@@ -35,38 +35,43 @@ def _task(n=128):
     return x, x[:, :, :4].sum(axis=1).argmax(-1)
 
 
+def _fit_and_export(model, epochs):
+    """`(qat model, int8 export, x)` after a short QAT fit on the task."""
+    keras.utils.set_random_seed(0)
+    x, y = _task()
+    qat = quantization.quantize_model(model)
+    qat.compile(optimizer=keras.optimizers.Adam(1e-2),
+                loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    qat.fit(x, y, epochs=epochs, batch_size=32, verbose=0)
+    return qat, export.to_tflite(qat, quantization="int8"), x
+
+
 def _op_input_dtypes(content):
-    """`{op name: set of dtypes of its first input}` of a TFLite file."""
+    """`[(op name, dtype of its first input)]` of a TFLite file."""
     from ai_edge_litert.interpreter import Interpreter
 
     interpreter = Interpreter(model_content=content)
     dtypes = {t["index"]: np.dtype(t["dtype"]).name for t in interpreter.get_tensor_details()}
-    result = {}
-    for op in interpreter._get_ops_details():
-        result.setdefault(op["op_name"], set()).add(dtypes[op["inputs"][0]])
-    return result
+    return [(op["op_name"], dtypes[op["inputs"][0]]) for op in interpreter._get_ops_details()]
 
 
-@pytest.mark.parametrize("make", [
-    pytest.param(lambda: layers.Attention(use_scale=True), id="dot-scaled"),
-    pytest.param(lambda: layers.Attention(use_scale=True, score_mode="concat", dropout=0.1), id="concat"),
-    pytest.param(lambda: layers.AdditiveAttention(), id="additive"),
+@pytest.mark.parametrize("make, return_scores", [
+    # The scores output (return_attention_scores) joins the head through a Concatenate.
+    pytest.param(lambda: layers.Attention(use_scale=True), True, id="dot-scaled-scores"),
+    pytest.param(lambda: layers.Attention(use_scale=True, score_mode="concat", dropout=0.1), False,
+                 id="concat"),
+    pytest.param(lambda: layers.AdditiveAttention(), False, id="additive"),
 ])
-def test_attention_qat_file_is_int8_and_agrees(make, tmp_path):
-    keras.utils.set_random_seed(0)
-    x, y = _task()
-    qat = quantization.quantize_model(_attention_model(make()))
+def test_attention_qat_file_is_int8_and_agrees(make, return_scores, tmp_path):
+    qat, exported, x = _fit_and_export(_attention_model(make(), return_scores), epochs=4)
     inner = next(l for l in qat.layers if isinstance(l, layers.Attention))
     assert type(inner).__name__.startswith("Quantized")
-    qat.compile(optimizer=keras.optimizers.Adam(1e-2),
-                loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    qat.fit(x, y, epochs=4, batch_size=32, verbose=0)
-    exported = export.to_tflite(qat, quantization="int8")
-    dtypes = _op_input_dtypes(exported.content)
-    assert dtypes["BATCH_MATMUL"] == {"int8"} and dtypes["FULLY_CONNECTED"] == {"int8"}
-    # Every op but the input QUANTIZE and output DEQUANTIZE reads int8 (no float island inside).
-    assert dtypes.pop("QUANTIZE") == {"float32"} and dtypes.pop("DEQUANTIZE") == {"int8"}
-    assert all(d == {"int8"} for d in dtypes.values()), dtypes
+    ops_read = _op_input_dtypes(exported.content)
+    assert ("BATCH_MATMUL", "int8") in ops_read and ("FULLY_CONNECTED", "int8") in ops_read
+    # No float island inside: only the input's QUANTIZE reads float, only
+    # the output's DEQUANTIZE writes it (a QUANTIZE int8 -> int8 requantizes).
+    assert [op for op, dtype in ops_read if dtype != "int8"] == ["QUANTIZE"], ops_read
+    assert [op for op, _ in ops_read].count("DEQUANTIZE") == 1, ops_read
     keras_out = qat.predict(x, verbose=0)
     file_out = run_tflite(exported, x)
     assert (file_out.argmax(-1) == keras_out.argmax(-1)).mean() >= 0.99
@@ -75,19 +80,6 @@ def test_attention_qat_file_is_int8_and_agrees(make, tmp_path):
     qat.save(path)
     loaded = keras.models.load_model(path)
     np.testing.assert_allclose(loaded.predict(x, verbose=0), keras_out, atol=1e-5)
-
-
-def test_attention_scores_output_is_int8():
-    keras.utils.set_random_seed(0)
-    x, y = _task(64)
-    qat = quantization.quantize_model(_attention_model(layers.Attention(), return_scores=True))
-    qat.compile(optimizer=keras.optimizers.Adam(1e-2),
-                loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    qat.fit(x, y, epochs=2, batch_size=32, verbose=0)
-    exported = export.to_tflite(qat, quantization="int8")
-    dtypes = _op_input_dtypes(exported.content)
-    assert dtypes["BATCH_MATMUL"] == {"int8"} and dtypes["CONCATENATION"] == {"int8"}
-    assert (run_tflite(exported, x).argmax(-1) == qat.predict(x, verbose=0).argmax(-1)).mean() >= 0.95
 
 
 def _masked_models():
@@ -109,6 +101,11 @@ def test_masked_attention_is_refused_by_name():
             qat = quantization.quantize_model(model, skip_unsupported=True)
         kept = [l for l in qat.layers if isinstance(l, layers.Attention)]
         assert kept and not any(type(l).__name__.startswith("Quantized") for l in kept), kind
+    from tfopt.quantization.layers import QuantizedAttention
+
+    x = np.ones((1, 3, 4), "float32")
+    with pytest.raises(ValueError, match="mask"):
+        QuantizedAttention()([x, x], use_causal_mask=True)
 
 
 @pytest.mark.parametrize("pool", [layers.MaxPooling3D, layers.AveragePooling3D])

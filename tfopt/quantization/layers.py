@@ -606,17 +606,20 @@ class _QuantizedScoresMixin:
     range). The query, value and key arrive quantized (QAT puts ranges on
     the layer's inputs) and the output gets its range after the layer, so
     both matmuls run int8. Masks are refused by `quantize_model` before
-    this layer is built (see `attention_unsupported`).
+    this layer is built (`api._attention_unsupported`), and here if the
+    layer is called with one.
     """
 
     _RANGES = ("sum", "scaled", "tanh", "products", "scores", "probs")
 
-    def _init_ranges(self):
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
         for name in self._RANGES:  # attributes, so their variables are tracked and saved
             fixed = {"probs": SIGMOID_RANGE, "tanh": TANH_RANGE}.get(name)
             setattr(self, f"_{name}_range", QuantizeActivation(name=f"{name}_quant", fixed_range=fixed))
 
-    def _build_ranges(self):
+    def build(self, input_shape):
+        super().build(input_shape)
         for name in self._RANGES:
             layer = getattr(self, f"_{name}_range")
             if not layer.built:
@@ -641,6 +644,12 @@ class _QuantizedScoresMixin:
         return self._range("scores", scores)
 
     def _apply_scores(self, scores, value, scores_mask=None, training=False):
+        if scores_mask is not None:
+            raise ValueError(
+                f"{type(self).__name__} {self.name!r} was called with a mask (query/value mask or "
+                "use_causal_mask): masked scores (scores - 1e9) have no int8 range. Call it without "
+                "masks, or keep a float keras.layers.Attention."
+            )
         weights = self._range("probs", ops.softmax(scores, axis=-1))
         if training and self.dropout > 0:
             weights = keras.random.dropout(weights, self.dropout, seed=self.seed_generator)
@@ -664,20 +673,18 @@ class QuantizedAttention(_QuantizedScoresMixin, layers.Attention):
     weighted scores. The softmax probabilities get TFLite's fixed SOFTMAX
     range, so the probabilities x value BATCH_MATMUL runs int8 too.
 
+    Args:
+        **kwargs: `keras.layers.Attention`'s arguments.
+
+    Raises:
+        ValueError: When called with a query/value mask or `use_causal_mask`.
+
     Example:
 
     ```python
     inner = QuantizedAttention.from_config(keras.layers.Attention().get_config())
     ```
     """
-
-    def __init__(self, **kwargs):
-        super().__init__(**kwargs)
-        self._init_ranges()
-
-    def build(self, input_shape):
-        super().build(input_shape)
-        self._build_ranges()
 
     def _calculate_scores(self, query, key):
         if self.score_mode == "concat":
@@ -696,20 +703,18 @@ class QuantizedAdditiveAttention(_QuantizedScoresMixin, layers.AdditiveAttention
     `q + k`, the tanh (TFLite's fixed TANH range), the per-feature scaled
     tanh, the summed scores and the softmax probabilities.
 
+    Args:
+        **kwargs: `keras.layers.AdditiveAttention`'s arguments.
+
+    Raises:
+        ValueError: When called with a query/value mask.
+
     Example:
 
     ```python
     inner = QuantizedAdditiveAttention.from_config(keras.layers.AdditiveAttention().get_config())
     ```
     """
-
-    def __init__(self, **kwargs):
-        super().__init__(**kwargs)
-        self._init_ranges()
-
-    def build(self, input_shape):
-        super().build(input_shape)
-        self._build_ranges()
 
     def _calculate_scores(self, query, key):
         return self._additive_scores(query, key, self.scale if self.use_scale else None)
