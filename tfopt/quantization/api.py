@@ -14,9 +14,9 @@ from tfopt.quantization import config as config_lib
 from tfopt.quantization import transforms
 from tfopt.quantization.layers import ChannelAffine
 from tfopt.quantization.layers import QuantizeActivation
-from tfopt.quantization.layers import QuantizedLayerNormalization
 from tfopt.quantization.layers import QuantizedAdditiveAttention
 from tfopt.quantization.layers import QuantizedAttention
+from tfopt.quantization.layers import QuantizedLayerNormalization
 from tfopt.quantization.layers import QuantizedMultiHeadAttention
 from tfopt.quantization.layers import QuantizedRecurrent
 from tfopt.quantization.layers import QuantizedScaledResidual
@@ -319,8 +319,8 @@ def _plan(model, selected, configs, skip_unsupported, ops_selected, int8_recurre
             if type(op) not in _SCORE_ATTENTION:
                 # A user's subclass has its own call: quantize its inputs and output only.
                 action = "output"
-            elif _attention_unsupported(op):
-                unsupported.append((op, _attention_unsupported(op)))
+            elif (reason := _attention_unsupported(op)) is not None:
+                unsupported.append((op, reason))
                 continue
         if action == "kernel" and isinstance(op, (layers.SeparableConv1D, layers.SeparableConv2D)):
             action = "split"
@@ -710,7 +710,8 @@ def _is_float(tensor):
 
 
 # Keras's Luong/Bahdanau attention layers and their QAT versions.
-_SCORE_ATTENTION = {layers.Attention: QuantizedAttention, layers.AdditiveAttention: QuantizedAdditiveAttention}
+_SCORE_ATTENTION = {layers.Attention: QuantizedAttention,
+                    layers.AdditiveAttention: QuantizedAdditiveAttention}
 
 
 def _attention_unsupported(layer):
