@@ -14,14 +14,13 @@ from tfopt.quantization import config as config_lib
 from tfopt.quantization import transforms
 from tfopt.quantization.layers import ChannelAffine
 from tfopt.quantization.layers import QuantizeActivation
-from tfopt.quantization.layers import QuantizedAdditiveAttention
-from tfopt.quantization.layers import QuantizedAttention
 from tfopt.quantization.layers import QuantizedLayerNormalization
 from tfopt.quantization.layers import QuantizedMultiHeadAttention
 from tfopt.quantization.layers import QuantizedRecurrent
 from tfopt.quantization.layers import QuantizedScaledResidual
 from tfopt.quantization.layers import QuantizedSwish
 from tfopt.quantization.layers import QuantizeWrapper
+from tfopt.quantization.layers import SCORE_ATTENTION
 from tfopt.quantization.layers import SIGMOID_RANGE
 from tfopt.quantization.layers import SWISH_NAMES
 from tfopt.quantization.layers import TANH_RANGE
@@ -311,17 +310,17 @@ def _plan(model, selected, configs, skip_unsupported, ops_selected, int8_recurre
         if rule is None:
             unsupported.append((op, "it has weights and no row in tfopt's QUANTIZE_TABLE"))
             continue
-        action = _IO_TO_ACTION[rule.io]
-        if action == "no_kernel":  # the row's note says why and the way out
+        if rule.io == config_lib.NO_KERNEL:  # the row's note says why and the way out
             unsupported.append((op, rule.note))
             continue
-        if action == "attention" and isinstance(op, layers.Attention):
-            if type(op) not in _SCORE_ATTENTION:
+        if rule.io == config_lib.ATTENTION and isinstance(op, layers.Attention):
+            if type(op) not in SCORE_ATTENTION:
                 # A user's subclass has its own call: quantize its inputs and output only.
-                action = "output"
+                rule = config_lib.DEFAULT_WEIGHTLESS
             elif (reason := _attention_unsupported(op)) is not None:
                 unsupported.append((op, reason))
                 continue
+        action = _IO_TO_ACTION[rule.io]
         if action == "kernel" and isinstance(op, (layers.SeparableConv1D, layers.SeparableConv2D)):
             action = "split"
         step = plan[id(op)] = _Step(action, rule)
@@ -461,8 +460,8 @@ def _quantize(model, selected, configs, preserve_sparsity, skip_unsupported, ops
             new = QuantizedLayerNormalization.from_config(layer.get_config())
             new.build(_inputs_of(layer)[0].shape)
             copies.append((new, layer))
-        elif action == "attention" and type(layer) in _SCORE_ATTENTION:
-            new = _SCORE_ATTENTION[type(layer)].from_config(layer.get_config())
+        elif action == "attention" and type(layer) in SCORE_ATTENTION:
+            new = SCORE_ATTENTION[type(layer)].from_config(layer.get_config())
             copies.append((new, layer))  # its scale/concat_score_weight, once built
         elif action == "attention":
             inner = QuantizedMultiHeadAttention.from_config(layer.get_config())
@@ -707,11 +706,6 @@ def _static_steps(layer):
 
 def _is_float(tensor):
     return isinstance(tensor, keras.KerasTensor) and "float" in str(tensor.dtype)
-
-
-# Keras's Luong/Bahdanau attention layers and their QAT versions.
-_SCORE_ATTENTION = {layers.Attention: QuantizedAttention,
-                    layers.AdditiveAttention: QuantizedAdditiveAttention}
 
 
 def _attention_unsupported(layer):

@@ -720,6 +720,10 @@ class QuantizedAdditiveAttention(_QuantizedScoresMixin, layers.AdditiveAttention
         return self._additive_scores(query, key, self.scale if self.use_scale else None)
 
 
+# Keras's Luong/Bahdanau attention layers and the QAT layers that replace them.
+SCORE_ATTENTION = {layers.Attention: QuantizedAttention, layers.AdditiveAttention: QuantizedAdditiveAttention}
+
+
 
 
 @keras.saving.register_keras_serializable(package="tfopt")
