@@ -721,7 +721,8 @@ class QuantizedAdditiveAttention(_QuantizedScoresMixin, layers.AdditiveAttention
 
 
 # Keras's Luong/Bahdanau attention layers and the QAT layers that replace them.
-SCORE_ATTENTION = {layers.Attention: QuantizedAttention, layers.AdditiveAttention: QuantizedAdditiveAttention}
+SCORE_ATTENTION = {layers.Attention: QuantizedAttention,
+                   layers.AdditiveAttention: QuantizedAdditiveAttention}
 
 
 
