@@ -23,6 +23,7 @@ from tfopt.quantization.layers import QuantizedScaledResidual
 from tfopt.quantization.layers import QuantizedSwish
 from tfopt.quantization.layers import QuantizedTimeDistributed
 from tfopt.quantization.layers import QuantizeWrapper
+from tfopt.quantization.layers import SCORE_ATTENTION
 from tfopt.quantization.layers import SIGMOID_RANGE
 from tfopt.quantization.layers import SWISH_NAMES
 from tfopt.quantization.layers import TANH_RANGE
@@ -263,7 +264,7 @@ _IO_TO_ACTION = {
     config_lib.KERNEL: "kernel", config_lib.PASS: "pass", config_lib.OUTPUT: "output",
     config_lib.FUSE: "fuse", config_lib.FOLD: "fold", config_lib.AFFINE: "affine",
     config_lib.GATHER: "gather", config_lib.ATTENTION: "attention", config_lib.RECURRENT: "recurrent",
-    config_lib.NORM: "norm", config_lib.FLOAT: "island",
+    config_lib.NORM: "norm", config_lib.FLOAT: "island", config_lib.NO_KERNEL: "no_kernel",
 }
 
 
@@ -314,6 +315,16 @@ def _plan(model, selected, configs, skip_unsupported, ops_selected, int8_recurre
         if rule is None:
             unsupported.append((op, "it has weights and no row in tfopt's QUANTIZE_TABLE"))
             continue
+        if rule.io == config_lib.NO_KERNEL:  # the row's note says why and the way out
+            unsupported.append((op, rule.note))
+            continue
+        if rule.io == config_lib.ATTENTION and isinstance(op, layers.Attention):
+            if type(op) not in SCORE_ATTENTION:
+                # A user's subclass has its own call: quantize its inputs and output only.
+                rule = config_lib.DEFAULT_WEIGHTLESS
+            elif (reason := _attention_unsupported(op)) is not None:
+                unsupported.append((op, reason))
+                continue
         action = _IO_TO_ACTION[rule.io]
         if isinstance(op, layers.TimeDistributed):
             action, reason = _time_distributed_action(op)
@@ -378,10 +389,12 @@ def _plan(model, selected, configs, skip_unsupported, ops_selected, int8_recurre
                 step.action = "affine"
     for op, reason in unsupported:
         if not skip_unsupported:
+            # A reason from the table may name its own way out.
+            way_out = "." if "skip_unsupported" in reason else (
+                ". Pass skip_unsupported=True to keep it in float, give it a "
+                "QuantizeConfig via quantize_annotate_layer, or leave it unannotated.")
             raise ValueError(
-                f"Layer {op.name!r} ({type(op).__name__}) cannot be quantized by tfopt: {reason}. "
-                "Pass skip_unsupported=True to keep it in float, give it a "
-                "QuantizeConfig via quantize_annotate_layer, or leave it unannotated."
+                f"Layer {op.name!r} ({type(op).__name__}) cannot be quantized by tfopt: {reason}{way_out}"
             )
         warnings.warn(f"Layer {op.name!r} ({type(op).__name__}) stays float (skip_unsupported=True): "
                       f"{reason}.", stacklevel=4)
@@ -478,6 +491,9 @@ def _quantize(model, selected, configs, preserve_sparsity, skip_unsupported, ops
             new = QuantizedLayerNormalization.from_config(layer.get_config())
             new.build(_inputs_of(layer)[0].shape)
             copies.append((new, layer))
+        elif action == "attention" and type(layer) in SCORE_ATTENTION:
+            new = SCORE_ATTENTION[type(layer)].from_config(layer.get_config())
+            copies.append((new, layer))  # its scale/concat_score_weight, once built
         elif action == "attention":
             inner = QuantizedMultiHeadAttention.from_config(layer.get_config())
             inner.build_from_config(layer.get_build_config())
@@ -598,6 +614,10 @@ def _quantize(model, selected, configs, preserve_sparsity, skip_unsupported, ops
             _copy_recurrent_weights(new, old)
         elif isinstance(new, QuantizedLayerNormalization):
             for attr in ("gamma", "beta"):
+                if getattr(old, attr, None) is not None:
+                    getattr(new, attr).assign(getattr(old, attr))
+        elif isinstance(new, layers.Attention):
+            for attr in ("scale", "concat_score_weight"):
                 if getattr(old, attr, None) is not None:
                     getattr(new, attr).assign(getattr(old, attr))
         else:
@@ -776,6 +796,20 @@ def _static_steps(layer):
 
 def _is_float(tensor):
     return isinstance(tensor, keras.KerasTensor) and "float" in str(tensor.dtype)
+
+
+def _attention_unsupported(layer):
+    """Why `layer` (Attention/AdditiveAttention) cannot run int8, or None."""
+    for node in _compat.inbound_nodes(layer):
+        kwargs = node.arguments.kwargs
+        masked = kwargs.get("mask") is not None or any(
+            getattr(t, "_keras_mask", None) is not None for t in node.input_tensors)
+        if masked or kwargs.get("use_causal_mask"):
+            return ("its masks (query/value masks or use_causal_mask) are applied as `scores - 1e9` "
+                    "before the softmax, which an int8 range on the scores cannot hold; drop the mask "
+                    "(e.g. Embedding(mask_zero=False), no use_causal_mask), or pass "
+                    "skip_unsupported=True to keep this layer float")
+    return None
 
 
 def _copy_attention_weights(new, old):

@@ -26,11 +26,12 @@ FUSE = "fuse"            # ReLU/ReLU6: fused into the kernel before it, else OUT
 FOLD = "fold"            # BatchNormalization: folded into the kernel before it, else AFFINE
 AFFINE = "affine"        # per-channel x * a + b: rewritten as a 1x1 depthwise kernel
 GATHER = "gather"        # Embedding: int8 table; the output has the table's range
-ATTENTION = "attention"  # MultiHeadAttention: int8 projections and attention matmuls
+ATTENTION = "attention"  # MultiHeadAttention/Attention: int8 projections and attention matmuls
 RECURRENT = "recurrent"  # LSTM/GRU: unrolled, int8 ranges on every step (else a float island)
 NORM = "norm"            # LayerNormalization: int8 in and out, its mean int8 as the file computes it
 FLOAT = "float"          # a float island: no range in or out (the reason is in the rule)
-IO_MODES = (KERNEL, PASS, OUTPUT, FUSE, FOLD, AFFINE, GATHER, ATTENTION, RECURRENT, NORM, FLOAT)
+NO_KERNEL = "no_kernel"  # refused up front: TFLite has no builtin kernel, no file can be built
+IO_MODES = (KERNEL, PASS, OUTPUT, FUSE, FOLD, AFFINE, GATHER, ATTENTION, RECURRENT, NORM, FLOAT, NO_KERNEL)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -72,6 +73,12 @@ _pass = Rule(PASS, note="int8 in, same range out", tfmot=_TFMOT_NO)
 _out = Rule(OUTPUT, note="int8 in, own output range", tfmot=_TFMOT_NO)
 _gap = Rule(OUTPUT, note="own output range; over a 1x1 map (a RESHAPE in the file) the input's range",
            tfmot=_TFMOT_NO)
+# TFLite has no 3-D pooling builtin: even the float file fails to convert
+# (the converter asks for select TF ops), so QAT refuses before training.
+_no_kernel_pool = Rule(
+    NO_KERNEL, note="refused before training: TFLite has no 3-D pooling kernel, so no int8 (or float) "
+    "file can be built from it; use GlobalAveragePooling3D, a strided Conv3D, or reshape to 2-D pooling "
+    "(skip_unsupported=True keeps it float, for a file with select TF ops only)", tfmot=_TFMOT_NO)
 _resize = Rule(OUTPUT, note="int8 in, own output range (RESIZE_* int8)", tfmot=_TFMOT_NO)
 
 QUANTIZE_TABLE = {
@@ -131,6 +138,16 @@ QUANTIZE_TABLE = {
         ATTENTION, note="query/key/value/output EinsumDense kernels int8 per tensor; ranges on the "
         "projections, scores and softmax, so FULLY_CONNECTED and BATCH_MATMUL run int8",
         tfmot=_TFMOT_NO),
+    layers.Attention: Rule(
+        ATTENTION, note="dot: ranges on the inputs, the query-key products, the scaled scores, the "
+        "softmax (TFLite's fixed range) and the output, so both BATCH_MATMULs run int8; concat: also on "
+        "q + k, its scaling, the tanh and the sum; return_attention_scores: the scores output int8 too. "
+        "Refused before training (a ValueError naming the way out): query/value masks and use_causal_mask",
+        tfmot=_TFMOT_NO),
+    layers.AdditiveAttention: Rule(
+        ATTENTION, note="ranges on the inputs, q + k, the tanh (TFLite's fixed range), the scaled tanh, "
+        "the summed scores, the softmax and the output; the probabilities x value BATCH_MATMUL int8. "
+        "Refused before training: query/value masks", tfmot=_TFMOT_NO),
     layers.Embedding: Rule(GATHER, ("embeddings",), "per_tensor",
                            "table int8 per tensor (GATHER int8); the output keeps the table's range",
                            tfmot=_TFMOT_NO),
@@ -182,6 +199,7 @@ QUANTIZE_TABLE = {
     layers.GlobalAveragePooling1D: _gap, layers.GlobalAveragePooling2D: _gap,
     layers.AveragePooling1D: _pass, layers.AveragePooling2D: _pass,
     layers.MaxPooling1D: _pass, layers.MaxPooling2D: _pass,
+    layers.AveragePooling3D: _no_kernel_pool, layers.MaxPooling3D: _no_kernel_pool,
     layers.GlobalMaxPooling1D: _pass, layers.GlobalMaxPooling2D: _pass,
     layers.Flatten: _pass, layers.Reshape: _pass, layers.Permute: _pass, layers.Dropout: _pass,
     layers.SpatialDropout1D: _pass, layers.SpatialDropout2D: _pass, layers.Identity: _pass,

@@ -595,6 +595,136 @@ class QuantizedMultiHeadAttention(layers.MultiHeadAttention):
         return q["heads"](output, training=training), probs
 
 
+class _QuantizedScoresMixin:
+    """int8 ranges inside Keras's `Attention`/`AdditiveAttention`, for QAT.
+
+    The layer's own call runs unchanged (same config and weights); its
+    `_calculate_scores` and `_apply_scores` add a `QuantizeActivation` on
+    every intermediate the converter turns into an op: the query-key
+    products (BATCH_MATMUL, or the ADD/TANH/SUM of the additive scores), the
+    scaled scores and the softmax probabilities (TFLite's fixed SOFTMAX
+    range). The query, value and key arrive quantized (QAT puts ranges on
+    the layer's inputs) and the output gets its range after the layer, so
+    both matmuls run int8. Masks are refused by `quantize_model` before
+    this layer is built (`api._attention_unsupported`), and here if the
+    layer is called with one.
+    """
+
+    _RANGES = ("sum", "scaled", "tanh", "products", "scores", "probs")
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        for name in self._RANGES:  # attributes, so their variables are tracked and saved
+            fixed = {"probs": SIGMOID_RANGE, "tanh": TANH_RANGE}.get(name)
+            setattr(self, f"_{name}_range", QuantizeActivation(name=f"{name}_quant", fixed_range=fixed))
+
+    def build(self, input_shape):
+        super().build(input_shape)
+        for name in self._RANGES:
+            layer = getattr(self, f"_{name}_range")
+            if not layer.built:
+                layer.build(None)
+
+    def _range(self, name, tensor):
+        return getattr(self, f"_{name}_range")(tensor, training=self._qat_training)
+
+    def _additive_scores(self, query, key, scale, weight=None):
+        # tanh(scale * (q + k)) summed over the features: every op's output
+        # rounded where the int8 file rounds it.
+        total = self._range("sum", ops.expand_dims(query, axis=-2) + ops.expand_dims(key, axis=-3))
+        if scale is not None and len(scale.shape) == 0:  # concat mode: scale before tanh
+            total = self._range("scaled", total * scale)
+            scale = None
+        gated = self._range("tanh", ops.tanh(total))
+        if scale is not None:  # AdditiveAttention: a per-feature scale after tanh
+            gated = self._range("scaled", gated * scale)
+        scores = ops.sum(gated, axis=-1)
+        if weight is not None:
+            scores = self._range("products", scores) * weight
+        return self._range("scores", scores)
+
+    def _apply_scores(self, scores, value, scores_mask=None, training=False):
+        if scores_mask is not None:
+            raise ValueError(
+                f"{type(self).__name__} {self.name!r} was called with a mask (query/value mask or "
+                "use_causal_mask): masked scores (scores - 1e9) have no int8 range. Call it without "
+                "masks, or keep a float keras.layers.Attention."
+            )
+        weights = self._range("probs", ops.softmax(scores, axis=-1))
+        if training and self.dropout > 0:
+            weights = keras.random.dropout(weights, self.dropout, seed=self.seed_generator)
+        return ops.matmul(weights, value), weights
+
+    def call(self, inputs, mask=None, training=False, return_attention_scores=False,
+             use_causal_mask=False):
+        self._qat_training = training
+        return super().call(inputs, mask=mask, training=training,
+                            return_attention_scores=return_attention_scores,
+                            use_causal_mask=use_causal_mask)
+
+
+@keras.saving.register_keras_serializable(package="tfopt")
+class QuantizedAttention(_QuantizedScoresMixin, layers.Attention):
+    """`keras.layers.Attention` (Luong dot-product) with int8 ranges inside, for QAT.
+
+    Same config and weights as `keras.layers.Attention`. `score_mode="dot"`:
+    ranges on the query-key products and the scaled scores (BATCH_MATMUL and
+    MUL int8); `"concat"`: on `q + k`, its scaling, the tanh, the sum and the
+    weighted scores. The softmax probabilities get TFLite's fixed SOFTMAX
+    range, so the probabilities x value BATCH_MATMUL runs int8 too.
+
+    Args:
+        **kwargs: `keras.layers.Attention`'s arguments.
+
+    Raises:
+        ValueError: When called with a query/value mask or `use_causal_mask`.
+
+    Example:
+
+    ```python
+    inner = QuantizedAttention.from_config(keras.layers.Attention().get_config())
+    ```
+    """
+
+    def _calculate_scores(self, query, key):
+        if self.score_mode == "concat":
+            return self._additive_scores(query, key, self.scale, self.concat_score_weight)
+        scores = ops.matmul(query, ops.swapaxes(key, -2, -1))
+        if self.scale is not None:
+            scores = self._range("products", scores) * self.scale
+        return self._range("scores", scores)
+
+
+@keras.saving.register_keras_serializable(package="tfopt")
+class QuantizedAdditiveAttention(_QuantizedScoresMixin, layers.AdditiveAttention):
+    """`keras.layers.AdditiveAttention` (Bahdanau) with int8 ranges inside, for QAT.
+
+    Same config and weights as `keras.layers.AdditiveAttention`: ranges on
+    `q + k`, the tanh (TFLite's fixed TANH range), the per-feature scaled
+    tanh, the summed scores and the softmax probabilities.
+
+    Args:
+        **kwargs: `keras.layers.AdditiveAttention`'s arguments.
+
+    Raises:
+        ValueError: When called with a query/value mask.
+
+    Example:
+
+    ```python
+    inner = QuantizedAdditiveAttention.from_config(keras.layers.AdditiveAttention().get_config())
+    ```
+    """
+
+    def _calculate_scores(self, query, key):
+        return self._additive_scores(query, key, self.scale if self.use_scale else None)
+
+
+# Keras's Luong/Bahdanau attention layers and the QAT layers that replace them.
+SCORE_ATTENTION = {layers.Attention: QuantizedAttention,
+                   layers.AdditiveAttention: QuantizedAdditiveAttention}
+
+
 
 
 @keras.saving.register_keras_serializable(package="tfopt")
