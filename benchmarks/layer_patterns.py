@@ -22,9 +22,10 @@ through:
 - `ptq-int8`: post-training int8 (batch 1) calibrated on the training
   inputs; int8 share and the file's error like QAT's.
 
-A cell is `ok: ...` or `refused: <the error tfopt raised>` (a clear
-refusal, by design or a gap) or `FAILED: <error>` (an internal error or a
-failed conversion: a bug). No tfmot column: its registry refuses most of
+A cell is `ok: ...` or `refused: <the error tfopt raised>` (a
+ValueError/TypeError raised by tfopt's own code: a clear refusal, by
+design or a gap) or `FAILED: <error>` (anything else: an error inside
+Keras, numpy or the converter, or a failed conversion: a bug). No tfmot column: its registry refuses most of
 these layers outright (see the README's supported-layers tables, which
 carry tfmot's verdict per layer).
 
@@ -37,6 +38,7 @@ import json
 import os
 import sys
 import time
+import traceback
 
 import numpy as np
 
@@ -309,7 +311,11 @@ def run_pattern(builder):
         try:
             cells[technique] = "ok: " + run()
         except (ValueError, TypeError) as error:
-            kind = "FAILED" if type(error).__name__ == "ConversionError" else "refused"
+            # A refusal is tfopt's own error; a ValueError raised inside Keras,
+            # numpy or the converter is a failure like any other.
+            frames = traceback.extract_tb(error.__traceback__)
+            own = bool(frames) and f"{os.sep}tfopt{os.sep}" in frames[-1].filename
+            kind = "refused" if own and type(error).__name__ != "ConversionError" else "FAILED"
             cells[technique] = f"{kind}: {type(error).__name__}: {_short(error)}"
         except Exception as error:  # noqa: BLE001 - recorded: an internal error is a bug
             cells[technique] = f"FAILED: {type(error).__name__}: {_short(error)}"

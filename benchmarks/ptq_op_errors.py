@@ -4,9 +4,11 @@
         [--calibration 128] [--debug 64] [--top 15] [--out benchmarks/results/ptq_op_errors]
 
 Trains (or loads, `--float-model`) the zoo model at its `zoo_suite.BUDGETS`
-entry, converts it to int8 with TFLite's calibration exactly as
-`tfopt.export.to_tflite(..., quantization="int8")` does (builtin int8 ops,
-`--calibration` training inputs) and runs TensorFlow's
+entry, converts it to int8 with TFLite's calibration with the converter
+settings of `tfopt.export.to_tflite(..., quantization="int8")` (builtin
+int8 ops, `--calibration` training inputs; but not its unrolling and
+time-shifted calibration of recurrent layers: use it on feed-forward
+models and transformers) and runs TensorFlow's
 `tf.lite.experimental.QuantizationDebugger` on `--debug` test inputs: each
 op is run on the quantized inputs of the file and compared with its float
 result, so the error of one op is not the sum of the ops before it. The

@@ -329,7 +329,8 @@ MULTI_INPUT_FORMS = (
 )
 
 
-def multi_input_batches(data, names, example_shapes, max_examples=None, name="data"):
+def multi_input_batches(data, names, example_shapes, max_examples=None, name="data",
+                        positional=True):
     """Yields `(xs, y)` numpy batches for a model of several inputs.
 
     The multi-input sibling of `input_batches`, with Keras's conventions for
@@ -344,10 +345,14 @@ def multi_input_batches(data, names, example_shapes, max_examples=None, name="da
             batch; None for a free dimension).
         max_examples: Stop after this many examples (None: all).
         name: How to call `data` in error messages.
+        positional: Whether a list or tuple of arrays may give the inputs
+            by position (in `names` order); False when that order is not
+            the model's (a TFLite file read alone), so only dicts are taken.
 
     Yields:
         `(xs, y)`: `xs` a list with one numpy batch per input, all of the
-        same length, `y` the labels or None.
+        same length, `y` the labels or None (of the first output, for
+        labels given per output as a list, tuple or dict).
 
     Raises:
         TypeError: If `data` is none of the accepted forms.
@@ -372,6 +377,12 @@ def multi_input_batches(data, names, example_shapes, max_examples=None, name="da
                     f"{name} has no input(s) {missing} (keys {sorted(x)}); the model's "
                     f"inputs are {names}.")
             x = [x[n] for n in names]
+        elif not positional and isinstance(x, (list, tuple)):
+            raise ValueError(
+                f"{name} gives the {len(names)} inputs as a {type(x).__name__}, but their "
+                f"order is not known here (a TFLite file does not keep the model's input "
+                f"order): give a dict by input name, keys {sorted(names)}, or pass the "
+                "TFLiteExport that to_tflite returned (or the Keras model, to verify).")
         if not isinstance(x, (list, tuple)) or len(x) != len(names):
             got = f"{len(x)} items" if isinstance(x, (list, tuple)) else type(x).__name__
             raise ValueError(
@@ -396,6 +407,11 @@ def multi_input_batches(data, names, example_shapes, max_examples=None, name="da
             raise ValueError(
                 f"{name} gives inputs of different lengths "
                 f"{dict(zip(names, (len(x) for x in batched)))}.")
+        if isinstance(y, (list, tuple, dict)):
+            # Labels per output: the first output's (the head verify scores).
+            import keras
+
+            y = keras.tree.flatten(y)[0] if keras.tree.flatten(y) else None
         if y is not None and np.ndim(y) == 0:
             y = np.asarray(y)[None]
         return batched, y

@@ -94,3 +94,57 @@ def test_verify_and_run_two_inputs_two_outputs(data):
     other = keras.Model(model.inputs, model.outputs[0])
     with pytest.raises(ValueError, match="outputs"):
         export.verify(exported, other, [zeta, alpha])
+
+
+def test_inputs_and_outputs_are_matched_by_name_not_file_order():
+    # Twelve same-shape inputs: the converter's input order is not the
+    # model's (it looked hash-like), so a positional mix-up would pass
+    # the shape checks and give wrong numbers.
+    keras.utils.set_random_seed(0)
+    inputs = [keras.Input((2,), name=f"in_{i}") for i in range(12)]
+    joined = keras.layers.Concatenate()(inputs)
+    model = keras.Model(inputs, {"cls": keras.layers.Dense(3)(joined),
+                                 "box_xy": keras.layers.Dense(3)(joined)})
+    xs = [np.full((4, 2), float(i), "float32") for i in range(12)]
+    exported = export.to_tflite(model)
+    by_name = {f"in_{i}": x for i, x in enumerate(xs)}
+    expected = keras.tree.flatten(model.predict(by_name, verbose=0))  # box_xy, cls
+    for outs in (run_tflite(exported, xs),                # the export knows the model's order
+                 run_tflite(exported.content, by_name)):  # bare bytes: by name only
+        for out, want in zip(outs, expected):
+            np.testing.assert_allclose(out, want, atol=1e-4)
+    with pytest.raises(ValueError, match="give a dict by input name"):
+        run_tflite(exported.content, xs)
+    report = export.verify(exported.content, model, xs)  # the model names the inputs
+    assert report["max_abs_diff"] < 1e-4
+    assert export.verify(exported, model.predict(by_name, verbose=0), xs)["max_abs_diff"] < 1e-4
+
+
+def test_dict_inputs_labels_per_output_and_a_subclassed_model(data):
+    zeta, alpha, y = data
+    keras.utils.set_random_seed(0)
+    z, a = keras.Input((4,), name="zeta"), keras.Input((8,), name="alpha")
+    x = keras.layers.Concatenate()([z, a])
+    model = keras.Model({"zeta": z, "alpha": a},
+                        [keras.layers.Dense(4)(x), keras.layers.Dense(2)(x)])
+    exported = export.to_tflite(model)
+    labels = tf.data.Dataset.from_tensor_slices(
+        ({"zeta": zeta, "alpha": alpha}, (y, np.zeros((128, 2), "float32")))).batch(32)
+    report = export.verify(exported, model, labels)  # the first head's labels
+    assert report["max_abs_diff"] < 1e-4
+    assert report["tflite_accuracy"] == report["keras_accuracy"]
+
+    class TwoInputs(keras.Model):
+        def __init__(self):
+            super().__init__()
+            self.dense = keras.layers.Dense(4)
+
+        def call(self, inputs):
+            return self.dense(keras.ops.concatenate(inputs, axis=-1))
+
+    subclassed = TwoInputs()
+    subclassed([zeta[:1], alpha[:1]])
+    int8 = export.to_tflite(subclassed, quantization="int8", representative_data=[zeta, alpha])
+    outs = run_tflite(int8, [zeta, alpha])
+    want = subclassed.predict([zeta, alpha], verbose=0)
+    assert np.abs(outs - want).max() < 0.03 * np.ptp(want)

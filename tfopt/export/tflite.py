@@ -50,6 +50,9 @@ class TFLiteExport:
             `dtype`, `shape`, `size` (element count), `zero_fraction` and
             `sparse` (stored in TFLite's sparse format).
         quantization: The quantization mode used (None for float).
+        input_names: The Keras model's input names in its input order
+            (set by `to_tflite`; empty for a file read from disk). `verify`
+            and `run_tflite` feed a list of arrays by them.
     """
 
     path: str | None
@@ -62,6 +65,7 @@ class TFLiteExport:
     outputs: list = dataclasses.field(default_factory=list)
     weights: list = dataclasses.field(default_factory=list)
     quantization: str | None = None
+    input_names: list = dataclasses.field(default_factory=list)
 
     @classmethod
     def from_content(cls, content, path=None, quantization=None, **extra):
@@ -192,7 +196,8 @@ def to_tflite(
             `representative_data` exactly as given: for sequences whose
             position matters and whose shifts are not realistic inputs
             (a trend, a sequence padded at one end), where a shift can
-            widen the ranges needlessly.
+            widen the ranges needlessly. (A model of several inputs is
+            calibrated as given either way.)
         isolate: Run the converter in a child process, so that a converter
             crash (segfault, abort) raises `ConversionError` here instead of
             killing this process. It costs a fresh Python + TensorFlow
@@ -279,7 +284,8 @@ def to_tflite(
     if path is not None:
         with open(path, "wb") as handle:
             handle.write(content)
-    return TFLiteExport.from_content(content, path, quantization)
+    return TFLiteExport.from_content(content, path, quantization,
+                                     input_names=[spec.name for spec in input_specs])
 
 
 def _strip_if_wrapped(model):
@@ -422,12 +428,14 @@ def _input_signature(model, batch_size):
             f"Model {model.name!r} has no defined input shape: {error}"
         ) from None
 
-    def fix(spec):
-        shape = (batch_size, *spec.shape[1:])
-        return tf.TensorSpec(shape, spec.dtype or "float32",
-                             name=getattr(spec, "name", None))
-
-    return keras.tree.map_structure(fix, specs)
+    leaves = keras.tree.flatten(specs)
+    # Every input gets a name: it is the SavedModel signature's key, by
+    # which calibration and `verify` feed a model of several inputs (a
+    # subclassed model's specs have none).
+    fixed = [tf.TensorSpec((batch_size, *spec.shape[1:]), spec.dtype or "float32",
+                           name=getattr(spec, "name", None) or f"input_{i}")
+             for i, spec in enumerate(leaves)]
+    return keras.tree.pack_sequence_as(specs, fixed)
 
 
 def _check_representative(data, input_shape, batch_size):
@@ -697,9 +705,10 @@ def time_shifted(model, data):
     sees, as one range per tensor role would (the original sequences are
     kept: ranges only widen).
 
-    Applied when the model has recurrent layers whose sequence length is
-    the model input's axis 1 (the input is the sequence: tokens `(T,)` or
-    features `(T, F)`); anything else is returned unchanged.
+    Applied when the model has one input and recurrent layers whose
+    sequence length is its axis 1 (the input is the sequence: tokens `(T,)`
+    or features `(T, F)`); anything else, a model of several inputs
+    included, is returned unchanged.
 
     Args:
         model: The model to convert (after `unroll_recurrent`).

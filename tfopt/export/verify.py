@@ -62,13 +62,14 @@ def verify(export_or_path, keras_model, x, y=None, batch_size=256):
     assert report["tflite_accuracy"] > report["keras_accuracy"] - 0.02
     ```
     """
-    reference = keras_model if isinstance(keras_model, (np.ndarray, list, tuple)) else None
+    reference = keras_model if isinstance(keras_model, (np.ndarray, list, tuple, dict)) else None
     if reference is None and not callable(getattr(keras_model, "predict", None)):
         raise TypeError(
             "verify's keras_model must be a Keras model or a numpy array of its "
             f"outputs, got {type(keras_model).__name__}.")
     if reference is not None and not isinstance(reference, np.ndarray):
-        reference = [np.asarray(part) for part in reference]
+        # Several outputs in Keras's order (a dict's keys sorted, as the file's).
+        reference = [np.asarray(part) for part in keras.tree.flatten(reference)]
     order = None if reference is not None else _keras_input_names(keras_model)
     tflite_parts, keras_parts, label_parts = [], [], []
     offset = 0
@@ -79,10 +80,11 @@ def verify(export_or_path, keras_model, x, y=None, batch_size=256):
             refs = reference if isinstance(reference, list) else [reference]
             keras_parts.append([r[offset:offset + count] for r in refs])
         else:
-            predicted = keras_model.predict(x_batch, batch_size=batch_size, verbose=0)
-            predicted = predicted if isinstance(predicted, (list, tuple)) else [predicted]
-            keras_parts.append([np.asarray(p) for p in keras.tree.flatten(predicted)]
-                               if len(outs) > 1 else [np.asarray(predicted[0])])
+            # Several inputs go in by name: a Functional model of list or
+            # dict inputs takes them so.
+            inputs = dict(zip(order, x_batch)) if isinstance(x_batch, list) and order else x_batch
+            predicted = keras_model.predict(inputs, batch_size=batch_size, verbose=0)
+            keras_parts.append([np.asarray(p) for p in keras.tree.flatten(predicted)])
         tflite_parts.append(outs)
         label_parts.append(y_batch)
         offset += count
@@ -238,6 +240,8 @@ def _stream(export_or_path, x, batch_size, input_order=None):
     from tfopt.data import multi_input_batches
 
     name, content = _content(export_or_path)
+    if input_order is None and getattr(export_or_path, "input_names", None):
+        input_order = list(export_or_path.input_names)
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size={batch_size!r} must be a positive int.")
     try:
@@ -254,8 +258,12 @@ def _stream(export_or_path, x, batch_size, input_order=None):
         if len(inputs) == 1:
             batches = input_batches(x, examples[0], name="x")
         else:
+            # Without the model's input order (a file read from disk, outputs
+            # given as arrays) only inputs by name are unambiguous: the
+            # converter does not keep the model's order.
             batches = multi_input_batches(
-                x, [detail["tfopt_name"] for detail in inputs], examples, name="x")
+                x, [detail["tfopt_name"] for detail in inputs], examples, name="x",
+                positional=input_order is not None)
     except ValueError as error:
         raise ValueError(f"{error} ({name})") from None
     for x_batch, y_batch in batches:
@@ -317,7 +325,10 @@ def _ordered_outputs(interpreter):
         named = runner.get_output_details()
     except Exception:  # noqa: BLE001 - a file without a signature: its own order
         return details
-    keys = sorted(named, key=lambda k: (len(k), k))  # output_0, output_1, ..., output_10
+    # Keras's output order: `output_K` by K for a list of outputs, the
+    # keys sorted for a dict of outputs (as `keras.tree.flatten` orders them).
+    numbered = all(k.startswith("output_") and k[len("output_"):].isdigit() for k in named)
+    keys = sorted(named, key=lambda k: int(k[len("output_"):])) if numbered else sorted(named)
     by_index = {detail["index"]: detail for detail in details}
     if len(keys) != len(details) or any(named[k]["index"] not in by_index for k in keys):
         return details
