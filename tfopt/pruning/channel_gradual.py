@@ -16,6 +16,7 @@ handled by `ChannelGraph`.
 import keras
 import numpy as np
 
+from tfopt import _compat
 from tfopt.graph import clone_with
 from tfopt.pruning import schedules as schedules_lib
 from tfopt.pruning.channel_graph import ChannelGraph
@@ -97,12 +98,12 @@ def prune_channels_gradually(model, pruning_schedule, criterion="l1", layers=Non
     # attention heads (no tensor carries them to mask) are left whole.
     ratios = {root: r for root, r in ratios.items() if graph.group(root).kind != "heads"}
     names = {root: graph.group(root).name for root in ratios}
-    masked = {}
-    for consumer, _, layout in graph.edges:
-        roots = {root for root, _, _ in graph.segment_slices(layout)}
+    masked = {}  # consumer name -> {position in its flat first argument: targets}
+    for consumer, tensor, layout in graph.edges:
+        roots = {root for root, *_ in graph.segment_slices(layout)}
         targets = {names[r]: ratios[r] for r in roots if r in ratios}
         if targets:
-            masked[consumer.name] = targets
+            masked.setdefault(consumer.name, {})[_argument_index(consumer, tensor)] = targets
     clones = {}
 
     def clone_layer(layer):
@@ -115,17 +116,37 @@ def prune_channels_gradually(model, pruning_schedule, criterion="l1", layers=Non
     created = []
 
     def call_function(layer, *args, **kwargs):
-        targets = masked.get(clones.get(id(layer)))
-        if targets:
-            # The model-wide schedule and criterion live on the first mask only.
-            lead = not created
-            mask = ChannelMask(pruning_schedule if lead else None, criterion if lead else None,
-                               targets, name=f"channel_mask_{layer.name}")
-            created.append(mask)
-            args = (mask(args[0]),) + args[1:]
+        inputs = masked.get(clones.get(id(layer)))
+        if inputs:
+            flat = keras.tree.flatten(args[0])
+            for index, targets in sorted(inputs.items()):
+                # The model-wide schedule and criterion live on the first mask only.
+                lead = not created
+                suffix = f"_{index}" if index else ""
+                mask = ChannelMask(pruning_schedule if lead else None, criterion if lead else None,
+                                   targets, name=f"channel_mask_{layer.name}{suffix}")
+                created.append(mask)
+                flat[index] = mask(flat[index])
+            args = (keras.tree.pack_sequence_as(args[0], flat),) + args[1:]
         return layer(*args, **kwargs)
 
     return clone_with(graph.functional, clone_layer, call_function=call_function)  # flat
+
+
+def _argument_index(consumer, tensor):
+    """Position of `tensor` in the flat first argument of `consumer`'s call.
+
+    A Conv/Dense reads one tensor (0); an Attention layer reads a list
+    `[query, value, key]`, each input masked on its own.
+    """
+    for node in _compat.inbound_nodes(consumer):
+        arguments = getattr(node, "arguments", None)
+        if arguments is None or not arguments.args:
+            continue
+        for index, candidate in enumerate(keras.tree.flatten(arguments.args[0])):
+            if candidate is tensor:
+                return index
+    return 0
 
 
 class ChannelMaskUpdater:
@@ -161,9 +182,9 @@ class ChannelMaskUpdater:
         for mask in self.masks:
             value = mask.mask.numpy()
             layout = self.graph.layers[mask.name].in_layout
-            for root, starts, size in self.graph.segment_slices(layout):
+            for root, starts, size, mult in self.graph.segment_slices(layout):
                 if root in self.targets:
-                    result[root] = value[starts[0]:starts[0] + size]
+                    result[root] = value[starts[0]:starts[0] + size * mult:mult]
         return result
 
     def update(self, sparsity):
@@ -184,8 +205,8 @@ class ChannelMaskUpdater:
         for layer in self.masks:
             layout = self.graph.layers[layer.name].in_layout
             value = layer.mask.numpy().copy()
-            for root, starts, size in self.graph.segment_slices(layout):
+            for root, starts, size, mult in self.graph.segment_slices(layout):
                 if root in new:
                     for begin in starts:
-                        value[begin:begin + size] = new[root]
+                        value[begin:begin + size * mult] = np.repeat(new[root], mult)
             layer.mask.assign(value)

@@ -16,7 +16,12 @@ class name such as `"LayerScale"`) -> a `ChannelRule` whose `flow` is one of
   Conv2DTranspose, Embedding); its kernel loses the input rows of pruned
   channels it reads.
 - `follows`: per-channel weights sliced along (BatchNormalization,
-  DepthwiseConv2D, PReLU, LayerScale).
+  DepthwiseConv2D, PReLU, LayerScale, GroupNormalization). A depthwise conv
+  with `depth_multiplier=m` turns input channel `c` into outputs
+  `c*m .. c*m+m-1`: the unit pruned is the input channel with its `m`
+  outputs. GroupNormalization prunes whole groups: the prune groups reaching
+  it get a *unit* (`Group.unit`), so their kept channels come in whole
+  normalization groups and `groups` shrinks.
 - `couples`: elementwise joins (Add, Multiply, `x + y`, `x * gate` with a
   broadcast gate): the channels of all inputs become one group; scalars and
   width-1 tensors broadcast and pass.
@@ -25,6 +30,9 @@ class name such as `"LayerScale"`) -> a `ChannelRule` whose `flow` is one of
 - `concatenates`, `reshapes` (Flatten, Reshape, `ops.reshape`): layouts are
   rearranged.
 - `heads`: MultiHeadAttention; its attention heads are a group of their own.
+- `attends`: weightless Attention / AdditiveAttention: query and key
+  channels are coupled (each score sums over their channel pairs), the
+  output's channels are the value's; without a key, key is value.
 - `blocks`: the layer mixes channels (LayerNormalization over the channels,
   a channel softmax, an RNN...): the channels reaching it are not pruned and
   asking for them raises an error naming the layer and the reason.
@@ -33,9 +41,10 @@ Supporting a layer is one entry in the table. Nested models are entered by
 flattening them first (`tfopt.graph.flatten_nested`): the pruned model is
 flat. `ChannelGraph` walks the model once and records, for every tensor, its
 channel *layout*: the segments of its last axis (one per group, or fixed
-channels that are never pruned) and, after Flatten, how often the channel
-block repeats (Flatten of `(H, W, C)` interleaves: flat index
-`(h * W + w) * C + c`).
+channels that are never pruned; each channel of a segment spans `mult`
+adjacent positions after depthwise convs with `depth_multiplier > 1`) and,
+after Flatten, how often the channel block repeats (Flatten of `(H, W, C)`
+interleaves: flat index `(h * W + w) * C + c`).
 
 The graph is pure analysis; `surgery.py` builds the narrower model from it.
 """
@@ -75,9 +84,12 @@ class ChannelRule:
             error message of a `blocks` rule).
         weights: For `produces`: `{attribute: (input_axis, output_axis)}` of
             the kernels (None: the axis is not sliced); the bias follows the
-            output axis.
+            output axis. A third item names the layer attribute by which
+            each input channel repeats on that kernel's input axis
+            (SeparableConv's pointwise rows: `"depth_multiplier"`).
         size_key: The config key holding the channel count (`"filters"`,
-            `"units"`, `"projection_dim"`...), rewritten by surgery.
+            `"units"`, `"projection_dim"`...), or the count of channel
+            groups (GroupNormalization's `"groups"`), rewritten by surgery.
     """
 
     flow: str
@@ -93,7 +105,11 @@ def _produces(size_key, **weights):
 
 
 _TRANSPOSE = _produces("filters", kernel=(-1, -2))
-_SEPARABLE = _produces("filters", depthwise_kernel=(-2, None), pointwise_kernel=(-2, -1))
+_SEPARABLE = dataclasses.replace(
+    _produces("filters", depthwise_kernel=(-2, None), pointwise_kernel=(-2, -1, "depth_multiplier")),
+    note="prunes output filters (pointwise kernel and bias sliced); the layers reading them lose "
+         "the matching input rows. With depth_multiplier m, a pruned input channel takes its m "
+         "depthwise columns and the m matching pointwise rows along")
 _CONV = dataclasses.replace(
     _produces("filters", kernel=(-2, -1)),
     note="prunes output filters (kernel and bias sliced); the layers reading them lose the matching "
@@ -109,6 +125,13 @@ _OPS_REDUCE = ChannelRule("passes", "passes when it reduces other axes (e.g. spa
 _RESHAPES = ChannelRule("reshapes", "passes when the channel axis is kept or everything is flattened "
                         "(target shape rewritten); otherwise blocks")
 _RNN = ChannelRule("blocks", "recurrent kernels mix every unit: channels reaching it are kept")
+_DEPTHWISE = ChannelRule("follows", "depthwise kernel and bias sliced along; with depth_multiplier m, "
+                         "a pruned input channel takes its m outputs along (the layers reading "
+                         "them lose the m matching rows)")
+_ATTENDS = ChannelRule("attends", "couples the query's and key's channels into one group (dropping "
+                       "channel j from both drops one term of every score: exact); the output's "
+                       "channels are the value's (without a key, key is value: all three coupled). "
+                       "AdditiveAttention's per-channel scale is sliced along")
 
 CHANNEL_TABLE = {
     # produces: output channels are prune targets
@@ -122,10 +145,16 @@ CHANNEL_TABLE = {
     # follows: per-channel weights sliced along
     L.BatchNormalization: ChannelRule("follows", "per-channel statistics sliced along "
                                       "(blocks if it normalizes another axis)"),
-    L.DepthwiseConv1D: ChannelRule("follows", "depthwise kernel sliced along (blocks with depth_multiplier > 1)"),
-    L.DepthwiseConv2D: ChannelRule("follows", "depthwise kernel sliced along (blocks with depth_multiplier > 1)"),
+    L.DepthwiseConv1D: _DEPTHWISE, L.DepthwiseConv2D: _DEPTHWISE,
+    L.GroupNormalization: ChannelRule(
+        "follows", "prunes whole normalization groups (exact: the other groups' statistics are "
+        "unchanged): the channels reaching it are pruned in units of its channels per group, "
+        "gamma/beta sliced along, `groups` shrinks. Blocks when a group straddles two layers' "
+        "channels or it normalizes another axis", size_key="groups"),
     L.PReLU: ChannelRule("follows", "per-channel alpha sliced along (a shared alpha passes)"),
     "LayerScale": ChannelRule("follows", "per-channel scale (ConvNeXt) sliced along", size_key="projection_dim"),
+    # attends: weightless dot-product / additive attention
+    L.Attention: _ATTENDS, L.AdditiveAttention: _ATTENDS,
     # heads
     L.MultiHeadAttention: ChannelRule(
         "heads", "prunes whole attention heads (Q/K/V kernels' head axis, output projection's "
@@ -159,7 +188,6 @@ CHANNEL_TABLE = {
     L.LayerNormalization: ChannelRule(
         "blocks", "normalizes over the channels (mean and variance change when one goes): the "
         "channels it normalizes are kept; channels after it (e.g. an MLP's hidden units) are prunable"),
-    L.GroupNormalization: ChannelRule("blocks", "normalizes over groups of channels: channels reaching it are kept"),
     L.UnitNormalization: ChannelRule("blocks", "normalizes over the channels: channels reaching it are kept"),
     L.Normalization: ChannelRule("blocks", "per-channel input statistics: its channels are kept"),
     L.EinsumDense: ChannelRule("blocks", "an arbitrary einsum: channels reaching it are kept"),
@@ -235,7 +263,10 @@ class Layout:
     """The channel axis of a tensor: `repeat` copies of `segments`.
 
     Attributes:
-        segments: `(group_id_or_None, size)` pairs, in channel order.
+        segments: `(group_id_or_None, size, mult)` triples, in channel
+            order: `size` channels of the group, each spanning `mult`
+            adjacent positions (`mult > 1` after a depthwise conv with
+            `depth_multiplier > 1`: channel `c` is at `c*mult .. c*mult+mult-1`).
         repeat: How many times the segment block repeats (Flatten).
     """
 
@@ -244,7 +275,7 @@ class Layout:
 
     @property
     def width(self):
-        return sum(size for _, size in self.segments)
+        return sum(size * mult for _, size, mult in self.segments)
 
 
 @dataclasses.dataclass
@@ -260,6 +291,8 @@ class Group:
         blocked: None if the group can be pruned, else why not.
         kind: `"channels"`, or `"heads"` for the heads of a
             MultiHeadAttention layer.
+        unit: Channels are pruned in blocks of `unit` adjacent ones (a
+            GroupNormalization's channels per group); `size` is a multiple.
     """
 
     id: int
@@ -268,6 +301,7 @@ class Group:
     size: int
     blocked: str | None = None
     kind: str = "channels"
+    unit: int = 1
 
 
 @dataclasses.dataclass
@@ -277,7 +311,9 @@ class LayerInfo:
     kind: "producer" (slice input rows by `in_layout`, outputs by `group`),
     "channelwise" (BN/Depthwise/PReLU/mask: slice by `in_layout`), "reshape"
     (rewrite the target's last dimension to `factor` times the kept width of
-    `in_layout`), "heads" (keep the heads of `group`), or "copy".
+    `in_layout`), "heads" (keep the heads of `group`), or "copy". For a
+    channelwise GroupNormalization `factor` is its channels per group; for a
+    depthwise conv, its depth multiplier.
     """
 
     kind: str
@@ -340,10 +376,11 @@ class ChannelGraph:
         g1, g2 = self._groups[first], self._groups[second]
         g1.producers += g2.producers
         g1.blocked = g1.blocked or g2.blocked
+        g1.unit = math.lcm(g1.unit, g2.unit)
         return first
 
     def _block(self, layout, reason):
-        for gid, _ in layout.segments:
+        for gid, *_ in layout.segments:
             if gid is not None:
                 group = self._groups[self.find(gid)]
                 group.blocked = group.blocked or reason
@@ -385,31 +422,37 @@ class ChannelGraph:
         width = layout.width
         for r in range(layout.repeat):
             base = r * width
-            for gid, size in layout.segments:
+            for gid, size, mult in layout.segments:
                 kept = keep.get(self.find(gid)) if gid is not None else None
-                kept = np.arange(size) if kept is None else np.asarray(kept)
-                positions.append(base + kept)
-                base += size
+                kept = np.arange(size) if kept is None else np.asarray(kept, "int64")
+                positions.append(base + expand_multiplier(kept, mult))
+                base += size * mult
         if not positions:
             return np.zeros(0, "int64")
         return np.concatenate(positions).astype("int64")
 
     def segment_slices(self, layout):
-        """`(root, [positions...])` per group segment: where its channels sit."""
+        """Where each group segment's channels sit on a tensor's last axis.
+
+        Returns:
+            `(root, starts, size, mult)` per group segment: the segment
+            covers `size * mult` positions from each start; channel `c` of
+            the group is at `start + c*mult .. start + c*mult + mult - 1`.
+        """
         result = []
         width = layout.width
         base = 0
-        for gid, size in layout.segments:
+        for gid, size, mult in layout.segments:
             if gid is not None:
                 starts = [r * width + base for r in range(layout.repeat)]
-                result.append((self.find(gid), starts, size))
-            base += size
+                result.append((self.find(gid), starts, size, mult))
+            base += size * mult
         return result
 
     # -- the walk -------------------------------------------------------------
 
     def _fixed(self, tensor):
-        return Layout(((None, _last(tensor)),))
+        return Layout(((None, _last(tensor), 1),))
 
     def _walk(self):
         model = self.functional
@@ -485,9 +528,6 @@ class ChannelGraph:
             return [layout]
         if groups != 1:
             return self._opaque(op, layouts, node, f"is a grouped convolution (groups={op.groups})")
-        if getattr(op, "depth_multiplier", 1) != 1:
-            # Its pointwise kernel has in*multiplier rows: not sliced here.
-            return self._opaque(op, layouts, node, "has depth_multiplier != 1")
         reads_rows = any(axes[0] is not None for axes in rule.weights.values())
         if reads_rows and layout.repeat != 1 and not isinstance(op, L.Dense):
             return self._opaque(op, layouts, node, "reads a flattened layout")
@@ -498,7 +538,7 @@ class ChannelGraph:
         self.layers[op.name] = LayerInfo("producer", layout, gid, rule)
         if reads_rows:
             self.edges.append((op, inputs[0], layout))
-        produced = Layout(((gid, _last(out)),))
+        produced = Layout(((gid, _last(out), 1),))
         activation = getattr(getattr(op, "activation", None), "__name__", "linear")
         if activation not in _ELEMENTWISE_ACTIVATIONS:
             # A softmax over the units changes every value when one goes.
@@ -509,7 +549,14 @@ class ChannelGraph:
     def _follows(self, op, inputs, layouts, node, rule):
         width = layouts[0].width * layouts[0].repeat
         if isinstance(op, L.DepthwiseConv1D | L.DepthwiseConv2D) and op.depth_multiplier != 1:
-            return self._opaque(op, layouts, node, "has depth_multiplier != 1")
+            # Input channel c becomes outputs c*m .. c*m+m-1: one unit.
+            m = int(op.depth_multiplier)
+            layout = layouts[0]
+            self.layers[op.name] = LayerInfo("channelwise", layout, rule=rule, factor=m)
+            return [Layout(tuple((g, size, mult * m) for g, size, mult in layout.segments),
+                           layout.repeat)]
+        if isinstance(op, L.GroupNormalization):
+            return self._group_norm(op, inputs, layouts, node, rule)
         if isinstance(op, L.BatchNormalization) and op.axis not in (-1, len(inputs[0].shape) - 1):
             return self._opaque(op, layouts, node, f"normalizes axis {op.axis}, not the channels")
         if isinstance(op, L.PReLU) and op.alpha.shape[-1] == 1:
@@ -520,6 +567,61 @@ class ChannelGraph:
                 return self._opaque(op, layouts, node, "has weights that are not one value per channel")
         self.layers[op.name] = LayerInfo("channelwise", layouts[0], rule=rule)
         return [layouts[0]]
+
+    def _group_norm(self, op, inputs, layouts, node, rule):
+        """Whole normalization groups are pruned: the groups reaching it get a unit."""
+        (layout,) = layouts[:1]
+        rank = len(inputs[0].shape)
+        axes = np.atleast_1d(op.axis)
+        if len(axes) != 1 or axes[0] % rank != rank - 1:
+            return self._opaque(op, layouts, node, f"normalizes axis {op.axis}, not the channels")
+        if layout.repeat != 1:
+            return self._opaque(op, layouts, node, "normalizes a flattened layout")
+        per_group = layout.width // int(op.groups)
+        units, start = [], 0
+        for gid, size, mult in layout.segments:
+            if gid is not None:
+                if start % per_group or (size * mult) % per_group:
+                    return self._opaque(op, layouts, node, (
+                        f"has normalization groups of {per_group} channels that straddle the "
+                        "channels of different layers (a group must be pruned whole)"))
+                # Whole channels (each `mult` positions) that make whole groups.
+                units.append((gid, math.lcm(per_group, mult) // mult))
+            start += size * mult
+        for gid, unit in units:
+            group = self._groups[self.find(gid)]
+            group.unit = math.lcm(group.unit, unit)
+        self.layers[op.name] = LayerInfo("channelwise", layout, rule=rule, factor=per_group)
+        return [layout]
+
+    def _attends(self, op, inputs, layouts, node, rule):
+        """Attention / AdditiveAttention: query and key channels coupled; output = value's."""
+        arguments = getattr(node, "arguments", None)
+        tensors = arguments.args[0] if arguments is not None and arguments.args else None
+        if not isinstance(tensors, (list, tuple)) or not 2 <= len(tensors) <= 3:
+            return self._opaque(op, layouts, node, "is not called on [query, value] or "
+                                "[query, value, key]")
+        query, value = tensors[0], tensors[1]
+        key = tensors[2] if len(tensors) == 3 else value
+        q, v, k = (self._layouts.get(id(t)) or self._fixed(t) for t in (query, value, key))
+        if any(l.repeat != 1 for l in (q, v, k)):
+            return self._opaque(op, layouts, node, "attends over a flattened layout")
+        if _structure(q) != _structure(k) and q.width > 1 and k.width > 1:
+            return self._opaque(op, layouts, node, "couples query and key channels that come "
+                                "from layers of different widths")
+        coupled = self._merge(op, [q, k], node, why="couples it (query with key) with channels "
+                              "that are not pruned")
+        # Query and key channels are consumed here: the masks of gradual pruning go in front.
+        self.edges.append((op, query, q))
+        if key is not query:
+            self.edges.append((op, key, k))
+        if getattr(op, "scale", None) is not None and tuple(op.scale.shape) != ():
+            # AdditiveAttention's scale: one value per query/key channel.
+            self.layers[op.name] = LayerInfo("channelwise", coupled, rule=rule)
+        else:
+            self.layers[op.name] = LayerInfo("copy")
+        output = coupled if key is value else v
+        return [output] + [self._fixed(t) for t in node.output_tensors[1:]]
 
     def _heads(self, op, inputs, layouts, node, rule):
         for layout in layouts:
@@ -564,7 +666,7 @@ class ChannelGraph:
             for value in _constant_arguments(node):
                 shape = np.shape(value)
                 if shape and shape[-1] != 1:
-                    operands.append(Layout(((None, int(shape[-1])),)))
+                    operands.append(Layout(((None, int(shape[-1]), 1),)))
         return [self._merge(op, operands, node)]
 
     def _concatenates(self, op, inputs, layouts, node, rule):
@@ -594,7 +696,7 @@ class ChannelGraph:
             return [layout]
         return self._opaque(op, layouts, node, "reshapes the channel axis")
 
-    def _merge(self, op, layouts, node):
+    def _merge(self, op, layouts, node, why="joins it with channels that are not pruned"):
         if not layouts:
             return self._fixed(node.output_tensors[0])
         # Width-1 operands broadcast over the channels: they pass (a pruned
@@ -606,23 +708,23 @@ class ChannelGraph:
         if not wide:
             return layouts[0]
         first = wide[0]
-        shapes = {(l.repeat, tuple(size for _, size in l.segments)) for l in wide}
+        shapes = {_structure(l) for l in wide}
         if len(shapes) != 1:
             return self._opaque(op, layouts, node, "joins tensors whose channel segments differ")[0]
         segments = []
-        for index, (_, size) in enumerate(first.segments):
+        for index, (_, size, mult) in enumerate(first.segments):
             ids = [l.segments[index][0] for l in wide]
             real = [g for g in ids if g is not None]
             if not real:
-                segments.append((None, size))
+                segments.append((None, size, mult))
                 continue
             root = real[0]
             for other in real[1:]:
                 root = self._union(root, other)
             if len(real) != len(ids):
-                self._block(Layout(((root, size),)),
-                            f"layer {op.name!r} ({type(op).__name__}) joins it with channels that are not pruned")
-            segments.append((root, size))
+                self._block(Layout(((root, size, mult),)),
+                            f"layer {op.name!r} ({type(op).__name__}) {why}")
+            segments.append((root, size, mult))
         return Layout(tuple(segments), first.repeat)
 
 
@@ -641,7 +743,20 @@ def _constant_arguments(node):
 
 
 def _has_groups(layout):
-    return any(gid is not None for gid, _ in layout.segments)
+    return any(gid is not None for gid, *_ in layout.segments)
+
+
+def _structure(layout):
+    """What must match for two layouts to be joined channel by channel."""
+    return layout.repeat, tuple((size, mult) for _, size, mult in layout.segments)
+
+
+def expand_multiplier(channels, mult):
+    """Positions of `channels` when each spans `mult` adjacent positions."""
+    channels = np.asarray(channels, dtype="int64")
+    if mult == 1:
+        return channels
+    return (channels[:, None] * mult + np.arange(mult)).reshape(-1)
 
 
 def check_graph_model(model):

@@ -24,7 +24,9 @@ def prune_channels(model, ratio, criterion="l1", data=None, layers=None):
     Output channels of Conv1D/2D/3D, Conv2DTranspose, SeparableConv, Dense
     and Embedding layers and the heads of MultiHeadAttention layers are
     removed, together with everything that carries them: BatchNormalization,
-    DepthwiseConv2D and LayerScale channels, the next layers' input rows
+    DepthwiseConv2D (with its `depth_multiplier` outputs per channel),
+    LayerScale and AdditiveAttention-scale channels, whole
+    GroupNormalization groups, Attention's coupled query/key channels, the next layers' input rows
     (through pooling, activations, padding, Dropout, UpSampling, Resizing,
     Flatten, Concatenate, safe Reshapes and raw `keras.ops` nodes such as
     `x + 3`). Producers joined by Add/Multiply/`x * gate`... share one set
@@ -85,10 +87,11 @@ def channel_groups(model):
 
     Returns:
         A list of dicts `{"layer", "producers", "channels", "blocked",
-        "kind"}`, one per group (`"layer"` is the name to use in ratio dicts;
-        `"blocked"` is None or why the group cannot be pruned; `"kind"` is
-        `"channels"`, or `"heads"` for a MultiHeadAttention layer, whose
-        `"channels"` count its heads).
+        "kind", "unit"}`, one per group (`"layer"` is the name to use in
+        ratio dicts; `"blocked"` is None or why the group cannot be pruned;
+        `"kind"` is `"channels"`, or `"heads"` for a MultiHeadAttention
+        layer, whose `"channels"` count its heads; `"unit"`: channels are
+        removed in blocks of that many, whole GroupNormalization groups).
 
     Example:
 
@@ -100,7 +103,7 @@ def channel_groups(model):
     graph = ChannelGraph(model)
     return [
         {"layer": g.name, "producers": list(g.producers), "channels": g.size, "blocked": g.blocked,
-         "kind": g.kind}
+         "kind": g.kind, "unit": g.unit}
         for g in graph.groups()
     ]
 
@@ -109,19 +112,29 @@ prunable_layers = channel_groups  # the old name, kept
 
 
 def keep_indices(scores, ratio, group):
-    """Sorted indices of the channels kept when removing `ratio` of them."""
-    n = len(scores)
+    """Sorted indices of the channels kept when removing `ratio` of them.
+
+    A group with `unit > 1` (channels reaching a GroupNormalization) keeps
+    whole blocks of `unit` adjacent channels, scored by their sum; `ratio`
+    is then the fraction of blocks removed (rounded to the nearest count).
+    """
+    unit = int(getattr(group, "unit", 1) or 1)
+    scores = np.asarray(scores, dtype="float64")
+    n = len(scores) // unit
     remove = int(math.floor(ratio * n + 0.5))
     kept = n - remove
     if kept < 1:
+        what = (f"channels of layer {group.name!r}" if unit == 1 else
+                f"blocks of {unit} channels (whole GroupNormalization groups) of layer {group.name!r}")
         raise ValueError(
-            f"ratio={ratio} would remove all {n} channels of layer {group.name!r}"
+            f"ratio={ratio} would remove all {n} {what}"
             + (f" (coupled with {group.producers[1:]})" if len(group.producers) > 1 else "")
             + f"; use a ratio below {(n - 0.5) / n:.3f} for it (a dict of per-layer "
             "ratios) or leave it out."
         )
-    order = np.argsort(-np.asarray(scores, dtype="float64"), kind="stable")
-    return np.sort(order[:kept])
+    blocks = scores.reshape(n, unit).sum(axis=1)
+    order = np.sort(np.argsort(-blocks, kind="stable")[:kept])
+    return (order[:, None] * unit + np.arange(unit)).reshape(-1)
 
 
 def _check_ratio(value, name="ratio"):

@@ -124,7 +124,7 @@ def output_kernel(layer):
     from tfopt.pruning.channel_graph import rule_for
 
     _, rule = rule_for(layer)
-    for attr, (_, out_axis) in (rule.weights if rule and rule.weights else {}).items():
+    for attr, (_, out_axis, *_) in (rule.weights if rule and rule.weights else {}).items():
         if out_axis is not None and getattr(layer, attr, None) is not None:
             return np.moveaxis(np.asarray(getattr(layer, attr)), out_axis, -1)
     raise ValueError(f"Layer {layer.name!r} ({type(layer).__name__}) has no output kernel to score.")
@@ -244,7 +244,7 @@ def _data_importance(graph, criterion, data, roots, batch_size):
     x, y = (data if isinstance(data, (tuple, list)) else (data, None))
     x = np.asarray(x)
     edges = [(t, layout) for _, t, layout in graph.edges
-             if any(r in roots for r, _, _ in graph.segment_slices(layout))]
+             if any(r in roots for r, *_ in graph.segment_slices(layout))]
     # One probe model returns every consumed tensor (deduplicated) and the
     # outputs, so gradients w.r.t. the tensors come from one pass.
     tensors, index = [], {}
@@ -277,11 +277,14 @@ def _data_importance(graph, criterion, data, roots, batch_size):
                 values = _per_sample(np.abs(a)) / _positions(a)
             else:
                 values = _per_sample(a != 0) / _positions(a)
-            for root, starts, size in graph.segment_slices(layout):
+            for root, starts, size, mult in graph.segment_slices(layout):
                 if root not in roots:
                     continue
                 for begin in starts:
-                    per_batch[root] += values[:, begin:begin + size]
+                    # A channel spanning `mult` positions (after a depthwise
+                    # multiplier) sums them.
+                    block = values[:, begin:begin + size * mult]
+                    per_batch[root] += block.reshape(len(block), size, mult).sum(axis=2)
                 if criterion != "taylor" and start == 0:
                     counts[root] += len(starts)
         for root in roots:

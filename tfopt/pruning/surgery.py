@@ -3,8 +3,11 @@
 Given a `ChannelGraph` and the kept channels of some groups, every layer is
 cloned: producers get fewer filters/units and their kernels lose the removed
 output columns and input rows (the axes come from the layer's
-`CHANNEL_TABLE` rule), channel-wise layers (BatchNormalization,
-DepthwiseConv2D, PReLU, LayerScale) are sliced, MultiHeadAttention layers
+`CHANNEL_TABLE` rule; a SeparableConv with `depth_multiplier=m` loses `m`
+pointwise rows per input channel), channel-wise layers (BatchNormalization,
+DepthwiseConv2D with its `m` outputs per channel, PReLU, LayerScale,
+GroupNormalization with fewer `groups`, AdditiveAttention's scale) are
+sliced, MultiHeadAttention layers
 keep only their kept heads, and Reshape targets (layers and `keras.ops`
 nodes) shrink. Layers with nothing to change are copied with their weights;
 raw ops nodes are stateless and reused. A model with nested models comes
@@ -15,6 +18,9 @@ import keras
 import numpy as np
 
 from tfopt.graph import clone_with
+from tfopt.pruning.channel_graph import expand_multiplier
+
+_DEPTHWISE = (keras.layers.DepthwiseConv1D, keras.layers.DepthwiseConv2D)
 
 
 def rebuild(graph, keep, bypass=()):
@@ -62,11 +68,13 @@ def rebuild(graph, keep, bypass=()):
                 config[info.rule.size_key] = int(len(out))
             return layer.__class__.from_config(config), _slice_producer(layer, info.rule, positions, out)
         size_key = info.rule.size_key if info.rule is not None else None
-        if config.get("groups", 1) != 1:  # a depthwise conv written as a grouped Conv
+        if "filters" in config and config.get("groups", 1) != 1:  # a depthwise conv written as a grouped Conv
             config["groups"] = config["filters"] = int(len(positions))
         elif size_key and size_key in config:
-            config[size_key] = int(len(positions))
-        return layer.__class__.from_config(config), _slice_channelwise(layer, positions)
+            # GroupNormalization counts groups of `factor` channels.
+            config[size_key] = int(len(positions)) // info.factor
+        multiplier = info.factor if isinstance(layer, _DEPTHWISE) else 1
+        return layer.__class__.from_config(config), _slice_channelwise(layer, positions, multiplier)
 
     if not bypass:
         return clone_with(graph.source, clone_layer)
@@ -88,7 +96,11 @@ def _new_shape(graph, info, shape, keep):
 
 
 def _slice_producer(layer, rule, rows, columns):
-    """Kernels lose input rows and output columns (axes from the rule)."""
+    """Kernels lose input rows and output columns (axes from the rule).
+
+    A rule's third item (SeparableConv's `"depth_multiplier"`) repeats each
+    input row that many times on that kernel's input axis.
+    """
     axes = {id(getattr(layer, attr)): spec for attr, spec in rule.weights.items()
             if getattr(layer, attr, None) is not None}
     bias = id(getattr(layer, "bias", None))
@@ -96,9 +108,10 @@ def _slice_producer(layer, rule, rows, columns):
     for variable in layer.weights:
         value = variable.numpy()
         if id(variable) in axes:
-            in_axis, out_axis = axes[id(variable)]
+            in_axis, out_axis, *repeat = axes[id(variable)]
             if in_axis is not None:
-                value = np.take(value, rows, axis=in_axis)
+                mult = int(getattr(layer, repeat[0])) if repeat else 1
+                value = np.take(value, expand_multiplier(rows, mult), axis=in_axis)
             if out_axis is not None and columns is not None:
                 value = np.take(value, columns, axis=out_axis)
         elif id(variable) == bias:
@@ -142,13 +155,19 @@ def _slice_heads(layer, kept):
     return values
 
 
-def _slice_channelwise(layer, positions):
-    """Per-channel weights of BN, DepthwiseConv, PReLU, LayerScale follow the channels."""
-    depthwise = id(getattr(layer, "kernel", None)) if isinstance(
-        layer, (keras.layers.DepthwiseConv1D, keras.layers.DepthwiseConv2D)) else None
+def _slice_channelwise(layer, positions, multiplier=1):
+    """Per-channel weights of BN, DepthwiseConv, PReLU, LayerScale, GroupNorm follow the channels.
+
+    A depthwise kernel `(..., channels, multiplier)` loses whole input
+    channels (axis -2); its bias `(channels * multiplier,)` loses each
+    channel's `multiplier` outputs.
+    """
+    depthwise = id(getattr(layer, "kernel", None)) if isinstance(layer, _DEPTHWISE) else None
     values = []
     for variable in layer.weights:
         value = variable.numpy()
-        axis = -2 if id(variable) == depthwise else -1
-        values.append(np.take(value, positions, axis=axis))
+        if id(variable) == depthwise:
+            values.append(np.take(value, positions, axis=-2))
+        else:
+            values.append(np.take(value, expand_multiplier(positions, multiplier), axis=-1))
     return values
