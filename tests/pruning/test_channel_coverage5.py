@@ -143,3 +143,34 @@ def test_attention_couples_query_and_key_and_output_follows_value(tmp_path):
     model = keras.Model(inputs, L.Dense(4)(L.GlobalAveragePooling1D()(out)))
     with pytest.raises(ValueError, match="'query'.*query with key"):
         pruning.prune_channels(model, {"query": 0.5})
+
+
+def test_split_into_equal_sections_couples_channel_i_of_each_section(tmp_path):
+    keras.utils.set_random_seed(0)
+    ops = keras.ops
+    inputs = keras.Input((8, 8, 3))
+    gate = L.Conv2D(8, 3, padding="same", name="gate")(inputs)
+    a, b = ops.split(gate, 2, axis=-1)  # one layer's channels span both sections
+    x = ops.concatenate([ops.relu(a), ops.sigmoid(b) * a], axis=-1)
+    c1, c2 = L.Conv2D(8, 1, name="c1")(inputs), L.Conv2D(8, 1, name="c2")(inputs)
+    parts = ops.split(L.Concatenate()([c1, L.BatchNormalization(name="bn")(c2)]), 4, axis=-1)
+    y = L.Conv2D(6, 3, padding="same", name="after")(parts[0] * ops.sigmoid(parts[1]) + parts[2] - parts[3])
+    side = L.Conv2D(5, 1, name="side")(c1)  # c1 also read whole, outside the split
+    rows, cols = ops.split(L.Conv2D(4, 1, name="spatial")(inputs), 2, axis=1)  # another axis: passes
+    x = ops.concatenate([x, y, side, ops.concatenate([cols, rows], axis=1)], axis=-1)
+    model = keras.Model(inputs, L.Dense(4)(ops.mean(x, axis=(1, 2))))
+    groups = {tuple(sorted(r["producers"])): r for r in pruning.channel_groups(model)}
+    assert groups[("gate",)]["channels"] == 4 and groups[("c1", "c2")]["channels"] == 4
+    assert groups[("spatial",)]["blocked"] is None
+    x_in = np.random.default_rng(0).normal(size=(4, 8, 8, 3)).astype("float32")
+    small = _check_exact(model, x_in, tmp_path)
+    # Half of each section: 2 of 4 per section, sections stay equal.
+    assert small.get_layer("gate").filters == 4
+    assert small.get_layer("c1").filters == small.get_layer("c2").filters == 4
+    assert tuple(small.get_layer("after").kernel.shape) == (3, 3, 2, 3)
+    # Explicit split indices on the channel axis: refused with the reason.
+    inputs = keras.Input((8,))
+    first, rest = ops.split(L.Dense(8, name="d")(inputs), [3], axis=-1)
+    model = keras.Model(inputs, L.Dense(4)(ops.concatenate([first * 2.0, rest], axis=-1)))
+    with pytest.raises(ValueError, match="'d'.*explicit indices"):
+        pruning.prune_channels(model, {"d": 0.5})

@@ -33,6 +33,10 @@ class name such as `"LayerScale"`) -> a `ChannelRule` whose `flow` is one of
 - `attends`: weightless Attention / AdditiveAttention: query and key
   channels are coupled (each score sums over their channel pairs), the
   output's channels are the value's; without a key, key is value.
+- `splits`: `ops.split` into N equal sections of the channel axis: channel
+  i of every section is coupled, so the sections stay equal. A layer whose
+  channels span several sections is *tiled*: its channels become k copies
+  of a section group (`ChannelGraph.kept` maps them back).
 - `blocks`: the layer mixes channels (LayerNormalization over the channels,
   a channel softmax, an RNN...): the channels reaching it are not pruned and
   asking for them raises an error naming the layer and the reason.
@@ -202,6 +206,13 @@ CHANNEL_TABLE = {
         "Sqrt", "Square", "Abs", "Absolute", "Negative", "Clip", "Erf", "Cast")},
     **{f"ops.{name}": _OPS_REDUCE for name in ("Mean", "Sum", "Max", "Min")},
     "ops.Reshape": _RESHAPES,
+    "ops.Concatenate": ChannelRule("concatenates", "like Concatenate: on the channel axis, segments "
+                                   "laid side by side; on another axis: couples"),
+    "ops.Split": ChannelRule(
+        "splits", "on another axis: channels pass to every part; into N equal sections of the "
+        "channel axis: channel i of every section is coupled (a layer whose channels span "
+        "several sections loses channel i of each), so the sections stay equal. Blocks "
+        "with explicit split indices on the channel axis"),
 }
 
 
@@ -351,6 +362,7 @@ class ChannelGraph:
         self.edges = []  # (consumer layer, input KerasTensor, Layout)
         self.order = []  # layer names in topological order
         self._layouts = {}
+        self._tiles = {}  # root of a group split into k sections -> (section group id, k)
         self._walk()
 
     # -- union-find -------------------------------------------------------
@@ -380,7 +392,7 @@ class ChannelGraph:
         return first
 
     def _block(self, layout, reason):
-        for gid, *_ in layout.segments:
+        for gid, *_ in self._resolve(layout).segments:
             if gid is not None:
                 group = self._groups[self.find(gid)]
                 group.blocked = group.blocked or reason
@@ -392,8 +404,12 @@ class ChannelGraph:
         return self._groups[self.find(gid)]
 
     def groups(self):
-        """All groups, prunable or not, in topological order."""
-        roots = sorted({self.find(g) for g in self._parent})
+        """All groups, prunable or not, in topological order.
+
+        A group split into sections by `ops.split` is not listed: its
+        section group (same name and producers) is.
+        """
+        roots = sorted({self.find(g) for g in self._parent} - set(self._tiles))
         return [self._groups[r] for r in roots]
 
     def prunable_groups(self):
@@ -405,7 +421,27 @@ class ChannelGraph:
         info = self.layers.get(name)
         if info is None or info.kind not in ("producer", "heads"):
             return None
-        return self.group(info.group)
+        root = self.find(info.group)
+        while root in self._tiles:
+            root = self.find(self._tiles[root][0])
+        return self._groups[root]
+
+    def kept(self, gid, keep):
+        """Kept channel indices of group `gid` under `keep`, or None (all).
+
+        A group split into k sections keeps channel i of each section when
+        its section group keeps i.
+        """
+        root = self.find(gid)
+        if root in self._tiles:
+            section, k = self._tiles[root]
+            inner = self.kept(section, keep)
+            if inner is None:
+                return None
+            size = self._groups[root].size // k
+            return np.concatenate([t * size + inner for t in range(k)]).astype("int64")
+        kept = keep.get(root)
+        return None if kept is None else np.asarray(kept, "int64")
 
     def expand(self, layout, keep):
         """Kept positions of a tensor's channel axis.
@@ -423,8 +459,8 @@ class ChannelGraph:
         for r in range(layout.repeat):
             base = r * width
             for gid, size, mult in layout.segments:
-                kept = keep.get(self.find(gid)) if gid is not None else None
-                kept = np.arange(size) if kept is None else np.asarray(kept, "int64")
+                kept = self.kept(gid, keep) if gid is not None else None
+                kept = np.arange(size) if kept is None else kept
                 positions.append(base + expand_multiplier(kept, mult))
                 base += size * mult
         if not positions:
@@ -440,6 +476,7 @@ class ChannelGraph:
             the group is at `start + c*mult .. start + c*mult + mult - 1`.
         """
         result = []
+        layout = self._resolve(layout)
         width = layout.width
         base = 0
         for gid, size, mult in layout.segments:
@@ -448,6 +485,21 @@ class ChannelGraph:
                 result.append((self.find(gid), starts, size, mult))
             base += size * mult
         return result
+
+    def _resolve(self, layout):
+        """`layout` with each segment of a split group as k segments of its section group."""
+        while self._tiles and any(g is not None and self.find(g) in self._tiles
+                                  for g, *_ in layout.segments):
+            segments = []
+            for gid, size, mult in layout.segments:
+                root = self.find(gid) if gid is not None else None
+                if root in self._tiles:
+                    section, k = self._tiles[root]
+                    segments += [(section, size // k, mult)] * k
+                else:
+                    segments.append((gid, size, mult))
+            layout = Layout(tuple(segments), layout.repeat)
+        return layout
 
     # -- the walk -------------------------------------------------------------
 
@@ -473,7 +525,7 @@ class ChannelGraph:
             if op.name not in self.layers:
                 self.order.append(op.name)
             inputs = list(node.input_tensors)
-            layouts = [self._layouts.get(id(t)) or self._fixed(t) for t in inputs]
+            layouts = [self._resolve(self._layouts.get(id(t)) or self._fixed(t)) for t in inputs]
             if uses[id(op)] > 1:
                 outs = self._opaque(op, layouts, node, "is shared (called more than once)")
             else:
@@ -603,7 +655,7 @@ class ChannelGraph:
                                 "[query, value, key]")
         query, value = tensors[0], tensors[1]
         key = tensors[2] if len(tensors) == 3 else value
-        q, v, k = (self._layouts.get(id(t)) or self._fixed(t) for t in (query, value, key))
+        q, v, k = (self._resolve(self._layouts.get(id(t)) or self._fixed(t)) for t in (query, value, key))
         if any(l.repeat != 1 for l in (q, v, k)):
             return self._opaque(op, layouts, node, "attends over a flattened layout")
         if _structure(q) != _structure(k) and q.width > 1 and k.width > 1:
@@ -622,6 +674,65 @@ class ChannelGraph:
             self.layers[op.name] = LayerInfo("copy")
         output = coupled if key is value else v
         return [output] + [self._fixed(t) for t in node.output_tensors[1:]]
+
+    def _splits(self, op, inputs, layouts, node, rule):
+        """ops.split: equal channel sections are coupled channel by channel."""
+        layout, outputs = layouts[0], node.output_tensors
+        rank = len(inputs[0].shape)
+        if op.axis % rank != rank - 1:
+            return [layout for _ in outputs]
+        if not _has_groups(layout):
+            return [self._fixed(t) for t in outputs]
+        if not isinstance(op.indices_or_sections, int):
+            return self._opaque(op, layouts, node, "splits the channel axis at explicit indices "
+                                "(sections of different widths cannot shrink together)")
+        if layout.repeat != 1:
+            return self._opaque(op, layouts, node, "splits a flattened layout")
+        n = op.indices_or_sections
+        width = layout.width // n
+        ids = [g for g, *_ in layout.segments if g is not None]
+        sections = [[] for _ in range(n)]
+        start = 0
+        for gid, size, mult in layout.segments:
+            span = size * mult
+            first, last = start // width, (start + span - 1) // width
+            k = last - first + 1
+            if k == 1:
+                sections[first].append((gid, size, mult))
+            elif (gid is not None and start % width == 0 and span == k * width and size % k == 0
+                  and ids.count(gid) == 1):
+                # The layer's channels span k whole sections: channel i of each goes together.
+                section = self._tile(gid, k)
+                for t in range(first, last + 1):
+                    sections[t].append((section, size // k, mult))
+            else:
+                return self._opaque(op, layouts, node, "cuts the channel axis inside a "
+                                    "layer's channels at a point that is not a whole section")
+            start += span
+        parts = [Layout(tuple(s)) for s in sections]
+        if len({_structure(p) for p in parts}) != 1:
+            return self._opaque(op, layouts, node, "splits channels of layers of different widths "
+                                "into sections that cannot shrink together")
+        merged = self._merge(op, parts, node, why="couples it (channel i of every section) with "
+                             "channels that are not pruned")
+        return [merged for _ in outputs]
+
+    def _tile(self, gid, k):
+        """Makes group `gid` k copies of a new section group; returns its id."""
+        root = self.find(gid)
+        group = self._groups[root]
+        section = len(self._parent)
+        self._parent[section] = section
+        size = group.size // k
+        self._groups[section] = Group(section, group.name, list(group.producers), size,
+                                      blocked=group.blocked, kind=group.kind)
+        if group.unit > 1 and size % group.unit:
+            self._groups[section].blocked = self._groups[section].blocked or (
+                f"its GroupNormalization groups of {group.unit} channels do not fit the sections of a split")
+        else:
+            self._groups[section].unit = group.unit
+        self._tiles[root] = (section, k)
+        return section
 
     def _heads(self, op, inputs, layouts, node, rule):
         for layout in layouts:

@@ -187,7 +187,9 @@ def group_importance(graph, criterion, data=None, roots=None, batch_size=64):
                 if group.kind == "heads":
                     total += score(head_weights(model_layers[name]))
                 else:
-                    total += score(output_kernel(model_layers[name]))
+                    # A producer split into sections (ops.split) scores
+                    # channel i of the group as the sum over its sections.
+                    total += score(output_kernel(model_layers[name])).reshape(-1, group.size).sum(axis=0)
             scores[root] = total
         return scores
     heads = {r for r in roots if graph.group(r).kind == "heads"}

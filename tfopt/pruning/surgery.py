@@ -63,7 +63,7 @@ def rebuild(graph, keep, bypass=()):
             return layer.__class__.from_config(config), layer.get_weights()
         positions = graph.expand(info.in_layout, keep)
         if info.kind == "producer":
-            out = keep.get(graph.find(info.group))
+            out = graph.kept(info.group, keep)
             if out is not None:
                 config[info.rule.size_key] = int(len(out))
             return layer.__class__.from_config(config), _slice_producer(layer, info.rule, positions, out)
