@@ -110,6 +110,11 @@ def test_group_norm_prunes_whole_groups(tmp_path):
     small = _check_exact(model, x_in, tmp_path)
     assert small.get_layer("gn1").groups == 2 and small.get_layer("gn2").groups == 2
     assert small.get_layer("a").filters == small.get_layer("b").filters == 4
+    # The sensitivity scan counts blocks too: 0.75 of a's 2 groups removes both, so it is skipped.
+    y_in = np.arange(4) % 4
+    assert pruning.sensitivity_analysis(model, x_in, y_in, ratios=(0.75,), layers=["a"]) == []
+    assert [r["kept"] for r in pruning.sensitivity_analysis(model, x_in, y_in, ratios=(0.5,),
+                                                             layers=["c"])] == [4]
     # Whole groups: a's kept channels are one block of 4 adjacent ones.
     kept = keep_indices(np.arange(8.0), 0.5, Group(0, "a", ["a"], 8, unit=4))
     assert kept.tolist() == [4, 5, 6, 7]

@@ -62,7 +62,8 @@ def sensitivity_analysis(model, x_val, y_val, ratios=DEFAULT_RATIOS, criterion="
     rows = []
     for group in groups:
         for ratio in ratios:
-            kept = group.size - int(np.floor(ratio * group.size + 0.5))
+            blocks = group.size // group.unit  # whole GroupNormalization groups
+            kept = (blocks - int(np.floor(ratio * blocks + 0.5))) * group.unit
             if kept < 1:
                 continue
             pruned = prune_channels(model, {group.name: ratio}, criterion=criterion, data=data)
