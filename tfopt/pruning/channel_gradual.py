@@ -20,6 +20,7 @@ from tfopt import _compat
 from tfopt.graph import clone_with
 from tfopt.pruning import schedules as schedules_lib
 from tfopt.pruning.channel_graph import ChannelGraph
+from tfopt.pruning.channel_graph import first_argument
 from tfopt.pruning.channel_mask import ChannelMask
 from tfopt.pruning.channel_mask import channel_masks
 from tfopt.pruning.channel_mask import channel_plan
@@ -117,6 +118,8 @@ def prune_channels_gradually(model, pruning_schedule, criterion="l1", layers=Non
 
     def call_function(layer, *args, **kwargs):
         inputs = masked.get(clones.get(id(layer)))
+        if inputs and not args and "inputs" in kwargs:  # called as layer(inputs=...)
+            args = (kwargs.pop("inputs"),)
         if inputs:
             flat = keras.tree.flatten(args[0])
             for index, targets in sorted(inputs.items()):
@@ -140,10 +143,10 @@ def _argument_index(consumer, tensor):
     `[query, value, key]`, each input masked on its own.
     """
     for node in _compat.inbound_nodes(consumer):
-        arguments = getattr(node, "arguments", None)
-        if arguments is None or not arguments.args:
+        first = first_argument(node)
+        if first is None:
             continue
-        for index, candidate in enumerate(keras.tree.flatten(arguments.args[0])):
+        for index, candidate in enumerate(keras.tree.flatten(first)):
             if candidate is tensor:
                 return index
     return 0

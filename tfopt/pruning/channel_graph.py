@@ -648,8 +648,7 @@ class ChannelGraph:
 
     def _attends(self, op, inputs, layouts, node, rule):
         """Attention / AdditiveAttention: query and key channels coupled; output = value's."""
-        arguments = getattr(node, "arguments", None)
-        tensors = arguments.args[0] if arguments is not None and arguments.args else None
+        tensors = first_argument(node)
         if not isinstance(tensors, (list, tuple)) or not 2 <= len(tensors) <= 3:
             return self._opaque(op, layouts, node, "is not called on [query, value] or "
                                 "[query, value, key]")
@@ -851,6 +850,16 @@ def _constant_arguments(node):
     flat = keras.tree.flatten((list(arguments.args), dict(arguments.kwargs)))
     return [v for v in flat if v is not None and not isinstance(v, (keras.KerasTensor, str, bool))
             and not isinstance(v, (int, float))]
+
+
+def first_argument(node):
+    """The first call argument of a node (`inputs`, positional or keyword), or None."""
+    arguments = getattr(node, "arguments", None)
+    if arguments is None:
+        return None
+    if arguments.args:
+        return arguments.args[0]
+    return arguments.kwargs.get("inputs")
 
 
 def _has_groups(layout):
