@@ -166,3 +166,31 @@ def test_split_into_equal_sections_couples_channel_i_of_each_section(tmp_path):
     model = keras.Model(inputs, L.Dense(4)(ops.concatenate([first * 2.0, rest], axis=-1)))
     with pytest.raises(ValueError, match="'d'.*explicit indices"):
         pruning.prune_channels(model, {"d": 0.5})
+
+
+def test_split_after_group_norm_and_multiplier_with_data_criterion_and_fit(tmp_path):
+    # GroupNorm (unit 2) then a split (tiled conv) then a depthwise multiplier:
+    # a data criterion and gradual pruning in fit see the same whole units.
+    keras.utils.set_random_seed(0)
+    ops = keras.ops
+    inputs = keras.Input((6, 6, 3))
+    x = L.GroupNormalization(groups=4, name="gn")(L.Conv2D(8, 3, padding="same", name="conv")(inputs))
+    a, b = ops.split(x, 2, axis=-1)
+    x = L.DepthwiseConv2D(3, depth_multiplier=2, name="dw")(ops.relu(a) * ops.sigmoid(b))
+    model = keras.Model(inputs, L.Dense(4)(L.Conv2D(6, 1, name="head")(x)[:, 0, 0]))
+    groups = _groups(model)
+    assert (groups["conv"]["channels"], groups["conv"]["unit"]) == (4, 2)  # 4 per section, GN pairs
+    x_in = np.random.default_rng(0).normal(size=(32, 6, 6, 3)).astype("float32")
+    y_in = np.arange(32) % 4
+    small = pruning.prune_channels(model, {"conv": 0.5}, criterion="mean_activation", data=x_in)
+    assert small.get_layer("conv").filters == 4 and small.get_layer("gn").groups == 2
+    assert tuple(small.get_layer("dw").kernel.shape) == (3, 3, 2, 2)
+    wrapped = pruning.prune_channels_gradually(model, pruning.ConstantSparsity(0.5, 0, frequency=1),
+                                               layers=["conv"])
+    wrapped.compile("sgd", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    wrapped.fit(x_in, y_in, batch_size=16, epochs=1, verbose=0, callbacks=[pruning.UpdatePruningStep()])
+    path = str(tmp_path / "wrapped.keras")
+    wrapped.save(path)
+    stripped = pruning.strip_pruning(keras.models.load_model(path))
+    np.testing.assert_allclose(stripped.predict(x_in, verbose=0), wrapped.predict(x_in, verbose=0), atol=1e-5)
+    assert stripped.get_layer("gn").groups == 2

@@ -658,8 +658,9 @@ class ChannelGraph:
         if any(l.repeat != 1 for l in (q, v, k)):
             return self._opaque(op, layouts, node, "attends over a flattened layout")
         if _structure(q) != _structure(k) and q.width > 1 and k.width > 1:
-            return self._opaque(op, layouts, node, "couples query and key channels that come "
-                                "from layers of different widths")
+            return self._opaque(op, layouts, node, "couples query and key channels that are not "
+                                "laid out alike (channels of different layers, or a depth "
+                                "multiplier on one side only)")
         coupled = self._merge(op, [q, k], node, why="couples it (query with key) with channels "
                               "that are not pruned")
         # Query and key channels are consumed here: the masks of gradual pruning go in front.
