@@ -23,6 +23,13 @@ def _groups(model):
     return {row["layer"]: row for row in pruning.channel_groups(model)}
 
 
+def _assert_refused(inputs, features, layer, match):
+    """A classifier on `features`: pruning `layer` raises a ValueError matching `match`."""
+    model = keras.Model(inputs, L.Dense(4)(features))
+    with pytest.raises(ValueError, match=match):
+        pruning.prune_channels(model, {layer: 0.5})
+
+
 def _check_exact(model, x, tmp_path):
     """Masked == stripped == one-shot (1e-5); save/load; LiteRT agrees. Returns one-shot."""
     reference = model.predict(x, verbose=0)
@@ -108,9 +115,7 @@ def test_group_norm_prunes_whole_groups(tmp_path):
     # A normalization group straddling two layers' channels refuses with the reason.
     inputs = keras.Input((8, 8, 3))
     x = L.Concatenate()([L.Conv2D(6, 1, name="six")(inputs), L.Conv2D(2, 1, name="two")(inputs)])
-    model = keras.Model(inputs, L.Dense(4)(L.GlobalAveragePooling2D()(L.GroupNormalization(2)(x))))
-    with pytest.raises(ValueError, match="'six'.*straddle"):
-        pruning.prune_channels(model, {"six": 0.5})
+    _assert_refused(inputs, L.GlobalAveragePooling2D()(L.GroupNormalization(2)(x)), "six", "'six'.*straddle")
 
 
 def test_attention_couples_query_and_key_and_output_follows_value(tmp_path):
@@ -132,9 +137,7 @@ def test_attention_couples_query_and_key_and_output_follows_value(tmp_path):
     # Query coupled with a model input (never pruned): refused with the reason.
     inputs = keras.Input((6, 8))
     out = L.Attention()([L.Dense(8, name="query")(inputs), inputs])
-    model = keras.Model(inputs, L.Dense(4)(L.GlobalAveragePooling1D()(out)))
-    with pytest.raises(ValueError, match="'query'.*query with key"):
-        pruning.prune_channels(model, {"query": 0.5})
+    _assert_refused(inputs, L.GlobalAveragePooling1D()(out), "query", "'query'.*query with key")
 
 
 def test_split_into_equal_sections_couples_channel_i_of_each_section(tmp_path):
@@ -163,9 +166,7 @@ def test_split_into_equal_sections_couples_channel_i_of_each_section(tmp_path):
     # Explicit split indices on the channel axis: refused with the reason.
     inputs = keras.Input((8,))
     first, rest = ops.split(L.Dense(8, name="d")(inputs), [3], axis=-1)
-    model = keras.Model(inputs, L.Dense(4)(ops.concatenate([first * 2.0, rest], axis=-1)))
-    with pytest.raises(ValueError, match="'d'.*explicit indices"):
-        pruning.prune_channels(model, {"d": 0.5})
+    _assert_refused(inputs, ops.concatenate([first * 2.0, rest], axis=-1), "d", "'d'.*explicit indices")
 
 
 def test_split_after_group_norm_and_multiplier_with_data_criterion_and_fit(tmp_path):
