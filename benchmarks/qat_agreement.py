@@ -85,11 +85,12 @@ def _float_model(name, x, y, epochs, bn_momentum, cache):
     return model, False
 
 
-def measure(name, n_train, n_test, epochs, qat_epochs, bn_momentum=None, cache=None):
+def measure(name, n_train, n_test, epochs, qat_epochs, bn_momentum=None, cache=None, decay="cosine"):
     """One model: the QAT file against its QAT Keras model (a dict)."""
     import keras
 
     from tfopt import export
+    from tfopt import pipeline
     from tfopt import quantization
     from tfopt import zoo
 
@@ -97,10 +98,13 @@ def measure(name, n_train, n_test, epochs, qat_epochs, bn_momentum=None, cache=N
     (x, y), (x_test, y_test) = zoo.task(name, n_train=n_train, n_test=n_test)
     model, cached = _float_model(name, x, y, epochs, bn_momentum, cache)
     keras.utils.set_random_seed(1)
-    qat = zoo.compile_model(quantization.quantize_model(model), 1e-4)
+    # tfopt's QAT recipe: Adam from 1e-4, annealed to 0 ("cosine") or constant (None).
+    rate = pipeline.qat_learning_rate(x, qat_epochs, 1e-4, decay, batch_size=32)
+    qat = zoo.compile_model(quantization.quantize_model(model), rate)
     qat.fit(x, y, batch_size=32, epochs=qat_epochs, verbose=0)
     row = {"model": name, "budget": f"{epochs}+{qat_epochs} epochs, {n_train} train, {n_test} test"
-           + (" (float model from the cache)" if cached else "")}
+           + (" (float model from the cache)" if cached else ""), "qat_decay": decay or "constant",
+           "n_test": int(len(x_test))}
     try:
         exported = export.to_tflite(qat, quantization="int8")
     except Exception as error:  # recorded, the other models go on
@@ -135,6 +139,18 @@ def run_lines(data):
             "not comparable)." for label, run in data["runs"].items()]
 
 
+def _agreement(row):
+    """Top-1 agreement, with its 95% Wilson interval when the test count is known."""
+    agreement = row["top1_agreement"]
+    n = row.get("n_test")
+    if not n:
+        return f"{agreement:.3f}"
+    z = 1.96
+    center = (agreement + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * np.sqrt(agreement * (1 - agreement) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return f"{agreement:.3f} [{center - half:.3f}, {min(1.0, center + half):.3f}]"
+
+
 def markdown(data):
     lines = ["# QAT int8 file vs its QAT Keras model", ""] + run_lines(data)
     lines += ["", "| model | version | budget | compute ops int8 | float ops left | top-1 agreement | "
@@ -147,6 +163,8 @@ def markdown(data):
                 if r["model"] != model:
                     continue
                 budget = r.get("budget", "1+1 epochs, 256 train, 128 test")
+                if "qat_decay" in r:
+                    budget += f"; QAT rate 1e-4 {r['qat_decay']}"
                 if "error" in r:
                     lines.append(f"| {model} | {label} | {budget} | **failed**: {r['error']} | | | | | | "
                                  f"{r['seconds']} |")
@@ -157,7 +175,7 @@ def markdown(data):
                             else f"{float_accuracy} / {r['qat_accuracy']:.3f} / "
                                  f"{r['file_accuracy']:.3f}")
                 lines.append(f"| {model} | {label} | {budget} | {r['int8_ops']} | {r['float_ops']} | "
-                             f"{r['top1_agreement']:.3f} | {r['logit_error']:.4f} | "
+                             f"{_agreement(r)} | {r['logit_error']:.4f} | "
                              f"{r['logit_error_mean']:.2g} | {accuracy} | {r['seconds']} |")
     lines += ["", "Logit error: |file - QAT Keras model| over the test inputs, divided by the range "
               "(max - min) of the Keras logits; max and mean over all logits. Top-1 agreement is over the budget's "
@@ -179,6 +197,8 @@ def main(argv=None):
     parser.add_argument("--budget", choices=("args", "zoo"), default="args",
                         help="zoo: each model's zoo_suite.BUDGETS entry (overrides the counts above)")
     parser.add_argument("--cache", default=None, help="directory for the trained float models")
+    parser.add_argument("--qat-decay", choices=("cosine", "none"), default="cosine",
+                        help="QAT rate 1e-4 annealed to 0 (tfopt's recipe) or constant (before 2026-12-02)")
     parser.add_argument("--json", default=os.path.join(RESULTS, "qat_agreement.json"))
     parser.add_argument("--render", action="store_true", help="only rewrite the .md from the .json")
     args = parser.parse_args(argv)
@@ -193,6 +213,7 @@ def main(argv=None):
 
     import tfopt
 
+    decay = None if args.qat_decay == "none" else args.qat_decay
     rows = []
     for name in args.models.split(","):
         if args.budget == "zoo":
@@ -200,10 +221,10 @@ def main(argv=None):
 
             b = zoo_suite.budget(name)
             rows.append(measure(name, b.n_train, b.n_test, b.epochs, b.finetune_epochs, b.bn_momentum,
-                                args.cache))
+                                args.cache, decay))
         else:
             rows.append(measure(name, args.n_train, args.n_test, args.epochs, args.qat_epochs,
-                                cache=args.cache))
+                                cache=args.cache, decay=decay))
         print(json.dumps(rows[-1]), flush=True)
     data = {"runs": {}}
     if os.path.exists(args.json):  # read at the end: another label may have run meanwhile

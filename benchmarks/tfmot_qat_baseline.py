@@ -198,7 +198,11 @@ def float_run(model, x_test, y_test):
 def qat_run(model, data, args):
     x_train, y_train, x_test, y_test = data
     keras.utils.set_random_seed(args.seed)
-    qat = compile_model(qat_wrap(model), args.lr)
+    rate = args.lr
+    if args.lr_decay == "cosine":  # as tfopt's QAT (tfopt.pipeline.qat_learning_rate)
+        rate = keras.optimizers.schedules.CosineDecay(
+            args.lr, -(-len(x_train) // args.batch_size) * args.epochs)
+    qat = compile_model(qat_wrap(model), rate)
     start = time.perf_counter()
     qat.fit(x_train, y_train, batch_size=args.batch_size, epochs=args.epochs,
             shuffle=True, verbose=0)
@@ -257,6 +261,8 @@ def parse_args(argv=None):
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--tflite-path", default=None,
                    help="also write the QAT .tflite to this file")
+    p.add_argument("--lr-decay", choices=("none", "cosine"), default="none",
+                   help="cosine: anneal --lr to 0 over the QAT epochs, as tfopt's QAT recipe")
     add_training_arguments(p)
     return p.parse_args(argv)
 

@@ -139,7 +139,9 @@ def qat(zoo, base, data, epochs, batch_size, tflite_path):
 
     x, y, x_test, labels = data
     model = tfmot.quantization.keras.quantize_model(base)
-    zoo.compile_model(model, 1e-4)
+    # tfopt's QAT recipe: Adam from 1e-4 annealed to 0 (cosine), the same here.
+    steps = -(-len(x) // batch_size) * epochs
+    zoo.compile_model(model, tf_keras.optimizers.schedules.CosineDecay(1e-4, steps))
     model.fit(x, y, batch_size=batch_size, epochs=epochs, verbose=0)
     converter = tf.lite.TFLiteConverter.from_keras_model(model)
     converter.optimizations = [tf.lite.Optimize.DEFAULT]

@@ -79,3 +79,27 @@ def test_compress_takes_unbatched_datasets(tmp_path):
     with pytest.raises(ValueError, match="inputs only.*map it to"):
         compress.compress(model, (train.map(lambda a, b: a), test), "float",
                           str(tmp_path / "f.tflite"))
+
+
+def test_qat_fine_tuning_anneals_its_rate_to_zero():
+    import tensorflow as tf
+
+    x = np.random.default_rng(0).normal(size=(40, 6)).astype("float32")
+    y = (x[:, 0] > 0).astype("int32")
+    model = keras.Sequential([keras.Input((6,)), keras.layers.Dense(8, activation="relu"),
+                              keras.layers.Dense(2)])
+    # 40 examples in batches of 16: 3 steps an epoch, 6 in all.
+    rate = pipeline.qat_learning_rate(x, 2, 1e-3, batch_size=16)
+    assert float(rate(0)) == pytest.approx(1e-3) and float(rate(6)) == pytest.approx(0.0, abs=1e-12)
+    assert pipeline.qat_learning_rate(x, 2, 1e-3, decay=None) == 1e-3
+    # An unbatched dataset is counted in the batches train() makes of it.
+    dataset = tf.data.Dataset.from_tensor_slices(x)
+    assert pipeline.qat_learning_rate(dataset, 2, 1e-3, batch_size=16,
+                                      example_shape=(6,)).decay_steps == 6
+    qat = pipeline.quantize_aware(model, x, y, 2, learning_rate=1e-3, batch_size=16, from_logits=True)
+    assert int(qat.optimizer.iterations) == 6
+    assert float(qat.optimizer.learning_rate) == pytest.approx(0.0, abs=1e-12)
+    with pytest.raises(ValueError, match="decay='linear'"):
+        pipeline.qat_learning_rate(x, 2, decay="linear")
+    with pytest.raises(ValueError, match="epochs=0"):
+        pipeline.quantize_aware(model, x, y, 0)

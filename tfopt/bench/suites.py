@@ -48,6 +48,7 @@ from tfopt.bench.harness import Recipe
 
 from tfopt.defaults import BATCH_SIZE
 from tfopt.defaults import EXPORT_BATCH
+from tfopt.defaults import QAT_DECAY
 from tfopt.defaults import QAT_LEARNING_RATE
 from tfopt.defaults import REPRESENTATIVE_EXAMPLES
 
@@ -264,6 +265,7 @@ def tfmot_qat_recipe(epochs=2, baselines=None):
     def make(model, data, workdir):
         run = _run_baseline("tfmot_qat_baseline.py", model, data, workdir, baselines, [
             "--epochs", str(epochs), "--batch-size", str(BATCH_SIZE), "--lr", str(QAT_LEARNING_RATE),
+            "--lr-decay", QAT_DECAY or "none",
             "--tflite-path", os.path.join(workdir, f"{model.name}-tfmot-qat.tflite")])
         extra = {"train_step_vs_plain": run["timing"]["ratio"]} if "timing" in run else {}
         return Artifact(run["qat"]["tflite_path"], keras_accuracy=run["qat"]["accuracy"], extra=extra)

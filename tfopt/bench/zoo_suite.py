@@ -25,6 +25,7 @@ import keras
 import numpy as np
 
 from tfopt import export
+from tfopt import pipeline
 from tfopt import pruning
 from tfopt import quantization
 from tfopt import zoo
@@ -38,7 +39,6 @@ N_TRAIN = 384
 N_TEST = 128
 REPRESENTATIVE = 128
 BATCH_N = 8          # the "batch N" PTQ row
-QAT_LEARNING_RATE = 1e-4
 # int8 conversions run in a child process: a converter crash on one model
 # becomes that cell's failure instead of ending the run (about 5 s each).
 ISOLATE_INT8 = True
@@ -310,7 +310,9 @@ def qat_recipe(epochs=EPOCHS):
     def make(model, data, workdir):
         x, y = data[0], data[1]
         keras.utils.set_random_seed(0)
-        qat = zoo.compile_model(quantization.quantize_model(model), QAT_LEARNING_RATE)
+        # Adam from defaults.QAT_LEARNING_RATE annealed to 0 (defaults.QAT_DECAY).
+        rate = pipeline.qat_learning_rate(x, epochs, batch_size=BATCH_SIZE)
+        qat = zoo.compile_model(quantization.quantize_model(model), rate)
         qat.fit(x, y, batch_size=BATCH_SIZE, epochs=epochs, verbose=0)
         exported = export.to_tflite(qat, _path(workdir, data, "qat-int8"), quantization="int8",
                                     batch_size=1, isolate=ISOLATE_INT8)

@@ -103,8 +103,9 @@ class CompressionHyperModel(keras_tuner.HyperModel):
         qat_epochs: Epochs of quantization-aware training when
             `quantization="qat"`.
         qat_learning_rate_scale: QAT learning rate as a fraction of the
-            trial's learning rate (0.1: QAT fine-tunes gently; see
-            `tfopt.bench.suites.QAT_LEARNING_RATE`).
+            trial's learning rate at the start of QAT, annealed to 0 over
+            it (0.1: QAT fine-tunes gently; see
+            `tfopt.defaults.QAT_LEARNING_RATE` and `QAT_DECAY`).
         from_logits: Whether the model outputs logits (else softmax).
         baseline_width: Width of the dense baseline (build function only).
         latency: Keyword arguments of `tfopt.bench.measure_latency`
