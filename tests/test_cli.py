@@ -54,7 +54,6 @@ def test_bench_rejects_unknown_suite_and_missing_gpu(tmp_path):
 
 # -- issue 12: the user's own files ------------------------------------------
 
-import csv
 import json
 import os
 import sys
@@ -244,22 +243,6 @@ def test_compress_qat_on_an_image_folder(tmp_path, capsys):
     assert "int8" in capsys.readouterr().out
     facts = export.inspect_tflite(out)
     assert {w["dtype"] for w in facts["weights"] if len(w["shape"]) >= 2} == {"int8"}
-
-
-def test_tune_resumes_unless_overwrite(tmp_path, capsys):
-    out = str(tmp_path / "tune")
-    base = ["tune", "--example", "digits", "--out", out, "--epochs", "1",
-            "--train-examples", "64", "--tuner", "random"]
-    cli.main(base + ["--max-trials", "1"])
-    first = list(csv.DictReader(open(os.path.join(out, "trials.csv"))))
-    cli.main(base + ["--max-trials", "2"])  # resumes: one more trial, the first kept
-    resumed = list(csv.DictReader(open(os.path.join(out, "trials.csv"))))
-    assert len(first) == 1 and len(resumed) == 2
-    assert resumed[0] == first[0]
-    capsys.readouterr()
-    # --overwrite and --resume (the old flag, now the default) exclude each other.
-    with pytest.raises(SystemExit):
-        cli.main(base + ["--overwrite", "--resume"])
 
 
 def test_bench_options_another_form_would_ignore_are_errors(user_files, tmp_path, capsys):

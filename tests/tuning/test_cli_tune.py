@@ -9,14 +9,19 @@ import pytest
 from tfopt import cli
 
 
-def test_tune_digits_writes_the_report(tmp_path, capsys):
+def test_tune_digits_writes_the_report_and_resumes(tmp_path, capsys):
     out = tmp_path / "tune"
-    cli.main(["tune", "--example", "digits", "--max-trials", "2", "--out", str(out),
-              "--epochs", "1", "--train-examples", "128"])
+    options = ["--out", str(out), "--epochs", "1", "--train-examples", "128", "--tuner", "random"]
+    cli.main(["tune", "--example", "digits", "--max-trials", "1"] + options)
+    first = list(csv.DictReader(open(out / "trials.csv")))
+    capsys.readouterr()
+    # Resumes (the default): one more trial, the first kept as it was.
+    cli.main(["tune", "--example", "digits", "--max-trials", "2"] + options)
     printed = capsys.readouterr().out
     assert "# Compression search" in printed and "trials.csv" in printed
     rows = list(csv.DictReader(open(out / "trials.csv")))
-    assert len(rows) == 2 and all(row["status"] in ("ok", "infeasible") for row in rows)
+    assert len(first) == 1 and len(rows) == 2 and rows[0] == first[0]
+    assert all(row["status"] in ("ok", "infeasible") for row in rows)
     assert all(0.0 <= float(row["test acc"]) <= 1.0 for row in rows)
     results = json.load(open(out / "results.json"))
     assert results["command"].startswith("tfopt tune --example digits --max-trials 2")
@@ -24,6 +29,9 @@ def test_tune_digits_writes_the_report(tmp_path, capsys):
     assert results["summary"]["trials"] == 2
     assert os.path.getsize(out / "pareto.png") > 1000
     assert "Command: `tfopt tune" in (out / "trials.md").read_text()
+    # --overwrite and --resume (the old flag, now the default) exclude each other.
+    with pytest.raises(SystemExit):
+        cli.main(["tune", "--example", "digits", "--overwrite", "--resume"] + options)
 
 
 @pytest.mark.parametrize("argv, match", [

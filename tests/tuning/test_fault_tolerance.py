@@ -79,7 +79,7 @@ def started(log):
     return [line.split()[1] for line in open(log)] if os.path.exists(log) else []
 
 
-MAX_TRIALS = 4  # killed after 2 finished: one interrupted, one never started
+MAX_TRIALS = 3  # killed after one finished: one interrupted, one never started
 
 
 def test_killed_search_resumes_without_losing_or_redoing_trials(tmp_path):
@@ -88,14 +88,19 @@ def test_killed_search_resumes_without_losing_or_redoing_trials(tmp_path):
     process = run_script(tmp_path, MAX_TRIALS, first_log, overwrite=True)
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline and process.poll() is None:
-        if sum(s == "COMPLETED" for s in trial_statuses(project).values()) >= 2:
+        # Kill once a trial has finished and the next one is running.
+        done = {t for t, s in trial_statuses(project).items() if s == "COMPLETED"}
+        if done and set(started(first_log)) - done:
             break
-        time.sleep(0.1)
+        time.sleep(0.05)
     assert process.poll() is None, f"the search ended before it could be killed: {process.stderr.read()}"
     process.send_signal(signal.SIGKILL)
     process.wait()
     finished = {t for t, s in trial_statuses(project).items() if s == "COMPLETED"}
-    assert 2 <= len(finished) < MAX_TRIALS
+    assert 1 <= len(finished) < MAX_TRIALS
+    # The trial that was running when the process died.
+    interrupted = set(started(first_log)) - finished
+    assert interrupted, started(first_log)
     # The resumed search starts from what the killed process left on disk;
     # it runs here (this process never saw the first search's state), which
     # spares a second TensorFlow import.
@@ -106,9 +111,33 @@ def test_killed_search_resumes_without_losing_or_redoing_trials(tmp_path):
     redone = started(second_log)
     assert not finished & set(redone), "a finished trial was run again"
     assert len(redone) == len(set(redone)) and finished | set(redone) == {r.trial_id for r in records}
-    # The trial that was running when the process died ran again, once.
-    interrupted = set(started(first_log)) - finished
+    # The interrupted trial ran again, once; the one never started ran.
     assert interrupted <= set(redone)
+    assert set(redone) - interrupted
+
+
+def test_a_trial_ended_just_before_a_kill_is_not_run_again(tmp_path):
+    """KerasTuner's end_trial writes trial.json (COMPLETED) and oracle.json
+    while the trial is still listed as ongoing; a search killed right then
+    must not run that trial again when it resumes."""
+    from tests.tuning.conftest import tiny_hypermodel
+
+    options = dict(max_trials=3, baseline=False, seed=0, directory=str(tmp_path),
+                   project_name="p")
+    first = tuning.RandomSearch(tiny_hypermodel({"width": [1.0, 0.5]}), overwrite=True,
+                                **options)
+    first.save()  # tuner0.json: what a search has written by then
+    oracle = first.oracle
+    trial = oracle.create_trial("tuner0")
+    oracle.update_trial(trial.trial_id, {"score": 1.0})
+    trial.status = "COMPLETED"
+    oracle.end_trial(trial)  # the state on disk now: as if killed here
+    state = json.loads((tmp_path / "p" / "oracle.json").read_text())
+    assert state["ongoing_trials"] == {"tuner0": trial.trial_id}
+    resumed = tuning.RandomSearch(tiny_hypermodel({"width": [1.0, 0.5]}), **options).oracle
+    assert resumed.trials[trial.trial_id].status == "COMPLETED"
+    following = resumed.create_trial("tuner0")
+    assert following.trial_id != trial.trial_id and following.status == "RUNNING"
 
 
 def test_search_state_writes_are_atomic_and_a_cut_state_is_named(tmp_path):
