@@ -192,6 +192,25 @@ def atomic_keras_tuner_json():
 
 # -- tf.distribute and Keras's trainer (tfopt.distribute) ---------------------------
 
+def forget_finished_keras_tuner_retries(oracle):
+    """Keeps a reloaded search from running a finished trial again.
+
+    KerasTuner's `end_trial` writes the trial's `trial.json` (COMPLETED),
+    then `oracle.json`, and only then drops the trial from its ongoing
+    trials: a search killed after those writes and before the next trial
+    starts reloads the finished trial as interrupted and queues it for a
+    retry. A trial whose own file says it ended is not retried.
+    """
+    import keras_tuner
+
+    if not isinstance(oracle, keras_tuner.Oracle) or not getattr(oracle, "_retry_queue", None):
+        return
+    ended = {keras_tuner.engine.trial.TrialStatus.COMPLETED,
+             keras_tuner.engine.trial.TrialStatus.FAILED}
+    oracle._retry_queue = [trial_id for trial_id in oracle._retry_queue
+                           if getattr(oracle.trials.get(trial_id), "status", None) not in ended]
+
+
 def model_strategy(model):
     """The `tf.distribute` strategy `model` was created under, or None.
 

@@ -149,7 +149,7 @@ class CompressionTuner:
         _compat.atomic_keras_tuner_json()
         _check_resumable(kwargs)
         super().__init__(hypermodel, *args, objective=self._objective_spec, **kwargs)
-        _forget_finished_retries(self.oracle)
+        _compat.forget_finished_keras_tuner_retries(self.oracle)
         self._check_size_feasible()
 
     # -- checks ------------------------------------------------------------
@@ -516,23 +516,6 @@ class Hyperband(CompressionTuner, keras_tuner.Hyperband):
     the recipe. This costs the sum of the budgets instead of the largest.
     The baseline trains for `max_epochs`.
     """
-
-
-def _forget_finished_retries(oracle):
-    """Keeps a reloaded search from running a finished trial again.
-
-    KerasTuner's `end_trial` writes the trial's `trial.json` (COMPLETED),
-    then `oracle.json`, and only then drops the trial from its ongoing
-    trials: a search killed after those writes and before the next trial
-    starts reloads the finished trial as interrupted and queues it for a
-    retry. A trial whose own file says it ended is not retried.
-    """
-    if not isinstance(oracle, keras_tuner.Oracle) or not getattr(oracle, "_retry_queue", None):
-        return
-    ended = {keras_tuner.engine.trial.TrialStatus.COMPLETED,
-             keras_tuner.engine.trial.TrialStatus.FAILED}
-    oracle._retry_queue = [trial_id for trial_id in oracle._retry_queue
-                           if getattr(oracle.trials.get(trial_id), "status", None) not in ended]
 
 
 def _check_resumable(kwargs):
