@@ -1047,9 +1047,15 @@ class QuantizedTimeDistributed(layers.TimeDistributed):
     is the inner layer's, so the `QuantizeWrapper` rounds it to the int32
     grid the file stores.
 
+    A mask (from `Embedding(mask_zero=True)` or `Masking`) is handled as
+    Keras's `TimeDistributed` handles it for a layer that takes no mask
+    (Dense, Conv2D, ...): the layer runs on every step, and the mask passes
+    on to the layers after it, which apply it.
+
     Raises:
         ValueError: When called on an input whose time and feature
-            dimensions are not static.
+            dimensions are not static, or with a mask around a layer that
+            takes masks (`quantize_model` refuses such a layer up front).
 
     Example:
 
@@ -1069,6 +1075,11 @@ class QuantizedTimeDistributed(layers.TimeDistributed):
                 f"{self.name!r}: TimeDistributed needs static time and feature dimensions to run its "
                 f"layer on the reshaped batch, got input shape {shape}; give keras.Input a fixed shape."
             )
+        if mask is not None and self.layer._call_has_mask_arg:
+            raise ValueError(
+                f"{self.name!r}: its layer {self.layer.name!r} ({type(self.layer).__name__}) takes a "
+                "mask, which this layer cannot apply on the reshaped batch; drop the mask, or keep a "
+                "float keras.layers.TimeDistributed.")
         x = ops.reshape(inputs, (-1,) + shape[2:])
         y = self.layer(x, training=training) if self.layer._call_has_training_arg else self.layer(x)
         return ops.reshape(y, (-1, shape[1]) + tuple(y.shape[1:]))
