@@ -24,14 +24,14 @@ from tfopt.quantization.layers import QuantizedTimeDistributed
 STEPS = 4
 
 
-def sequence_task(n, seed):
+def sequence_task(n, seed, steps=STEPS):
     """Float sequences; the class is read at the first and last steps (both directions matter).
 
     The deciding values are at least 0.5 away from the class boundary, so
     that a 1% logit difference (int8 rounding) does not flip near-ties.
     """
     rng = np.random.default_rng(seed)
-    x = rng.normal(size=(n, STEPS, 3)).astype("float32")
+    x = rng.normal(size=(n, steps, 3)).astype("float32")
     for step, feature in ((0, 0), (-1, 1)):
         x[:, step, feature] = np.sign(x[:, step, feature]) * (0.5 + np.abs(x[:, step, feature]))
     y = (x[:, 0, 0] > 0).astype("int32") + 2 * (x[:, -1, 1] > 0).astype("int32")
@@ -86,14 +86,15 @@ def assert_round_trip(model, x, tmp_path):
     np.testing.assert_allclose(np.asarray(loaded(x)), np.asarray(model(x)), atol=1e-5)
 
 
-MERGES = (("sum", 4 * STEPS), ("concat", 8), ("mul", 4), ("ave", 4))  # (mode, features)
+MERGE_STEPS = 3  # (fewer steps than the other tests: four layers to convert)
+MERGES = (("sum", 4 * MERGE_STEPS), ("concat", 8), ("mul", 4), ("ave", 4))  # (mode, features)
 
 
 def test_bidirectional_every_merge_mode_runs_int8_through_the_file(tmp_path):
     # One Bidirectional per merge mode, side by side (one conversion): an
     # LSTM returning sequences (the backward steps put back in time order),
     # a GRU, a tanh and a relu SimpleRNN.
-    inputs = keras.Input((STEPS, 3))
+    inputs = keras.Input((MERGE_STEPS, 3))
     branches = [
         layers.Flatten()(layers.Bidirectional(layers.LSTM(4, return_sequences=True),
                                               merge_mode="sum")(inputs)),
@@ -103,22 +104,22 @@ def test_bidirectional_every_merge_mode_runs_int8_through_the_file(tmp_path):
     ]
     features = layers.Concatenate(name="features")(branches)
     model = keras.Model(inputs, layers.Dense(4)(features))
-    x, y = sequence_task(512, 0)
+    x, y = sequence_task(512, 0, MERGE_STEPS)
     qat, before = quantized_after_fit(model, x, y, epochs=2)
     assert sorted(l.merge_mode for l in wrapped(qat, QuantizedBidirectional)) == sorted(
         mode for mode, _ in MERGES)
     assert before <= 0.05, before  # the QAT model computes the float model
     # The file of the logits and of every merged output (after its range).
-    probe = keras.Model(qat.inputs, [qat.outputs[0], qat.get_layer("features_quant").output])
+    probe = keras.Model(qat.input, [qat.output, qat.get_layer("features_quant").output])
     exported = export.to_tflite(probe, quantization="int8", batch_size=1)
     precision = export.op_precision(exported.content)
     # Per direction: input + recurrent projection per step (none at step 0);
     # + the head. Nothing float, no REVERSE_V2.
-    assert precision["compute_ops"] == 4 * 2 * (2 * STEPS - 1) + 1, precision
+    assert precision["compute_ops"] == 4 * 2 * (2 * MERGE_STEPS - 1) + 1, precision
     assert precision["int8_share"] == 1.0 and not precision["float_other"], precision
     ops_ = {o["op"] for o in precision["ops"]}
     assert {"CONCATENATION", "ADD", "MUL"} <= ops_ and "REVERSE_V2" not in ops_, ops_
-    x_test, _ = sequence_task(128, 1)
+    x_test, _ = sequence_task(128, 1, MERGE_STEPS)
     logits, merged = run_tflite(exported, x_test)
     want_logits, want_merged = (np.asarray(out) for out in probe(x_test))
     assert np.mean(logits.argmax(-1) == want_logits.argmax(-1)) >= 0.99
