@@ -38,6 +38,7 @@ class QuantizeActivation(layers.Layer):
 
     def __init__(self, decay=RANGE_DECAY, fixed_range=None, **kwargs):
         super().__init__(**kwargs)
+        self.supports_masking = True  # elementwise: a mask passes through
         if not 0.0 <= decay < 1.0:
             raise ValueError(f"decay={decay!r} must be in [0, 1).")
         if fixed_range is not None:
@@ -130,6 +131,12 @@ class QuantizeWrapper(SubstitutingWrapper):
         super().__init__(layer, **kwargs)
         self.quantize_config = quantize_config
         self.preserve_sparsity = bool(preserve_sparsity)
+        # A mask (Embedding(mask_zero=True), Masking) flows on as through the
+        # layer alone (no "this layer will destroy the mask" warning).
+        self.supports_masking = layer.supports_masking
+
+    def compute_mask(self, inputs, mask=None):
+        return self.layer.compute_mask(inputs, mask)
 
     def build(self, input_shape=None):
         if not self.layer.built:
