@@ -133,6 +133,14 @@ INPUT_FORMS = (
     "of arrays (the TFLite converter's representative_dataset form)"
 )
 
+MULTI_INPUT_FORMS = (
+    "a list or tuple of arrays in the model's input order, a dict of arrays by input "
+    "name, a tf.data.Dataset yielding such an x (alone as `(x,)`, or as (x, y)), or a "
+    "function returning an iterator of such elements"
+)
+
+REBATCH_SIZE = 256
+
 
 def _is_dataset(data):
     return hasattr(data, "element_spec") and hasattr(data, "as_numpy_iterator")
@@ -144,50 +152,289 @@ def _to_numpy(value):
     return np.asarray(value)
 
 
-def _split_element(element, name):
-    """`(x, y)` of one element: a tensor, `(x,)`, `(x, y)`, `(x, y, w)` or `[x]`."""
-    if isinstance(element, dict):
-        raise TypeError(
-            f"{name} yields dicts (keys {sorted(element)}); tfopt takes "
-            "single-input data: map the dataset to `x` or `(x, y)`."
-        )
-    if isinstance(element, (tuple, list)):
-        if not element or len(element) > 3:
+def model_batches(data, example_shapes, names=None, max_examples=None, name="data",
+                  positional=True):
+    """Yields `(xs, y)` numpy batches for a model of one or several inputs.
+
+    The one reader behind every entry point that takes data
+    (`to_tflite(representative_data=...)`, `verify`, `run_tflite`,
+    `evaluate_tflite`, `Distiller.cache_teacher`, the recipe pipeline and
+    the compression search). It takes what Keras's `model.predict(x)`
+    takes, for the number of inputs `example_shapes` gives:
+
+    - one input: a numpy array `(n, *shape)`; a list of arrays (whole
+      batches, or single examples); a dict `{input_name: array}`;
+    - several inputs: a list or tuple of arrays in the model's input order,
+      or a dict of arrays by input name;
+    - either: a `tf.data.Dataset` whose elements are `x`, `(x,)`, `(x, y)`
+      or `(x, y, sample_weight)` with such an `x` (a bare dict is `x`),
+      batched or not; or a function returning an iterator of such elements
+      or of lists of the inputs (the TFLite converter's
+      `representative_dataset` form). One-shot iterators are refused (they
+      cannot be read twice).
+
+    Arrays are sliced; datasets and generator functions are streamed and
+    stopped after `max_examples`, so a large pipeline is never
+    materialised. Single examples and small batches are grouped into
+    batches of up to `REBATCH_SIZE` (one model call each).
+
+    Args:
+        data: The inputs, in one of the forms above.
+        example_shapes: The shape of one example of each input, without the
+            batch (None for a free dimension), in input order. For one
+            input, `[None]` skips the shape check (single examples are
+            then only told from batches by a scalar label).
+        names: The inputs' names, in input order: they key a dict of inputs
+            and name the inputs in errors. Needed for several inputs.
+        max_examples: Stop after this many examples (None: all).
+        name: How to call `data` in error messages.
+        positional: Whether a list or tuple may give several inputs by
+            position (in `names` order); False when that order is not the
+            model's (a TFLite file read alone), so only dicts are taken.
+
+    Yields:
+        `(xs, y)`: `xs` a list with one numpy batch per input, all of the
+        same length; `y` the labels or None (of the first output, for
+        labels given per output as a list, tuple or dict; None for a batch
+        in which only some elements had labels).
+
+    Raises:
+        TypeError: If `data` is none of the accepted forms (e.g. a one-shot
+            generator object), or holds Python objects instead of numbers.
+        ValueError: If `data` is empty, gives another number of inputs than
+            `example_shapes`, misses an input name, has examples of another
+            shape, or gives inputs of different lengths.
+
+    Example:
+
+    >>> a, b = np.zeros((5, 3), "float32"), np.ones((5, 2), "float32")
+    >>> [[x.shape for x in xs] for xs, _ in model_batches(
+    ...     {"b": b, "a": a}, [(3,), (2,)], names=["a", "b"])]
+    [[(5, 3), (5, 2)]]
+    >>> [xs[0].shape for xs, _ in model_batches(a, [(3,)], max_examples=4)]
+    [(4, 3)]
+    """
+    expected = [None if shape is None else tuple(None if d is None else int(d) for d in shape)
+                for shape in example_shapes]
+    count = len(expected)
+    if count < 1:
+        raise ValueError("example_shapes must give at least one input's shape.")
+    if names is None:
+        if count > 1:
+            raise ValueError("names are needed to read the data of several inputs.")
+        names = [None]
+    names = list(names)
+    if len(names) != count:
+        raise ValueError(f"{len(names)} names for {count} example_shapes.")
+    forms = INPUT_FORMS if count == 1 else MULTI_INPUT_FORMS
+    known = [n for n in names if n is not None]
+
+    def from_dict(x):
+        if count == 1 and names[0] not in x and len(x) != 1:
+            raise TypeError(
+                f"{name} yields dicts (keys {sorted(x)}) where the model takes one input"
+                f"{'' if names[0] is None else ' ' + repr(names[0])}: map the dataset to "
+                "`x` or `(x, y)`, or key the input by its name.")
+        if count == 1:
+            return [x[names[0]] if names[0] in x else next(iter(x.values()))]
+        missing = [n for n in names if n not in x]
+        if missing:
             raise ValueError(
-                f"{name} yields {type(element).__name__}s of {len(element)} "
-                "items; expected x, (x,), (x, y) or (x, y, sample_weight)."
-            )
-        x = element[0]
-        y = element[1] if len(element) >= 2 else None
-        return _to_numpy(x), None if y is None else _to_numpy(y)
-    return _to_numpy(element), None
+                f"{name} has no input(s) {missing} (keys {sorted(x)}); the model's "
+                f"inputs are {names}.")
+        return [x[n] for n in names]
+
+    def arrays(x):
+        """The list of one array per input of one element's `x`."""
+        if isinstance(x, dict):
+            return [_to_numpy(item) for item in from_dict(x)]
+        if count == 1:
+            return [_to_numpy(x)]
+        if not positional and isinstance(x, (list, tuple)):
+            raise ValueError(
+                f"{name} gives the {count} inputs as a {type(x).__name__}, but their "
+                f"order is not known here (a TFLite file does not keep the model's input "
+                f"order): give a dict by input name, keys {sorted(known)}, or pass the "
+                "TFLiteExport that to_tflite returned (or the Keras model, to verify).")
+        if not isinstance(x, (list, tuple)) or len(x) != count:
+            got = f"{len(x)} items" if isinstance(x, (list, tuple)) else type(x).__name__
+            raise ValueError(
+                f"{name} gives {got} where the model takes {count} inputs "
+                f"{names}; give {forms}.")
+        return [_to_numpy(item) for item in x]
+
+    def split(element):
+        """`(x, y)` of one element: `x`, `(x,)`, `(x, y)`, `(x, y, w)`, or the inputs' list."""
+        if isinstance(element, dict):
+            return element, None
+        if not isinstance(element, (list, tuple)):
+            if count > 1:
+                raise ValueError(
+                    f"{name} yields {type(element).__name__} elements where the model takes "
+                    f"{count} inputs {names}; give {forms}.")
+            return element, None
+        if count > 1 and len(element) == count and not isinstance(element[0], (list, tuple, dict)):
+            return element, None  # the converter's form: one list of the inputs
+        if not element or len(element) > 3 or (
+                count > 1 and not isinstance(element[0], (list, tuple, dict))):
+            raise ValueError(
+                f"{name} yields {type(element).__name__}s of {len(element)} items; expected "
+                f"x, (x,), (x, y) or (x, y, sample_weight)"
+                + ("." if count == 1 else f" with x the model's {count} inputs {names}."))
+        return element[0], element[1] if len(element) > 1 else None
+
+    def fit(xs, y, single_ok):
+        """Checks one element's arrays; gives single examples a batch axis."""
+        for input_name, x in zip(names, xs):
+            if x.dtype == object:
+                where = "" if count == 1 else f" input {input_name!r}"
+                raise TypeError(
+                    f"{name}{where} holds Python objects (dtype=object), not numbers; "
+                    f"give {forms}.")
+        if isinstance(y, (list, tuple, dict)):
+            # Labels per output: the first output's (the head verify scores).
+            import keras
+
+            leaves = keras.tree.flatten(y)
+            y = leaves[0] if leaves else None
+        y = None if y is None else _to_numpy(y)
+        if single_ok:
+            known_shapes = all(shape is not None for shape in expected)
+            scalar_label = y is not None and y.ndim == 0
+            if (all(x.ndim == len(shape) for x, shape in zip(xs, expected)) if known_shapes
+                    else scalar_label):
+                xs = [x[None] for x in xs]  # one example (an unbatched element)
+                y = None if y is None else y[None]
+        for input_name, x, shape in zip(names, xs, expected):
+            if shape is None:
+                if x.ndim == 0:
+                    raise ValueError(f"{name} yields scalars; expected arrays of examples.")
+                continue
+            if x.ndim != len(shape) + 1 or any(
+                    e is not None and e != s for e, s in zip(shape, x.shape[1:])):
+                where = "" if count == 1 else f" input {input_name!r}"
+                raise ValueError(
+                    f"{name}{where} has examples of shape {tuple(x.shape[1:])} (batch shape "
+                    f"{tuple(x.shape)}); the model takes {shape}.")
+        if len({len(x) for x in xs}) != 1:
+            raise ValueError(
+                f"{name} gives inputs of different lengths "
+                f"{dict(zip(names, (len(x) for x in xs)))}.")
+        return xs, y
+
+    def join(group):
+        xs = [group[0][0][i] if len(group) == 1 else np.concatenate([xs[i] for xs, _ in group])
+              for i in range(count)]
+        labels = [y for _, y in group]
+        if any(y is None for y in labels):
+            return xs, None
+        return xs, labels[0] if len(labels) == 1 else np.concatenate(labels)
+
+    def limited(elements, single_ok=True):
+        # Single examples (an unbatched dataset) and small batches are
+        # grouped into batches of up to REBATCH_SIZE: one model call each.
+        # Reading stops as soon as max_examples are in hand.
+        seen, group, held = 0, [], 0
+        for x, y in elements:
+            xs, y = fit(arrays(x), y, single_ok)
+            if max_examples is not None and seen + held + len(xs[0]) > max_examples:
+                keep = max_examples - seen - held
+                xs, y = [a[:keep] for a in xs], None if y is None else y[:keep]
+            if len(xs[0]):
+                group.append((xs, y))
+                held += len(xs[0])
+            done = max_examples is not None and seen + held >= max_examples
+            if group and (held >= REBATCH_SIZE or done):
+                yield join(group)
+                seen, group, held = seen + held, [], 0
+            if done:
+                return
+        if group:
+            yield join(group)
+
+    if isinstance(data, (str, bytes)) or data is None:
+        raise TypeError(f"{name} must be {forms}; got {type(data).__name__}.")
+    if _is_dataset(data):
+        return limited(split(e) for e in data.as_numpy_iterator())
+    if isinstance(data, dict):
+        return limited(iter([(data, None)]))
+    if hasattr(data, "shape") and hasattr(data, "dtype"):
+        if count > 1:
+            raise ValueError(
+                f"{name} is one array where the model takes {count} inputs {names}; "
+                f"give {forms}.")
+        return limited(iter([(data, None)]), single_ok=False)
+    if isinstance(data, (list, tuple)):
+        if not data:
+            raise ValueError(f"{name} is empty.")
+        if count > 1:
+            return limited(iter([(data, None)]))
+        return limited((item, None) for item in data)  # batches or single examples
+    if callable(data):
+        def generated():
+            iterator = data()
+            if not hasattr(iterator, "__next__") and not hasattr(iterator, "__iter__"):
+                raise TypeError(
+                    f"{name} is a function, but it returned {type(iterator).__name__}, "
+                    "not an iterator of input lists.")
+            for element in iterator:
+                yield split(element)
+
+        return limited(generated())
+    if hasattr(data, "__next__"):
+        raise TypeError(
+            f"{name} is a one-shot {type(data).__name__} (it can be read only "
+            "once); pass an array, a tf.data.Dataset, or the function that "
+            "creates the iterator (the TFLite converter's representative_dataset form).")
+    raise TypeError(f"{name} must be {forms}; got {type(data).__name__}.")
 
 
-REBATCH_SIZE = 256
+def collect_model_inputs(data, example_shapes, names=None, max_examples=None, name="data",
+                         positional=True):
+    """`(xs, y)`: every batch of `model_batches` joined.
+
+    Args:
+        data, example_shapes, names, max_examples, name, positional: As
+            `model_batches`.
+
+    Returns:
+        `(xs, y)`: one numpy array per input; the labels, or None if `data`
+        has none (or only some of its elements had labels).
+
+    Raises:
+        TypeError, ValueError: As `model_batches`, or if `data` holds no
+            example.
+
+    Example:
+
+    >>> xs, y = collect_model_inputs({"a": np.zeros((4, 3)), "b": np.ones((4, 2))},
+    ...                              [(3,), (2,)], names=["a", "b"])
+    >>> [x.shape for x in xs], y is None
+    ([(4, 3), (4, 2)], True)
+    """
+    parts, labels = [], []
+    for xs, y in model_batches(data, example_shapes, names, max_examples, name, positional):
+        parts.append(xs)
+        labels.append(y)
+    if not parts:
+        raise ValueError(f"{name} holds no example.")
+    xs = [np.concatenate([part[i] for part in parts]) for i in range(len(parts[0]))]
+    y = None if any(label is None for label in labels) else np.concatenate(labels)
+    return xs, y
 
 
-def _join(xs, ys):
-    x = xs[0] if len(xs) == 1 else np.concatenate(xs)
-    if any(y is None for y in ys):
-        return x, None
-    return x, ys[0] if len(ys) == 1 else np.concatenate([np.asarray(y) for y in ys])
+# -- the single- and multi-input names of the same reader (public API) --------
 
 
 def input_batches(data, example_shape=None, max_examples=None, name="data"):
-    """Yields `(x, y)` numpy batches from any input form tfopt accepts.
+    """Yields `(x, y)` numpy batches for a model of one input.
 
-    One helper behind `to_tflite(representative_data=...)`, `verify`,
-    `evaluate_tflite` and `Distiller.cache_teacher`: arrays are sliced,
-    datasets and generator functions are streamed and stopped after
-    `max_examples`, so a large pipeline is never materialised.
+    `model_batches` for one input, yielding its batch as an array (not a
+    list of one).
 
     Args:
-        data: A numpy array `(n, *example_shape)`; a list of arrays (whole
-            batches, or single examples of `example_shape`); a
-            `tf.data.Dataset` yielding `x`, `(x, y)` or `(x, y, w)`, batched
-            or not; or a callable returning an iterator of such elements or
-            of lists of arrays (the TFLite converter's
-            `representative_dataset`, whose lists hold the model's inputs).
+        data: As `model_batches` for one input: an array, a list of arrays
+            (batches or single examples), a dataset or a generator function.
         example_shape: The shape of one example (without batch). Needed to
             tell single examples from batches; checked against every batch.
         max_examples: Stop after this many examples (None: all).
@@ -198,9 +445,7 @@ def input_batches(data, example_shape=None, max_examples=None, name="data"):
         labels or None.
 
     Raises:
-        TypeError: If `data` is none of the accepted forms (e.g. a
-            one-shot generator object, which cannot be read twice).
-        ValueError: If an example does not have `example_shape`.
+        TypeError, ValueError: As `model_batches`.
 
     Example:
 
@@ -208,102 +453,23 @@ def input_batches(data, example_shape=None, max_examples=None, name="data"):
     >>> [b.shape for b, _ in input_batches(x, (4,), max_examples=6)]
     [(6, 4)]
     """
-    expected = None if example_shape is None else tuple(
-        None if d is None else int(d) for d in example_shape)
-
-    def fit(x, y, single_ok):
-        if x.dtype == object:
-            raise TypeError(
-                f"{name} holds Python objects (dtype=object), not numbers; "
-                f"give {INPUT_FORMS}.")
-        if single_ok and y is not None and np.ndim(y) == 0:
-            # A scalar label: one example of an unbatched (x, y) dataset.
-            if expected is None or x.ndim == len(expected):
-                x, y = x[None], np.asarray(y)[None]
-        if expected is not None:
-            if single_ok and x.ndim == len(expected):  # a single example
-                x = x[None]
-                y = None if y is None else np.asarray(y)[None]
-            if x.ndim != len(expected) + 1 or any(
-                    e is not None and e != s for e, s in zip(expected, x.shape[1:])):
-                raise ValueError(
-                    f"{name} has examples of shape {tuple(x.shape[1:])} "
-                    f"(batch shape {tuple(x.shape)}); the model takes "
-                    f"{tuple(expected)}.")
-        elif x.ndim == 0:
-            raise ValueError(f"{name} yields scalars; expected arrays of examples.")
-        return x, y
-
-    def limited(batches, single_ok=True):
-        # Single examples (an unbatched dataset) and small batches are
-        # grouped into batches of up to REBATCH_SIZE: one model call each.
-        # Reading stops as soon as max_examples are in hand.
-        seen, xs, ys, count = 0, [], [], 0
-        for x, y in batches:
-            x, y = fit(x, y, single_ok)
-            if max_examples is not None:
-                keep = max_examples - seen - count
-                if len(x) > keep:
-                    x, y = x[:keep], None if y is None else y[:keep]
-            if len(x):
-                xs.append(x)
-                ys.append(y)
-                count += len(x)
-            done = max_examples is not None and seen + count >= max_examples
-            if xs and (count >= REBATCH_SIZE or done):
-                yield _join(xs, ys)
-                seen, xs, ys, count = seen + count, [], [], 0
-            if done:
-                return
-        if xs:
-            yield _join(xs, ys)
-
-    if isinstance(data, (str, bytes)) or data is None:
-        raise TypeError(f"{name} must be {INPUT_FORMS}; got {type(data).__name__}.")
-    if _is_dataset(data):
-        return limited(_split_element(e, name) for e in data.as_numpy_iterator())
-    if hasattr(data, "shape") and hasattr(data, "dtype"):
-        return limited(iter([(_to_numpy(data), None)]), single_ok=False)
-    if isinstance(data, (list, tuple)):
-        if not data:
-            raise ValueError(f"{name} is empty.")
-        arrays = [_to_numpy(item) for item in data]
-        return limited((a, None) for a in arrays)
-    if callable(data):
-        def generated():
-            iterator = data()
-            if not hasattr(iterator, "__next__") and not hasattr(iterator, "__iter__"):
-                raise TypeError(
-                    f"{name} is a function, but it returned "
-                    f"{type(iterator).__name__}, not an iterator of input lists.")
-            for element in iterator:
-                yield _split_element(element, name)
-
-        return limited(generated())
-    if hasattr(data, "__next__"):
-        raise TypeError(
-            f"{name} is a one-shot {type(data).__name__} (it can be read only "
-            "once); pass an array, a tf.data.Dataset, or the function that "
-            "creates the iterator (the TFLite converter's representative_dataset form).")
-    raise TypeError(f"{name} must be {INPUT_FORMS}; got {type(data).__name__}.")
+    batches = model_batches(data, [example_shape], None, max_examples, name)
+    return ((xs[0], y) for xs, y in batches)
 
 
 def collect_inputs(data, example_shape=None, max_examples=None, name="data"):
-    """`(x, y)` numpy arrays from any input form (see `input_batches`).
+    """`(x, y)` numpy arrays of a one-input model's data (see `model_batches`).
 
     Args:
-        data: As `input_batches`.
-        example_shape: As `input_batches`.
-        max_examples: Read at most this many examples (None: all).
-        name: How to call `data` in error messages.
+        data, example_shape, max_examples, name: As `input_batches`.
 
     Returns:
         `(x, y)`: the inputs, and the labels (None if `data` has none, or
         if only some of its elements had labels).
 
     Raises:
-        TypeError: As `input_batches`.
-        ValueError: As `input_batches`, or if `data` holds no example.
+        TypeError, ValueError: As `model_batches`, or if `data` holds no
+            example.
 
     Example:
 
@@ -311,53 +477,24 @@ def collect_inputs(data, example_shape=None, max_examples=None, name="data"):
     >>> x.shape, y is None
     ((2, 3), True)
     """
-    xs, ys = [], []
-    for x, y in input_batches(data, example_shape, max_examples, name):
-        xs.append(x)
-        ys.append(y)
-    if not xs:
-        raise ValueError(f"{name} holds no example.")
-    labels = None if any(y is None for y in ys) else np.concatenate(
-        [np.asarray(y) for y in ys])
-    return np.concatenate(xs), labels
-
-
-MULTI_INPUT_FORMS = (
-    "a list or tuple of arrays in the model's input order, a dict of arrays by input "
-    "name, a tf.data.Dataset yielding such an x (alone as `(x,)`, or as (x, y)), or a "
-    "function returning an iterator of such elements"
-)
+    xs, y = collect_model_inputs(data, [example_shape], None, max_examples, name)
+    return xs[0], y
 
 
 def multi_input_batches(data, names, example_shapes, max_examples=None, name="data",
                         positional=True):
-    """Yields `(xs, y)` numpy batches for a model of several inputs.
-
-    The multi-input sibling of `input_batches`, with Keras's conventions for
-    `model.predict(x)`: `x` is a list or tuple of arrays in the model's
-    input order or a dict keyed by input name; a dataset element is
-    `(x,)`, `(x, y)` or `(x, y, w)` (a bare dict is `x`), batched or not.
+    """`model_batches` with the names first (kept for callers of this name).
 
     Args:
-        data: One of `MULTI_INPUT_FORMS`.
+        data, max_examples, name, positional: As `model_batches`.
         names: The model's input names, in its input order.
-        example_shapes: The shape of one example of each input (without
-            batch; None for a free dimension).
-        max_examples: Stop after this many examples (None: all).
-        name: How to call `data` in error messages.
-        positional: Whether a list or tuple of arrays may give the inputs
-            by position (in `names` order); False when that order is not
-            the model's (a TFLite file read alone), so only dicts are taken.
+        example_shapes: The shape of one example of each input.
 
     Yields:
-        `(xs, y)`: `xs` a list with one numpy batch per input, all of the
-        same length, `y` the labels or None (of the first output, for
-        labels given per output as a list, tuple or dict).
+        `(xs, y)`: as `model_batches`.
 
     Raises:
-        TypeError: If `data` is none of the accepted forms.
-        ValueError: If an input is missing, has examples of another shape,
-            or the inputs have different numbers of examples.
+        TypeError, ValueError: As `model_batches`.
 
     Example:
 
@@ -366,107 +503,11 @@ def multi_input_batches(data, names, example_shapes, max_examples=None, name="da
     ...     [a, b], ["a", "b"], [(3,), (2,)])]
     [[(5, 3), (5, 2)]]
     """
-    names = list(names)
-    expected = [tuple(None if d is None else int(d) for d in shape) for shape in example_shapes]
-
-    def arrays(x):
-        if isinstance(x, dict):
-            missing = [n for n in names if n not in x]
-            if missing:
-                raise ValueError(
-                    f"{name} has no input(s) {missing} (keys {sorted(x)}); the model's "
-                    f"inputs are {names}.")
-            x = [x[n] for n in names]
-        elif not positional and isinstance(x, (list, tuple)):
-            raise ValueError(
-                f"{name} gives the {len(names)} inputs as a {type(x).__name__}, but their "
-                f"order is not known here (a TFLite file does not keep the model's input "
-                f"order): give a dict by input name, keys {sorted(names)}, or pass the "
-                "TFLiteExport that to_tflite returned (or the Keras model, to verify).")
-        if not isinstance(x, (list, tuple)) or len(x) != len(names):
-            got = f"{len(x)} items" if isinstance(x, (list, tuple)) else type(x).__name__
-            raise ValueError(
-                f"{name} gives {got} where the model takes {len(names)} inputs "
-                f"{names}; give {MULTI_INPUT_FORMS}.")
-        return [_to_numpy(item) for item in x]
-
-    def fit(xs, y):
-        # An unbatched element (every input one example) gets a batch axis.
-        if all(x.ndim == len(shape) for x, shape in zip(xs, expected)):
-            xs = [x[None] for x in xs]
-        batched = xs
-        for input_name, x, shape in zip(names, batched, expected):
-            if x.dtype == object:
-                raise TypeError(f"{name} input {input_name!r} holds Python objects, not numbers.")
-            if x.ndim != len(shape) + 1 or any(
-                    e is not None and e != s for e, s in zip(shape, x.shape[1:])):
-                raise ValueError(
-                    f"{name} input {input_name!r} has examples of shape {tuple(x.shape[1:])}; "
-                    f"the model takes {shape}.")
-        if len({len(x) for x in batched}) != 1:
-            raise ValueError(
-                f"{name} gives inputs of different lengths "
-                f"{dict(zip(names, (len(x) for x in batched)))}.")
-        if isinstance(y, (list, tuple, dict)):
-            # Labels per output: the first output's (the head verify scores).
-            import keras
-
-            y = keras.tree.flatten(y)[0] if keras.tree.flatten(y) else None
-        if y is not None and np.ndim(y) == 0:
-            y = np.asarray(y)[None]
-        return batched, y
-
-    def split(element):
-        if isinstance(element, dict):
-            return element, None
-        if isinstance(element, (list, tuple)) and 1 <= len(element) <= 3 and isinstance(
-                element[0], (list, tuple, dict)):
-            return element[0], element[1] if len(element) > 1 else None
-        if isinstance(element, (list, tuple)) and len(element) == len(names):
-            return element, None  # the converter's form: one list of the inputs
-        raise ValueError(
-            f"{name} yields {type(element).__name__} elements that are not x, (x,), (x, y) "
-            f"or (x, y, w) with x one of the model's {len(names)} inputs {names}.")
-
-    def limited(elements):
-        seen = 0
-        for xs, y in elements:
-            xs, y = fit(arrays(xs), y)
-            if max_examples is not None and seen + len(xs[0]) > max_examples:
-                keep = max_examples - seen
-                xs, y = [x[:keep] for x in xs], None if y is None else y[:keep]
-            if len(xs[0]):
-                seen += len(xs[0])
-                yield xs, y
-            if max_examples is not None and seen >= max_examples:
-                return
-
-    if isinstance(data, (str, bytes)) or data is None:
-        raise TypeError(f"{name} must be {MULTI_INPUT_FORMS}; got {type(data).__name__}.")
-    if _is_dataset(data):
-        return limited(split(e) for e in data.as_numpy_iterator())
-    if isinstance(data, (dict, list, tuple)):
-        return limited(iter([(data, None)]))
-    if hasattr(data, "shape") and hasattr(data, "dtype"):
-        raise ValueError(
-            f"{name} is one array where the model takes {len(names)} inputs {names}; "
-            f"give {MULTI_INPUT_FORMS}.")
-    if callable(data):
-        def generated():
-            iterator = data()
-            if not hasattr(iterator, "__next__") and not hasattr(iterator, "__iter__"):
-                raise TypeError(
-                    f"{name} is a function, but it returned {type(iterator).__name__}, "
-                    "not an iterator.")
-            for element in iterator:
-                yield split(element)
-
-        return limited(generated())
-    raise TypeError(f"{name} must be {MULTI_INPUT_FORMS}; got {type(data).__name__}.")
+    return model_batches(data, example_shapes, names, max_examples, name, positional)
 
 
 def collect_multi_inputs(data, names, example_shapes, max_examples=None, name="data"):
-    """`(xs, y)`: every batch of `multi_input_batches` joined.
+    """`collect_model_inputs` with the names first (kept for callers of this name).
 
     Args:
         data, names, example_shapes, max_examples, name: As
@@ -476,8 +517,7 @@ def collect_multi_inputs(data, names, example_shapes, max_examples=None, name="d
         `(xs, y)`: one numpy array per input, the labels or None.
 
     Raises:
-        TypeError, ValueError: As `multi_input_batches`, or if `data`
-            holds no example.
+        TypeError, ValueError: As `collect_model_inputs`.
 
     Example:
 
@@ -486,13 +526,4 @@ def collect_multi_inputs(data, names, example_shapes, max_examples=None, name="d
     >>> [x.shape for x in xs], y is None
     ([(4, 3), (4, 2)], True)
     """
-    parts, labels = [], []
-    for xs, y in multi_input_batches(data, names, example_shapes, max_examples, name):
-        parts.append(xs)
-        labels.append(y)
-    if not parts:
-        raise ValueError(f"{name} holds no example.")
-    xs = [np.concatenate([part[i] for part in parts]) for i in range(len(names))]
-    y = None if any(label is None for label in labels) else np.concatenate(
-        [np.asarray(label) for label in labels])
-    return xs, y
+    return collect_model_inputs(data, example_shapes, names, max_examples, name)

@@ -1,9 +1,12 @@
 """QAT of wrapper and recurrent layers users ship, into real int8 files.
 
-Bidirectional, SimpleRNN, TimeDistributed, PReLU, GroupNormalization: each
-test trains a tiny model, quantizes it, fine-tunes briefly, exports the int8
-file, runs it in the LiteRT interpreter and compares it with the QAT model.
+Bidirectional (every merge mode), SimpleRNN, TimeDistributed (with and
+without a mask), PReLU, GroupNormalization: each test builds (and mostly
+trains) a tiny model, quantizes it, exports the int8 file, runs it in the
+LiteRT interpreter and compares it with the QAT model.
 """
+
+import warnings
 
 import keras
 import numpy as np
@@ -14,6 +17,7 @@ from tests.quantization.test_recurrent import logit_error
 from tests.quantization.test_recurrent import trained
 from tfopt import export
 from tfopt import quantization
+from tfopt.export.verify import run_tflite
 from tfopt.quantization.layers import QuantizedBidirectional
 from tfopt.quantization.layers import QuantizedPReLU
 from tfopt.quantization.layers import QuantizedRecurrent
@@ -22,14 +26,14 @@ from tfopt.quantization.layers import QuantizedTimeDistributed
 STEPS = 4
 
 
-def sequence_task(n, seed):
+def sequence_task(n, seed, steps=STEPS):
     """Float sequences; the class is read at the first and last steps (both directions matter).
 
     The deciding values are at least 0.5 away from the class boundary, so
     that a 1% logit difference (int8 rounding) does not flip near-ties.
     """
     rng = np.random.default_rng(seed)
-    x = rng.normal(size=(n, STEPS, 3)).astype("float32")
+    x = rng.normal(size=(n, steps, 3)).astype("float32")
     for step, feature in ((0, 0), (-1, 1)):
         x[:, step, feature] = np.sign(x[:, step, feature]) * (0.5 + np.abs(x[:, step, feature]))
     y = (x[:, 0, 0] > 0).astype("int32") + 2 * (x[:, -1, 1] > 0).astype("int32")
@@ -80,34 +84,54 @@ def assert_round_trip(model, x, tmp_path):
     path = str(tmp_path / "qat.keras")
     model.save(path)
     loaded = keras.saving.load_model(path)
-    np.testing.assert_allclose(loaded.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-5)
+    # Eager calls: cheaper than tracing a predict of an unrolled graph.
+    np.testing.assert_allclose(np.asarray(loaded(x)), np.asarray(model(x)), atol=1e-5)
 
 
-def test_bidirectional_lstm_runs_int8_in_both_directions(tmp_path):
-    inputs = keras.Input((STEPS, 3))
-    h = layers.Bidirectional(layers.LSTM(4, return_sequences=True), merge_mode="sum")(inputs)
-    model = keras.Model(inputs, layers.Dense(4)(layers.Flatten()(h)))
-    x, y = sequence_task(512, 0)
-    qat, exported, before = qat_and_file(model, x, y, qat_epochs=0)
-    assert len(wrapped(qat, QuantizedBidirectional)) == 1
-    assert before <= 0.05, before
-    # Two directions; nothing float, no REVERSE_V2.
-    x_test = assert_unrolled_int8_file(exported, qat, 2, min_agreement=0.99)
+MERGE_STEPS = 3  # (fewer steps than the other tests: four layers to convert)
+MERGES = (("sum", 4 * MERGE_STEPS), ("concat", 8), ("mul", 4), ("ave", 4))  # (mode, features)
+
+
+def test_bidirectional_every_merge_mode_runs_int8_through_the_file(tmp_path):
+    # One Bidirectional per merge mode, side by side (one conversion): an
+    # LSTM returning sequences (the backward steps put back in time order),
+    # a GRU, a tanh and a relu SimpleRNN.
+    inputs = keras.Input((MERGE_STEPS, 3))
+    branches = [
+        layers.Flatten()(layers.Bidirectional(layers.LSTM(4, return_sequences=True),
+                                              merge_mode="sum")(inputs)),
+        layers.Bidirectional(layers.GRU(4), merge_mode="concat")(inputs),
+        layers.Bidirectional(layers.SimpleRNN(4), merge_mode="mul")(inputs),
+        layers.Bidirectional(layers.SimpleRNN(4, activation="relu"), merge_mode="ave")(inputs),
+    ]
+    features = layers.Concatenate(name="features")(branches)
+    model = keras.Model(inputs, layers.Dense(4)(features))
+    x, y = sequence_task(512, 0, MERGE_STEPS)
+    qat, before = quantized_after_fit(model, x, y, epochs=2)
+    assert sorted(l.merge_mode for l in wrapped(qat, QuantizedBidirectional)) == sorted(
+        mode for mode, _ in MERGES)
+    assert before <= 0.05, before  # the QAT model computes the float model
+    # The file of the logits and of every merged output (after its range).
+    probe = keras.Model(qat.input, [qat.output, qat.get_layer("features_quant").output])
+    exported = export.to_tflite(probe, quantization="int8", batch_size=1)
+    precision = export.op_precision(exported.content)
+    # Per direction: input + recurrent projection per step (none at step 0);
+    # + the head. Nothing float, no REVERSE_V2.
+    assert precision["compute_ops"] == 4 * 2 * (2 * MERGE_STEPS - 1) + 1, precision
+    assert precision["int8_share"] == 1.0 and not precision["float_other"], precision
+    ops_ = {o["op"] for o in precision["ops"]}
+    assert {"CONCATENATION", "ADD", "MUL"} <= ops_ and "REVERSE_V2" not in ops_, ops_
+    x_test, _ = sequence_task(128, 1, MERGE_STEPS)
+    logits, merged = run_tflite(exported, x_test)
+    want_logits, want_merged = (np.asarray(out) for out in probe(x_test))
+    assert np.mean(logits.argmax(-1) == want_logits.argmax(-1)) >= 0.99
+    assert np.abs(logits - want_logits).max() <= 0.03 * np.ptp(want_logits)
+    start = 0
+    for mode, width in MERGES:  # each merge within a few int8 steps of its range
+        got, want = merged[:, start:start + width], want_merged[:, start:start + width]
+        start += width
+        assert np.abs(got - want).max() <= 0.04 * np.ptp(want), mode
     assert_round_trip(qat, x_test[:8], tmp_path)
-
-
-def test_bidirectional_gru_merges_compute_the_float_model():
-    # The other merge modes (and a GRU, last step only) in Keras, one branch
-    # each: the QAT model reproduces the float Bidirectionals up to int8
-    # rounding.
-    inputs = keras.Input((STEPS, 3))
-    modes = ("concat", "ave", "mul")
-    branches = [layers.Bidirectional(layers.GRU(4), merge_mode=mode)(inputs) for mode in modes]
-    x, y = sequence_task(256, 0)
-    model = keras.Model(inputs, layers.Dense(4)(layers.Concatenate()(branches)))
-    qat, error = quantized_after_fit(model, x, y, epochs=0)  # untrained: the function is compared
-    assert sorted(l.merge_mode for l in wrapped(qat, QuantizedBidirectional)) == sorted(modes)
-    assert error <= 0.05, error
     # An ineligible direction (dropout) keeps the whole layer a float island.
     dropped = layers.Bidirectional(layers.GRU(4, dropout=0.1))(inputs)
     island = quantization.quantize_model(keras.Model(inputs, dropped))
@@ -198,3 +222,53 @@ def test_group_normalization_is_a_float_island_between_int8_kernels():
     assert "RSQRT" in precision["float_other"], precision
     error, agreement, _ = logit_error(exported, qat, x[:64])
     assert agreement >= 0.97 and error <= 0.05, (agreement, error)
+
+
+def test_time_distributed_passes_a_mask_on_as_keras_does(tmp_path):
+    # Padded token sequences: the masked mean after TimeDistributed(Dense)
+    # reads only the real steps (token 0 has an embedding row too: ignoring
+    # the mask would change the logits).
+    rng = np.random.default_rng(0)
+    tokens = rng.integers(1, 20, size=(128, 6))
+    for row, length in zip(tokens, rng.integers(2, 7, size=128)):
+        row[length:] = 0
+    keras.utils.set_random_seed(0)
+
+    def classifier(mask_zero):
+        inputs = keras.Input((6,), dtype="int32")
+        h = layers.Embedding(20, 8, mask_zero=mask_zero,
+                             embeddings_initializer=keras.initializers.RandomNormal(stddev=1.0))(inputs)
+        h = layers.TimeDistributed(layers.Dense(6, activation="relu"))(h)
+        return keras.Model(inputs, layers.Dense(4)(layers.GlobalAveragePooling1D()(h)))
+
+    model, unmasked = classifier(True), classifier(False)
+    unmasked.set_weights(model.get_weights())
+    float_logits = np.asarray(model(tokens))
+    span = np.ptp(float_logits)
+    assert np.abs(np.asarray(unmasked(tokens)) - float_logits).max() > 0.1 * span  # the mask matters
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        qat = quantization.quantize_model(model)
+        qat(tokens, training=True)  # sets the ranges
+    # The wrappers and ranges pass the mask on (Keras warns of a layer that drops it).
+    assert not [w for w in caught if "destroy the mask" in str(w.message)], caught
+    assert len(wrapped(qat, QuantizedTimeDistributed)) == 1
+    qat_logits = np.asarray(qat(tokens))
+    assert np.abs(qat_logits - float_logits).max() <= 0.02 * span
+    exported = export.to_tflite(qat, quantization="int8")
+    precision = export.op_precision(exported.content)
+    # The two FULLY_CONNECTED int8 (GATHER keeps the table's int8); the masked
+    # mean (SUM, DIV) is float.
+    assert precision["compute_ops"] == 2 and precision["int8_share"] == 1.0, precision
+    assert {"SUM", "DIV"} <= set(precision["float_other"]), precision
+    file_logits = run_tflite(exported, tokens)
+    assert np.abs(file_logits - qat_logits).max() <= 0.01 * span
+    assert np.mean(file_logits.argmax(-1) == qat_logits.argmax(-1)) >= 0.99
+    assert_round_trip(qat, tokens[:8], tmp_path)  # the saved model still masks
+    # A layer inside that takes the mask itself: refused up front, by name.
+    frames = keras.Input((2, 5, 3))
+    pooled = layers.TimeDistributed(layers.GlobalAveragePooling1D(), name="pool_steps")(
+        layers.Masking()(frames))
+    with pytest.raises(ValueError, match=r"'pool_steps'.*receives a mask.*GlobalAveragePooling1D.*"
+                                         r"skip_unsupported=True"):
+        quantization.quantize_model(keras.Model(frames, pooled))

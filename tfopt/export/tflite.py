@@ -166,7 +166,7 @@ def to_tflite(
             or a function returning an iterator of `[x_batch]` lists (the
             converter's own form). For a model of several inputs: a list of
             arrays in its input order, a dict by input name, or a dataset
-            of such (`tfopt.data.multi_input_batches`); each input is fed
+            of such (`tfopt.data.model_batches`); each input is fed
             to the converter by name. At most `CALIBRATION_EXAMPLES` (1,000)
             examples are read; a few hundred training examples suffice.
         int8_io: Make the file's input and output int8 too (only with
@@ -402,11 +402,7 @@ def _validate(model, quantization, representative_data, int8_io, batch_size):
                 "and needs representative_data: inputs such as x_train[:200] "
                 "or a tf.data.Dataset."
             )
-        if len(leaves) != 1:
-            calibration = _check_representative_inputs(representative_data, leaves, batch_size)
-        else:
-            calibration = _check_representative(
-                representative_data, tuple(leaves[0].shape), batch_size)
+        calibration = _check_representative(representative_data, leaves, batch_size)
     else:
         calibration = None
     return signature, leaves, calibration
@@ -438,33 +434,24 @@ def _input_signature(model, batch_size):
     return keras.tree.pack_sequence_as(specs, fixed)
 
 
-def _check_representative(data, input_shape, batch_size):
-    """Reads the calibration examples once, checking their shape up front."""
-    from tfopt.data import collect_inputs
+def _check_representative(data, specs, batch_size):
+    """Reads the calibration examples once, checking their shapes up front.
 
-    x, _ = collect_inputs(data, tuple(input_shape[1:]), CALIBRATION_EXAMPLES,
-                          name="representative_data")
-    if len(x) < (batch_size or 1):
-        raise ValueError(
-            f"representative_data has {len(x)} examples; at least "
-            f"{batch_size or 1} needed."
-        )
-    return x
+    One reader for one input or several (`tfopt.data.collect_model_inputs`):
+    returns the array of a one-input model, else one array per input in
+    `specs` order (fed to the converter by the specs' names).
+    """
+    from tfopt.data import collect_model_inputs
 
-
-def _check_representative_inputs(data, specs, batch_size):
-    """`_check_representative` for a model of several inputs: a list of arrays."""
-    from tfopt.data import collect_multi_inputs
-
-    xs, _ = collect_multi_inputs(
-        data, [spec.name for spec in specs], [tuple(spec.shape[1:]) for spec in specs],
-        CALIBRATION_EXAMPLES, name="representative_data")
+    xs, _ = collect_model_inputs(
+        data, [tuple(spec.shape[1:]) for spec in specs],
+        [spec.name for spec in specs], CALIBRATION_EXAMPLES, name="representative_data")
     if len(xs[0]) < (batch_size or 1):
         raise ValueError(
             f"representative_data has {len(xs[0])} examples; at least "
             f"{batch_size or 1} needed."
         )
-    return xs
+    return xs[0] if len(specs) == 1 else xs
 
 
 # -- the conversion core: in this process or in a child -----------------------

@@ -28,10 +28,9 @@ def verify(export_or_path, keras_model, x, y=None, batch_size=256):
         x: Inputs: a numpy array of shape `(n, *input_shape)`, a list of
             arrays, a `tf.data.Dataset` (batched or not; `(x, y)` elements
             give the labels), or a function returning an iterator of such
-            elements (see `tfopt.data.input_batches`). For a model of
-            several inputs, as Keras's `predict` takes them: a list of
-            arrays in input order, a dict by input name, or a dataset of
-            such (`tfopt.data.multi_input_batches`).
+            elements. For a model of several inputs, as Keras's `predict`
+            takes them: a list of arrays in input order, a dict by input
+            name, or a dataset of such (see `tfopt.data.model_batches`).
         y: Optional integer labels (or one-hot rows) for accuracies; taken
             from `x` when it yields `(x, y)` and `y` is None.
         batch_size: Examples per interpreter call.
@@ -236,8 +235,7 @@ def _stream(export_or_path, x, batch_size, input_order=None):
     """
     from ai_edge_litert.interpreter import Interpreter
 
-    from tfopt.data import input_batches
-    from tfopt.data import multi_input_batches
+    from tfopt.data import model_batches
 
     name, content = _content(export_or_path)
     if input_order is None and getattr(export_or_path, "input_names", None):
@@ -255,19 +253,15 @@ def _stream(export_or_path, x, batch_size, input_order=None):
     fixed = signatures[0][0] != -1
     allocated = None
     try:
-        if len(inputs) == 1:
-            batches = input_batches(x, examples[0], name="x")
-        else:
-            # Without the model's input order (a file read from disk, outputs
-            # given as arrays) only inputs by name are unambiguous: the
-            # converter does not keep the model's order.
-            batches = multi_input_batches(
-                x, [detail["tfopt_name"] for detail in inputs], examples, name="x",
-                positional=input_order is not None)
+        # Without the model's input order (a file read from disk, outputs
+        # given as arrays) only inputs by name are unambiguous: the
+        # converter does not keep the model's order.
+        batches = model_batches(x, examples, [detail["tfopt_name"] for detail in inputs],
+                                name="x", positional=input_order is not None)
     except ValueError as error:
         raise ValueError(f"{error} ({name})") from None
-    for x_batch, y_batch in batches:
-        arrays = x_batch if len(inputs) > 1 else [x_batch]
+    for arrays, y_batch in batches:
+        x_batch = arrays if len(inputs) > 1 else arrays[0]
         n = len(arrays[0])
         # A fixed batch is folded into the graph (e.g. Flatten's reshape), so
         # such a file only runs at its own batch size.

@@ -769,11 +769,21 @@ def _time_distributed_action(layer):
     """
     inner = layer.layer
     rule = config_lib.rule_for(inner)
-    inputs = _inputs_of(layer)
+    # A mask (Embedding(mask_zero=True), Masking) arrives as the `mask`
+    # argument: not an input. Keras only hands it to a layer that takes
+    # masks and passes it on to the layers after (as the QAT layer does).
+    nodes = _compat.inbound_nodes(layer)
+    mask = nodes[0].arguments.kwargs.get("mask") if nodes else None
+    inputs = [t for t in _inputs_of(layer) if t is not mask]
     way_out = ("; wrap a Dense/Conv/DepthwiseConv (or a weightless layer) in TimeDistributed, "
                "or apply the layer to a reshaped (batch * steps, ...) tensor yourself")
     if len(inputs) != 1 or any(d is None for d in inputs[0].shape[1:]):
         return None, "TimeDistributed needs one input with static time and feature dimensions"
+    if mask is not None and inner._call_has_mask_arg:
+        return None, (f"it receives a mask (from Embedding(mask_zero=True) or Masking) and its layer "
+                      f"{inner.name!r} ({type(inner).__name__}) takes masks, which the int8 layer on "
+                      "the (batch * steps) batch cannot apply; drop the mask before it (e.g. "
+                      "Embedding(mask_zero=False)), or pass skip_unsupported=True to keep it float")
     if (rule is not None and rule.io == config_lib.KERNEL and rule.weights
             and config_lib.default_config(inner) is not None
             and not isinstance(inner, (layers.SeparableConv1D, layers.SeparableConv2D,

@@ -173,7 +173,8 @@ QUANTIZE_TABLE = {
     layers.TimeDistributed: Rule(
         KERNEL, note="its layer on the (batch * steps) batch (RESHAPE, the layer's int8 kernel, RESHAPE): "
         "Dense/Conv2D/DepthwiseConv2D/... quantized like the layer; a weightless layer as its own row; "
-        "other layers refused with the way out", tfmot=_TFMOT_NO),
+        "other layers refused with the way out. A mask (Embedding(mask_zero=True), Masking) passes on to "
+        "the layers after it, as in Keras; a masked TimeDistributed around a layer that takes masks is refused", tfmot=_TFMOT_NO),
     layers.ReLU: Rule(FUSE, note="fused into the kernel before it (no range between), else own range",
                       tfmot="fused after Conv/Dense, else output range"),
     layers.Activation: Rule(

@@ -38,6 +38,7 @@ class QuantizeActivation(layers.Layer):
 
     def __init__(self, decay=RANGE_DECAY, fixed_range=None, **kwargs):
         super().__init__(**kwargs)
+        self.supports_masking = True  # elementwise: a mask passes through
         if not 0.0 <= decay < 1.0:
             raise ValueError(f"decay={decay!r} must be in [0, 1).")
         if fixed_range is not None:
@@ -130,6 +131,12 @@ class QuantizeWrapper(SubstitutingWrapper):
         super().__init__(layer, **kwargs)
         self.quantize_config = quantize_config
         self.preserve_sparsity = bool(preserve_sparsity)
+        # A mask (Embedding(mask_zero=True), Masking) flows on as through the
+        # layer alone (no "this layer will destroy the mask" warning).
+        self.supports_masking = layer.supports_masking
+
+    def compute_mask(self, inputs, mask=None):
+        return self.layer.compute_mask(inputs, mask)
 
     def build(self, input_shape=None):
         if not self.layer.built:
@@ -1047,9 +1054,15 @@ class QuantizedTimeDistributed(layers.TimeDistributed):
     is the inner layer's, so the `QuantizeWrapper` rounds it to the int32
     grid the file stores.
 
+    A mask (from `Embedding(mask_zero=True)` or `Masking`) is handled as
+    Keras's `TimeDistributed` handles it for a layer that takes no mask
+    (Dense, Conv2D, ...): the layer runs on every step, and the mask passes
+    on to the layers after it, which apply it.
+
     Raises:
         ValueError: When called on an input whose time and feature
-            dimensions are not static.
+            dimensions are not static, or with a mask around a layer that
+            takes masks (`quantize_model` refuses such a layer up front).
 
     Example:
 
@@ -1069,6 +1082,11 @@ class QuantizedTimeDistributed(layers.TimeDistributed):
                 f"{self.name!r}: TimeDistributed needs static time and feature dimensions to run its "
                 f"layer on the reshaped batch, got input shape {shape}; give keras.Input a fixed shape."
             )
+        if mask is not None and self.layer._call_has_mask_arg:
+            raise ValueError(
+                f"{self.name!r}: its layer {self.layer.name!r} ({type(self.layer).__name__}) takes a "
+                "mask, which this layer cannot apply on the reshaped batch; drop the mask, or keep a "
+                "float keras.layers.TimeDistributed.")
         x = ops.reshape(inputs, (-1,) + shape[2:])
         y = self.layer(x, training=training) if self.layer._call_has_training_arg else self.layer(x)
         return ops.reshape(y, (-1, shape[1]) + tuple(y.shape[1:]))
