@@ -41,6 +41,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 TARGET_POINTS = 1.0
+# A constant rate: tfopt's QAT recipe before it annealed the rate to 0
+# (2026-12-02, tfopt.pipeline.qat_learning_rate); the recorded results used it.
 QAT_LEARNING_RATE = 1e-4
 BN_MOMENTUM = 0.9
 BATCH_SIZE = 32

@@ -46,6 +46,8 @@ MODELS = ("lstm_text", "gru_text")
 HERE = os.path.dirname(os.path.abspath(__file__))
 RESULTS = os.path.join(HERE, "results")
 REPRESENTATIVE = 128
+# A constant rate: tfopt's QAT recipe before it annealed the rate to 0
+# (2026-12-02, tfopt.pipeline.qat_learning_rate); the recorded results used it.
 QAT_LEARNING_RATE = 1e-4
 
 

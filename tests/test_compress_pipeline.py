@@ -103,3 +103,22 @@ def test_qat_fine_tuning_anneals_its_rate_to_zero():
         pipeline.qat_learning_rate(x, 2, decay="linear")
     with pytest.raises(ValueError, match="epochs=0"):
         pipeline.quantize_aware(model, x, y, 0)
+
+
+def test_qat_rate_gives_way_to_a_rate_callback_and_to_unknown_lengths():
+    import tensorflow as tf
+
+    x = np.random.default_rng(0).normal(size=(40, 6)).astype("float32")
+    y = (x[:, 0] > 0).astype("int32")
+    model = keras.Sequential([keras.Input((6,)), keras.layers.Dense(2)])
+    # The user's scheduler drives the rate (a schedule could not be set).
+    halve = keras.callbacks.LearningRateScheduler(lambda epoch, rate: rate / 2)
+    qat = pipeline.quantize_aware(model, x, y, 2, learning_rate=1e-3, batch_size=16,
+                                  from_logits=True, callbacks=[halve])
+    assert float(qat.optimizer.learning_rate) == pytest.approx(2.5e-4)
+    # A filtered dataset has no known length: a constant rate, said so.
+    unknown = tf.data.Dataset.from_tensor_slices((x, y)).filter(lambda a, b: True).batch(16)
+    with pytest.warns(UserWarning, match="assert_cardinality"):
+        qat = pipeline.quantize_aware(model, unknown, None, 1, learning_rate=1e-3,
+                                      from_logits=True)
+    assert float(qat.optimizer.learning_rate) == pytest.approx(1e-3)

@@ -153,7 +153,7 @@ def _to_numpy(value):
 
 
 def model_batches(data, example_shapes, names=None, max_examples=None, name="data",
-                  positional=True):
+                  positional=True, outputs=None, label_key=None):
     """Yields `(xs, y)` numpy batches for a model of one or several inputs.
 
     The one reader behind every entry point that takes data
@@ -191,6 +191,12 @@ def model_batches(data, example_shapes, names=None, max_examples=None, name="dat
         positional: Whether a list or tuple may give several inputs by
             position (in `names` order); False when that order is not the
             model's (a TFLite file read alone), so only dicts are taken.
+        outputs: How many outputs the model has (None: unknown). With
+            several, labels given as a list or tuple of that many arrays
+            are per output, and the first output's are used; otherwise a
+            list of labels is one array of labels.
+        label_key: The first output's name: labels given per output as a
+            dict use this entry (None: only a dict of one entry is taken).
 
     Yields:
         `(xs, y)`: `xs` a list with one numpy batch per input, all of the
@@ -203,7 +209,8 @@ def model_batches(data, example_shapes, names=None, max_examples=None, name="dat
             generator object), or holds Python objects instead of numbers.
         ValueError: If `data` is empty, gives another number of inputs than
             `example_shapes`, misses an input name, has examples of another
-            shape, or gives inputs of different lengths.
+            shape, gives inputs of different lengths, or labels as a dict
+            without the first output's entry.
 
     Example:
 
@@ -291,13 +298,7 @@ def model_batches(data, example_shapes, names=None, max_examples=None, name="dat
                 raise TypeError(
                     f"{name}{where} holds Python objects (dtype=object), not numbers; "
                     f"give {forms}.")
-        if isinstance(y, (list, tuple, dict)):
-            # Labels per output: the first output's (the head verify scores).
-            import keras
-
-            leaves = keras.tree.flatten(y)
-            y = leaves[0] if leaves else None
-        y = None if y is None else _to_numpy(y)
+        y = first_labels(y)
         if single_ok:
             known_shapes = all(shape is not None for shape in expected)
             scalar_label = y is not None and y.ndim == 0
@@ -321,6 +322,21 @@ def model_batches(data, example_shapes, names=None, max_examples=None, name="dat
                 f"{name} gives inputs of different lengths "
                 f"{dict(zip(names, (len(x) for x in xs)))}.")
         return xs, y
+
+    def first_labels(y):
+        """The labels of the first output (the head verify scores)."""
+        if isinstance(y, dict):
+            if label_key in y or len(y) == 1:
+                return _to_numpy(y[label_key] if label_key in y else next(iter(y.values())))
+            first = ("" if label_key is None else
+                     f" (the first output, {label_key!r}, is not among them)")
+            raise ValueError(
+                f"{name} gives labels as a dict with keys {sorted(y)}{first}: which output "
+                "they score is not known here; give the first output's labels as an array.")
+        if (isinstance(y, (list, tuple)) and outputs is not None and outputs > 1
+                and len(y) == outputs and all(np.ndim(item) >= 1 for item in y)):
+            y = y[0]  # labels per output
+        return None if y is None else _to_numpy(y)
 
     def join(group):
         xs = [group[0][0][i] if len(group) == 1 else np.concatenate([xs[i] for xs, _ in group])
@@ -390,12 +406,12 @@ def model_batches(data, example_shapes, names=None, max_examples=None, name="dat
 
 
 def collect_model_inputs(data, example_shapes, names=None, max_examples=None, name="data",
-                         positional=True):
+                         positional=True, outputs=None, label_key=None):
     """`(xs, y)`: every batch of `model_batches` joined.
 
     Args:
-        data, example_shapes, names, max_examples, name, positional: As
-            `model_batches`.
+        data, example_shapes, names, max_examples, name, positional,
+        outputs, label_key: As `model_batches`.
 
     Returns:
         `(xs, y)`: one numpy array per input; the labels, or None if `data`
@@ -413,7 +429,8 @@ def collect_model_inputs(data, example_shapes, names=None, max_examples=None, na
     ([(4, 3), (4, 2)], True)
     """
     parts, labels = [], []
-    for xs, y in model_batches(data, example_shapes, names, max_examples, name, positional):
+    for xs, y in model_batches(data, example_shapes, names, max_examples, name, positional,
+                               outputs, label_key):
         parts.append(xs)
         labels.append(y)
     if not parts:

@@ -456,6 +456,14 @@ def qat_learning_rate(x, epochs, learning_rate=QAT_LEARNING_RATE, decay=QAT_DECA
     return keras.optimizers.schedules.CosineDecay(learning_rate, total)
 
 
+def _sets_learning_rate(callbacks):
+    """Whether a callback sets the optimizer's rate (a schedule cannot be set)."""
+    import keras
+
+    return any(isinstance(c, (keras.callbacks.LearningRateScheduler, keras.callbacks.ReduceLROnPlateau))
+               for c in callbacks)
+
+
 def quantize_aware(model, x, y, epochs, learning_rate=QAT_LEARNING_RATE, preserve_sparsity=False,
                    decay=QAT_DECAY, **train_kwargs):
     """Quantization-aware fine-tuning: `quantize_model`, then `train`.
@@ -468,7 +476,11 @@ def quantize_aware(model, x, y, epochs, learning_rate=QAT_LEARNING_RATE, preserv
             training's).
         preserve_sparsity: Keep pruning's zeros through QAT.
         decay: `"cosine"`: the rate is annealed to 0 over the fine-tuning
-            (`qat_learning_rate`); None keeps it constant.
+            (`qat_learning_rate`); None keeps it constant. A callback that
+            sets the rate (`keras.callbacks.LearningRateScheduler`,
+            `ReduceLROnPlateau`) takes over: the rate then starts constant
+            and the callback drives it. A dataset of unknown length
+            fine-tunes at the constant rate, with a warning.
         **train_kwargs: More `train` arguments.
 
     Returns:
@@ -485,9 +497,25 @@ def quantize_aware(model, x, y, epochs, learning_rate=QAT_LEARNING_RATE, preserv
     """
     from tfopt import quantization
 
-    rate = qat_learning_rate(
-        x, epochs, learning_rate, decay, train_kwargs.get("batch_size", BATCH_SIZE),
-        train_kwargs.get("steps_per_epoch"), model_example_shape(model))
+    if decay not in (None, "cosine"):
+        raise ValueError(f"decay={decay!r}: use 'cosine' or None (a constant rate).")
+    rate = learning_rate
+    import tensorflow as tf
+
+    unknown_length = (is_dataset(x) and train_kwargs.get("steps_per_epoch") is None
+                      and int(x.cardinality()) == tf.data.UNKNOWN_CARDINALITY)
+    if decay is not None and unknown_length:
+        import warnings
+
+        warnings.warn(
+            f"quantize_aware: the dataset's length is unknown, so QAT fine-tunes at a "
+            f"constant {learning_rate} instead of annealing it to 0 (decay={decay!r}); "
+            "give it a length with `dataset.apply(tf.data.experimental.assert_cardinality(N))`, "
+            "or pass decay=None.", stacklevel=2)
+    elif decay is not None and not _sets_learning_rate(train_kwargs.get("callbacks", ())):
+        rate = qat_learning_rate(
+            x, epochs, learning_rate, decay, train_kwargs.get("batch_size", BATCH_SIZE),
+            train_kwargs.get("steps_per_epoch"), model_example_shape(model))
     qat = quantization.quantize_model(model, preserve_sparsity=preserve_sparsity)
     return train(qat, x, y, epochs, learning_rate=rate, **train_kwargs)
 

@@ -148,3 +148,25 @@ def test_dict_inputs_labels_per_output_and_a_subclassed_model(data):
     outs = run_tflite(int8, [zeta, alpha])
     want = subclassed.predict([zeta, alpha], verbose=0)
     assert np.abs(outs - want).max() < 0.03 * np.ptp(want)
+
+
+def test_labels_per_output_by_name_and_a_list_of_labels(data):
+    zeta, alpha, _ = data
+    model = two_in_two_out()  # outputs "cls" then "box": "box" sorts first
+    exported = export.to_tflite(model)
+    inputs = {"zeta": zeta, "alpha": alpha}
+    y = model.predict(inputs, verbose=0)[0].argmax(-1)  # the first head's own top-1
+    boxes = np.zeros((128, 2), "float32")
+    by_name = tf.data.Dataset.from_tensor_slices((inputs, {"box": boxes, "cls": y})).batch(32)
+    report = export.verify(exported, model, by_name)
+    assert report["keras_accuracy"] == 1.0 and report["tflite_accuracy"] > 0.95
+    wrong = tf.data.Dataset.from_tensor_slices((inputs, {"box": boxes, "other": y})).batch(32)
+    with pytest.raises(ValueError, match="first output, 'cls'"):
+        export.verify(exported, model, wrong)
+
+    def batches():  # labels as a plain list of ints, per batch
+        for start in (0, 64):
+            yield ({"zeta": zeta[start:start + 64], "alpha": alpha[start:start + 64]},
+                   [int(v) for v in y[start:start + 64]])
+
+    assert export.verify(exported, model, batches)["keras_accuracy"] == 1.0

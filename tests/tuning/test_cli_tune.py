@@ -32,6 +32,7 @@ def test_tune_digits_writes_the_report_and_resumes(tmp_path, capsys):
     # --overwrite and --resume (the old flag, now the default) exclude each other.
     with pytest.raises(SystemExit):
         cli.main(["tune", "--example", "digits", "--overwrite", "--resume"] + options)
+    assert "--resume: not allowed with argument --overwrite" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("argv, match", [

@@ -111,9 +111,11 @@ def test_killed_search_resumes_without_losing_or_redoing_trials(tmp_path):
     redone = started(second_log)
     assert not finished & set(redone), "a finished trial was run again"
     assert len(redone) == len(set(redone)) and finished | set(redone) == {r.trial_id for r in records}
-    # The interrupted trial ran again, once; the one never started ran.
+    # The interrupted trial ran again, once; the one never started (when
+    # the kill came after one trial, the usual case) ran.
     assert interrupted <= set(redone)
-    assert set(redone) - interrupted
+    if len(finished) == 1:
+        assert set(redone) - interrupted
 
 
 def test_a_trial_ended_just_before_a_kill_is_not_run_again(tmp_path):

@@ -72,7 +72,8 @@ def verify(export_or_path, keras_model, x, y=None, batch_size=256):
     order = None if reference is not None else _keras_input_names(keras_model)
     tflite_parts, keras_parts, label_parts = [], [], []
     offset = 0
-    for x_batch, y_batch, out in _stream(export_or_path, x, batch_size, order):
+    first = None if reference is not None else _first_output_name(keras_model)
+    for x_batch, y_batch, out in _stream(export_or_path, x, batch_size, order, first):
         count = len(x_batch[0]) if isinstance(x_batch, list) else len(x_batch)
         outs = out if isinstance(out, list) else [out]
         if reference is not None:
@@ -225,7 +226,16 @@ def run_tflite(export_or_path, x, batch_size=256):
     return np.concatenate(parts)
 
 
-def _stream(export_or_path, x, batch_size, input_order=None):
+def _first_output_name(model):
+    """The name of the output labels score (Keras's first head), or None."""
+    output = getattr(model, "output", None) if hasattr(model, "outputs") else None
+    if isinstance(output, dict):
+        return sorted(output)[0]  # flattened as keras.tree sorts a dict
+    names = getattr(model, "output_names", None)
+    return names[0] if names else None
+
+
+def _stream(export_or_path, x, batch_size, input_order=None, label_key=None):
     """Yields `(x_batch, y_batch, tflite_outputs)` over the batches of `x`.
 
     For a file of several inputs `x_batch` is a list of arrays (in
@@ -257,7 +267,8 @@ def _stream(export_or_path, x, batch_size, input_order=None):
         # given as arrays) only inputs by name are unambiguous: the
         # converter does not keep the model's order.
         batches = model_batches(x, examples, [detail["tfopt_name"] for detail in inputs],
-                                name="x", positional=input_order is not None)
+                                name="x", positional=input_order is not None,
+                                outputs=len(outputs), label_key=label_key)
     except ValueError as error:
         raise ValueError(f"{error} ({name})") from None
     for arrays, y_batch in batches:
