@@ -171,3 +171,22 @@ def test_multi_output_and_data_files_are_refused_clearly(trained, tmp_path):
     np.savez(data, x=x[0], y=y)
     with pytest.raises(ValueError, match="'two_inputs' has 2 inputs.*from Python"):
         compress_lib.compress(model, data, "float", tmp_path / "m.tflite")
+
+
+def test_cli_names_a_multi_input_model_file_and_points_to_python(trained, tmp_path, capsys):
+    from tfopt import cli
+
+    model, (x, y, _, _) = trained
+    path = tmp_path / "two.keras"
+    model.save(path)
+    data = tmp_path / "d.npz"
+    np.savez(data, x=x[0], y=y)
+    for command in ("compress", "bench"):
+        extra = ["--recipe", "float", "--out", str(tmp_path / "m.tflite")] if command == "compress" \
+            else ["--out", str(tmp_path / "bench")]
+        with pytest.raises(SystemExit) as caught:
+            cli.main([command, str(path), "--data", str(data), *extra])
+        assert caught.value.code == 2
+        err = capsys.readouterr().err
+        assert "'two_inputs' has 2 inputs" in err and "tfopt.compress.compress" in err, err
+    assert not (tmp_path / "m.tflite").exists()
