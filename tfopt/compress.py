@@ -583,12 +583,16 @@ def compress(model, data, recipe, out, epochs=DEFAULT_EPOCHS, verify_examples=51
     the model's head (softmax or logits): a classifier with integer labels.
 
     Args:
-        model: A `keras.Model` (single input), or a path to a `.keras` file.
+        model: A `keras.Model` of one output and one or several inputs,
+            or a path to a `.keras` file (one input).
         data: `(x_train, y_train, x_test, y_test)`, `(train_dataset,
             test_dataset)` (`tf.data.Dataset`s of `(x, y)`, batched or
             not; streamed for calibration and verification), or a path: a `.npz`
             (`x`/`y` or the four arrays) or an image folder (see
-            `load_data`; a folder is streamed).
+            `load_data`; a folder is streamed). For a model of several
+            inputs each `x` is a list of arrays in input order or a dict
+            by input name, or the datasets yield `((x1, x2), y)` or
+            `({name: x}, y)`; files hold one input only.
         recipe: One of `RECIPES`.
         out: The `.tflite` path to write (its directory must exist).
         epochs: Training epochs of the recipes that train.
@@ -602,7 +606,8 @@ def compress(model, data, recipe, out, epochs=DEFAULT_EPOCHS, verify_examples=51
     Raises:
         ValueError: For an unknown recipe, a bad output path, files that
             are missing or of the wrong kind, data that does not fit the
-            model, or a failed conversion.
+            model (the input named), a model of several outputs, a data
+            file for a model of several inputs, or a failed conversion.
         TypeError: If `model` or `data` is of an unsupported type.
 
     Warns:

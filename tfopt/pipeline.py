@@ -383,7 +383,9 @@ def train(model, x, y, epochs, learning_rate=LEARNING_RATE, batch_size=BATCH_SIZ
             sparse cross-entropy).
         x, y: Training inputs and integer labels, or `x` a
             `tf.data.Dataset` of `(x, y)` (batched or not: an unbatched one
-            is batched by `batch_size`) and `y` None.
+            is batched by `batch_size`) and `y` None. For a model of
+            several inputs, `x` is a list of arrays in input order or a
+            dict by input name (or the dataset's `x` a tuple or dict).
         epochs: Epochs of `fit`.
         learning_rate: Adam's learning rate.
         batch_size: `fit`'s batch size.
@@ -609,7 +611,8 @@ def export(model, path=None, quantization="auto", representative_data=None, spar
             models int8, others float; None: float; `"dynamic"`,
             `"float16"`, `"int8"`, `"int16x8"`).
         representative_data: Training inputs (an array, or a dataset
-            streamed up to what is used); the first
+            streamed up to what is used; for several inputs a list in input
+            order, a dict by name, or a dataset of such); the first
             `REPRESENTATIVE_EXAMPLES` calibrate `"int8"`/`"int16x8"` PTQ
             and low-bit modes (ignored otherwise).
         sparsity: Store sparse tensors in the file.
