@@ -456,7 +456,15 @@ def _check_dataset(name, dataset, expected, model):
             "with integer labels" + (", x the model's inputs as a tuple or a dict "
                                      f"{list(expected)}." if several else "."))
     if not several:
-        _check_shape(f"The {name} dataset", None, spec[0].shape, expected, model, True)
+        x = spec[0]
+        if isinstance(x, dict):  # one input keyed by its name
+            x = x[_input_names(model)[0]] if _input_names(model)[0] in x else (
+                next(iter(x.values())) if len(x) == 1 else None)
+        if not hasattr(x, "shape"):
+            raise ValueError(
+                f"The {name} dataset's inputs are {spec[0]}; model {model.name!r} takes "
+                f"one input {_input_names(model)} of shape {expected}: yield (x, y).")
+        _check_shape(f"The {name} dataset", None, x.shape, expected, model, True)
         return
     what = f"The {name} dataset"
     for input_name, item in _inputs_by_name(what, pipeline._x_spec(spec, True), expected, model):

@@ -242,8 +242,14 @@ def batched(x, model, batch_size=BATCH_SIZE):
     return x
 
 
-def has_labels(x, y=None):
+def has_labels(x, y=None, example_shape=None):
     """Whether there are labels: `y` given, or `x` a dataset of `(x, y)`.
+
+    Args:
+        x: Inputs (arrays or a dataset).
+        y: Labels, or None.
+        example_shape: As `take`'s: for several inputs (a dict), a
+            dataset of a bare tuple of tensors `(x1, x2)` is inputs only.
 
     Example:
 
@@ -254,7 +260,8 @@ def has_labels(x, y=None):
         return True
     if is_dataset(x):
         spec = x.element_spec
-        return isinstance(spec, (tuple, list)) and len(spec) >= 2
+        return isinstance(spec, (tuple, list)) and len(spec) >= 2 and (
+            not _several(example_shape) or isinstance(spec[0], (tuple, list, dict)))
     return False
 
 
@@ -423,10 +430,11 @@ def train(model, x, y, epochs, learning_rate=LEARNING_RATE, batch_size=BATCH_SIZ
             raise ValueError(
                 "train: x is a tf.data.Dataset, so its labels come from its (x, y) "
                 "elements; pass y=None.")
-        if not has_labels(x):
+        if not has_labels(x, example_shape=model_example_shape(model)):
             raise ValueError(
                 "train: the dataset yields inputs only; map it to (x, y) pairs "
-                "(integer labels) to train.")
+                "(integer labels) to train; for several inputs x is a tuple or a "
+                "dict of them: ((x1, x2), y).")
         if steps_per_epoch is None:
             import tensorflow as tf
 
