@@ -99,7 +99,7 @@ def test_tuple_datasets_and_the_pipeline_readers(trained, tmp_path):
     examples = tf.data.Dataset.from_tensor_slices(((x[0], x[1]), y))
     assert pipeline.steps_per_epoch(examples, batch_size=32, example_shape=expected) == 3
     assert pipeline.steps_per_epoch(examples.batch(10), example_shape=expected) == 10
-    assert pipeline.steps_per_epoch(x, batch_size=32) == 3  # 96 examples, not 2 inputs
+    assert pipeline.steps_per_epoch(x, batch_size=32, example_shape=expected) == 3  # not 2 inputs
     assert pipeline.steps_per_epoch(_as_dict(x), batch_size=32) == 3
     xs, labels = pipeline.take(examples, n=5, example_shape=expected)
     np.testing.assert_array_equal(xs[1], x[1][:5])

@@ -199,8 +199,14 @@ def _unbatched(dataset, example_shape):
     return all(_rank(spec) == len(shape) for spec, shape in zip(specs, example_shape.values()))
 
 
-def num_examples(x):
+def num_examples(x, example_shape=None):
     """How many examples `x` holds: an array, or a list / dict of input arrays.
+
+    Args:
+        x: An array (or a list of examples), a dict of arrays by input
+            name, or a list of arrays of several inputs.
+        example_shape: As `take`'s: a dict (several inputs) makes a list
+            the inputs' arrays rather than a list of examples.
 
     Example:
 
@@ -209,10 +215,8 @@ def num_examples(x):
     """
     if isinstance(x, dict):
         return len(next(iter(x.values()))) if x else 0
-    if isinstance(x, (list, tuple)) and x and hasattr(x[0], "shape") and np.ndim(x[0]) > 0:
-        lengths = {len(item) for item in x}
-        if len(lengths) == 1 and all(hasattr(item, "shape") for item in x):
-            return lengths.pop()  # the arrays of several inputs
+    if _several(example_shape) and isinstance(x, (list, tuple)) and x:
+        return len(x[0])
     return len(x)
 
 
@@ -372,7 +376,7 @@ def steps_per_epoch(x, batch_size=BATCH_SIZE, steps=None, example_shape=None):
         if _unbatched(x, example_shape):
             return max(1, int(np.ceil(count / batch_size)))
         return max(1, count)
-    return int(np.ceil(num_examples(x) / batch_size))
+    return int(np.ceil(num_examples(x, example_shape) / batch_size))
 
 
 def _check_epochs(epochs, what):
