@@ -344,35 +344,163 @@ def _check_recipe(recipe):
         raise ValueError(f"Unknown recipe {recipe!r}; use one of {', '.join(RECIPES)}.")
 
 
+def _input_names(model):
+    import keras
+
+    try:
+        return [tensor.name for tensor in keras.tree.flatten(model.inputs or [])]
+    except (AttributeError, ValueError):  # an unbuilt Sequential
+        return []
+
+
 def _model_input_shape(model):
-    inputs = getattr(model, "inputs", None)
-    if not inputs or len(inputs) != 1:
+    """The example shape of a single-input model (files and the CLI).
+
+    Data files (`.npz`, image folders) and `tfopt compress`/`tfopt bench`
+    hold one input; a model of several inputs is compressed from Python.
+    """
+    names = _input_names(model)
+    if len(names) != 1:
         raise ValueError(
-            f"compress takes single-input models; {model.name!r} has "
-            f"{len(inputs or [])} inputs.")
-    return tuple(inputs[0].shape[1:])
+            f"Model {model.name!r} has {len(names)} inputs {names}: data files (.npz, "
+            "image folders) and the tfopt command line take single-input models. "
+            "Compress it from Python: tfopt.compress.compress(model, (x, y, x_test, "
+            "y_test), recipe, out) with x a list of arrays in input order or a dict by "
+            "input name, or with tf.data.Datasets of ((x1, x2), y).")
+    return tuple(model.inputs[0].shape[1:])
 
 
-def _check_dataset(name, dataset, expected):
+def _model_inputs(model):
+    """One example's shape: a tuple (one input) or `{name: shape}` (several).
+
+    Raises:
+        ValueError: For a model without inputs or with several outputs.
+    """
+    from tfopt import pipeline
+
+    expected = pipeline.model_example_shape(model)
+    if expected is None:
+        raise ValueError(
+            f"Model {model.name!r} has no inputs yet (an unbuilt Sequential?): give "
+            "keras.Input(shape) as its first layer, or build it, before compress.")
+    outputs = _outputs(model)
+    if len(outputs) != 1:
+        raise ValueError(
+            f"Model {model.name!r} has {len(outputs)} outputs: compress trains and "
+            "scores classifiers of one output (one head of integer labels). Compress a "
+            "single-output model, or convert this one with tfopt.export.to_tflite and "
+            "check it with tfopt.export.verify (both take several outputs).")
+    return expected
+
+
+def _outputs(model):
+    """`model`'s output tensors, flattened (a list)."""
+    import keras
+
+    try:
+        return keras.tree.flatten(model.outputs or [])
+    except (AttributeError, ValueError):
+        return []
+
+
+def _check_shape(what, input_name, shape, want, model, batched_or_not=False):
+    """Raises if `shape` (one example's, or a batch's) does not fit `want`."""
+    shape = tuple(shape)
+    if batched_or_not:
+        example = shape[-len(want):] if want else ()
+        ok = len(shape) in (len(want), len(want) + 1) and all(
+            e is None or s is None or e == s for e, s in zip(want, example))
+    else:
+        ok = len(shape) == len(want) and all(
+            e is None or e == s for e, s in zip(want, shape))
+    if not ok:
+        where = "" if input_name is None else f" input {input_name!r}"
+        raise ValueError(
+            f"{what}{where} has {'inputs' if batched_or_not else 'examples'} of shape "
+            f"{shape}; model {model.name!r} takes {want}"
+            + (" (batched or not)." if batched_or_not else "."))
+
+
+def _inputs_by_name(what, x, expected, model):
+    """`[(input name, item)]` of `x` (a list/tuple in input order or a dict)."""
+    names = list(expected)
+    if isinstance(x, dict):
+        missing = [n for n in names if n not in x]
+        if missing:
+            raise ValueError(
+                f"{what} has no input(s) {missing} (keys {sorted(x)}); model "
+                f"{model.name!r} takes inputs {names}: key the dict by those names.")
+        return [(n, x[n]) for n in names]
+    if isinstance(x, (list, tuple)):
+        if len(x) != len(names):
+            raise ValueError(
+                f"{what} gives {len(x)} inputs; model {model.name!r} takes {len(names)} "
+                f"inputs {names} (a list in that order, or a dict by name).")
+        return list(zip(names, x))
+    raise ValueError(
+        f"{what} is {type(x).__name__}; model {model.name!r} takes {len(names)} inputs "
+        f"{names}: give a list of arrays in that order or a dict by input name.")
+
+
+def _check_dataset(name, dataset, expected, model):
+    """Checks a dataset's `element_spec` against the model's input(s), by name."""
+    from tfopt import pipeline
+
     spec = dataset.element_spec
-    if not isinstance(spec, (tuple, list)) or len(spec) < 2:
+    several = isinstance(expected, dict)
+    labelled = isinstance(spec, (tuple, list)) and len(spec) >= 2 and (
+        not several or isinstance(spec[0], (tuple, list, dict)))
+    if not labelled:
         raise ValueError(
             f"The {name} dataset yields inputs only ({spec}); map it to (x, y) pairs "
-            "with integer labels.")
-    shape = tuple(spec[0].shape)
-    example = shape[-len(expected):] if expected else ()
-    if len(shape) not in (len(expected), len(expected) + 1) or any(
-            e is not None and s is not None and e != s for e, s in zip(expected, example)):
-        raise ValueError(
-            f"The {name} dataset has inputs of shape {shape}; model takes {expected} "
-            "(batched or not).")
+            "with integer labels" + (", x the model's inputs as a tuple or a dict "
+                                     f"{list(expected)}." if several else "."))
+    if not several:
+        x = spec[0]
+        if isinstance(x, dict):  # one input keyed by its name
+            x = x[_input_names(model)[0]] if _input_names(model)[0] in x else (
+                next(iter(x.values())) if len(x) == 1 else None)
+        if not hasattr(x, "shape"):
+            raise ValueError(
+                f"The {name} dataset's inputs are {spec[0]}; model {model.name!r} takes "
+                f"one input {_input_names(model)} of shape {expected}: yield (x, y).")
+        _check_shape(f"The {name} dataset", None, x.shape, expected, model, True)
+        return
+    what = f"The {name} dataset"
+    for input_name, item in _inputs_by_name(what, pipeline._x_spec(spec, True), expected, model):
+        if not hasattr(item, "shape"):
+            raise ValueError(
+                f"{what} input {input_name!r} is {type(item).__name__}, not a tensor.")
+        _check_shape(what, input_name, item.shape, expected[input_name], model, True)
+
+
+def _check_arrays(name, x, expected, model):
+    """Checks array inputs; returns how many examples they hold."""
+    if not isinstance(expected, dict):
+        if not hasattr(x, "shape"):
+            raise TypeError(
+                f"{name} must be a numpy array (or the data a tf.data.Dataset), got "
+                f"{type(x).__name__}.")
+        _check_shape(name, None, x.shape[1:], expected, model)
+        return len(x)
+    lengths = {}
+    for input_name, array in _inputs_by_name(name, x, expected, model):
+        if not hasattr(array, "shape"):
+            raise TypeError(
+                f"{name} input {input_name!r} must be a numpy array, got "
+                f"{type(array).__name__}.")
+        _check_shape(name, input_name, array.shape[1:], expected[input_name], model)
+        lengths[input_name] = len(array)
+    if len(set(lengths.values())) != 1:
+        raise ValueError(f"{name} has inputs of different lengths {lengths}.")
+    return next(iter(lengths.values()))
 
 
 def _check_data(model, data):
     from tfopt import pipeline
 
     x, y, x_test, y_test = data
-    expected = _model_input_shape(model)
+    expected = _model_inputs(model)
     datasets = [(n, d) for n, d in (("train", x), ("test", x_test)) if pipeline.is_dataset(d)]
     for name, dataset in datasets:
         labels = y if name == "train" else y_test
@@ -380,22 +508,19 @@ def _check_data(model, data):
             raise ValueError(
                 f"The {name} data is a tf.data.Dataset: its labels come from its (x, y) "
                 "elements; give None in the label slot.")
-        _check_dataset(name, dataset, expected)
+        _check_dataset(name, dataset, expected, model)
     if datasets:
         if len(datasets) < 2:
             raise ValueError("Give both the train and the test data as tf.data.Datasets, "
                              "or both as arrays.")
         return
-    for name, array in (("x_train", x), ("x_test", x_test)):
-        if tuple(array.shape[1:]) != expected:
-            raise ValueError(
-                f"{name} has examples of shape {tuple(array.shape[1:])}; model "
-                f"{model.name!r} takes {expected}.")
-    for name, array, labels in (("train", x, y), ("test", x_test, y_test)):
-        if labels is None or len(labels) != len(array):
+    counts = {name: _check_arrays(name, array, expected, model)
+              for name, array in (("x_train", x), ("x_test", x_test))}
+    for name, count, labels in (("train", counts["x_train"], y), ("test", counts["x_test"], y_test)):
+        if labels is None or len(labels) != count:
             raise ValueError(
                 f"The {name} data needs one label per example "
-                f"({len(array)} examples, {0 if labels is None else len(labels)} labels).")
+                f"({count} examples, {0 if labels is None else len(labels)} labels).")
 
 
 def _clone(model):
@@ -410,7 +535,7 @@ def _prune(model, data, target, epochs):
     from tfopt import pipeline
     from tfopt import pruning
 
-    steps = pipeline.steps_per_epoch(data[0], example_shape=_model_input_shape(model))
+    steps = pipeline.steps_per_epoch(data[0], example_shape=_model_inputs(model))
     # Ramp over all but the last epoch (at least MIN_RAMP_UPDATES steps),
     # then fine-tune at the final sparsity.
     ramp = max(pruning.schedules.MIN_RAMP_UPDATES - 1, max(1, epochs - 1) * steps)
@@ -466,12 +591,16 @@ def compress(model, data, recipe, out, epochs=DEFAULT_EPOCHS, verify_examples=51
     the model's head (softmax or logits): a classifier with integer labels.
 
     Args:
-        model: A `keras.Model` (single input), or a path to a `.keras` file.
+        model: A `keras.Model` of one output and one or several inputs,
+            or a path to a `.keras` file (one input).
         data: `(x_train, y_train, x_test, y_test)`, `(train_dataset,
             test_dataset)` (`tf.data.Dataset`s of `(x, y)`, batched or
             not; streamed for calibration and verification), or a path: a `.npz`
             (`x`/`y` or the four arrays) or an image folder (see
-            `load_data`; a folder is streamed).
+            `load_data`; a folder is streamed). For a model of several
+            inputs each `x` is a list of arrays in input order or a dict
+            by input name, or the datasets yield `((x1, x2), y)` or
+            `({name: x}, y)`; files hold one input only.
         recipe: One of `RECIPES`.
         out: The `.tflite` path to write (its directory must exist).
         epochs: Training epochs of the recipes that train.
@@ -485,7 +614,8 @@ def compress(model, data, recipe, out, epochs=DEFAULT_EPOCHS, verify_examples=51
     Raises:
         ValueError: For an unknown recipe, a bad output path, files that
             are missing or of the wrong kind, data that does not fit the
-            model, or a failed conversion.
+            model (the input named), a model of several outputs, a data
+            file for a model of several inputs, or a failed conversion.
         TypeError: If `model` or `data` is of an unsupported type.
 
     Warns:

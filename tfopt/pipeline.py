@@ -119,23 +119,114 @@ def is_dataset(data):
 
 
 def model_example_shape(model):
-    """The shape of one example of `model`'s single input, or None (several, unbuilt)."""
-    inputs = getattr(model, "inputs", None)
-    if not inputs or len(inputs) != 1:
+    """The shape of one example of `model`'s input(s), or None (unbuilt).
+
+    Args:
+        model: A built Keras model.
+
+    Returns:
+        For one input, its example shape (a tuple, without the batch); for
+        several inputs, a dict `{input name: example shape}` in the model's
+        input order (every `example_shape` argument of this module takes
+        it); None when the model has no inputs yet (an unbuilt Sequential).
+
+    Example:
+
+    ```python
+    a, b = keras.Input((8, 8, 1), name="image"), keras.Input((4,), name="vec")
+    model = keras.Model([a, b], ...)
+    tfopt.pipeline.model_example_shape(model)   # {"image": (8, 8, 1), "vec": (4,)}
+    ```
+    """
+    try:
+        inputs = getattr(model, "inputs", None)
+    except (AttributeError, ValueError):  # an unbuilt Sequential
         return None
-    return tuple(inputs[0].shape[1:])
+    if not inputs:
+        return None
+    import keras
+
+    inputs = keras.tree.flatten(inputs)
+    if len(inputs) == 1:
+        return tuple(inputs[0].shape[1:])
+    return {tensor.name: tuple(tensor.shape[1:]) for tensor in inputs}
+
+
+def _several(example_shape):
+    """Whether `example_shape` describes several inputs (a dict by name)."""
+    return isinstance(example_shape, dict)
+
+
+def _reader(example_shape):
+    """`(example_shapes, names)` of `tfopt.data.model_batches` for `example_shape`."""
+    if _several(example_shape):
+        return list(example_shape.values()), list(example_shape)
+    return [example_shape], None
+
+
+def _x_spec(spec, several):
+    """The inputs' part of a dataset's `element_spec` (`x` of `(x, y)`)."""
+    if isinstance(spec, dict):
+        return spec
+    if isinstance(spec, (tuple, list)) and spec:
+        if several and not isinstance(spec[0], (tuple, list, dict)):
+            return spec  # a bare tuple of the inputs
+        return spec[0]
+    return spec
+
+
+def _rank(spec):
+    return getattr(getattr(spec, "shape", None), "rank", None)
 
 
 def _x_rank(dataset):
-    spec = dataset.element_spec
-    if isinstance(spec, (tuple, list)):
-        spec = spec[0]
-    return getattr(getattr(spec, "shape", None), "rank", None)
+    return _rank(_x_spec(dataset.element_spec, False))
 
 
 def _unbatched(dataset, example_shape):
     """True when `dataset` yields single examples of `example_shape`."""
-    return example_shape is not None and _x_rank(dataset) == len(example_shape)
+    if example_shape is None:
+        return False
+    if not _several(example_shape):
+        return _x_rank(dataset) == len(example_shape)
+    x = _x_spec(dataset.element_spec, True)
+    if isinstance(x, dict):
+        specs = [x.get(name) for name in example_shape]
+    elif isinstance(x, (tuple, list)) and len(x) == len(example_shape):
+        specs = list(x)
+    else:
+        return False
+    return all(_rank(spec) == len(shape) for spec, shape in zip(specs, example_shape.values()))
+
+
+def num_examples(x, example_shape=None):
+    """How many examples `x` holds: an array, or a list / dict of input arrays.
+
+    Args:
+        x: An array (or a list of examples), a dict of arrays by input
+            name, or a list of arrays of several inputs.
+        example_shape: As `take`'s: a dict (several inputs) makes a list
+            the inputs' arrays rather than a list of examples.
+
+    Example:
+
+    >>> num_examples({"a": np.zeros((5, 3)), "b": np.zeros((5, 2))})
+    5
+    """
+    if isinstance(x, dict):
+        return len(next(iter(x.values()))) if x else 0
+    if _several(example_shape) and isinstance(x, (list, tuple)) and x:
+        return len(x[0])
+    return len(x)
+
+
+def _slice(x, n, example_shape=None):
+    """The first `n` examples of arrays: one array, or a list / dict of inputs."""
+    if isinstance(x, dict):
+        return {key: value[:n] for key, value in x.items()}
+    if _several(example_shape) and isinstance(x, (list, tuple)):
+        return [item[:n] for item in x]
+    return x[:n]
 
 
 def batched(x, model, batch_size=BATCH_SIZE):
@@ -143,8 +234,8 @@ def batched(x, model, batch_size=BATCH_SIZE):
 
     Args:
         x: A numpy array (returned as is) or a `tf.data.Dataset`.
-        model: The model it feeds (its input rank tells single examples
-            from batches).
+        model: The model it feeds (its input ranks tell single examples
+            from batches, for one input or several).
         batch_size: Batch of an unbatched dataset.
 
     Returns:
@@ -155,8 +246,14 @@ def batched(x, model, batch_size=BATCH_SIZE):
     return x
 
 
-def has_labels(x, y=None):
+def has_labels(x, y=None, example_shape=None):
     """Whether there are labels: `y` given, or `x` a dataset of `(x, y)`.
+
+    Args:
+        x: Inputs (arrays or a dataset).
+        y: Labels, or None.
+        example_shape: As `take`'s: for several inputs (a dict), a
+            dataset of a bare tuple of tensors `(x1, x2)` is inputs only.
 
     Example:
 
@@ -167,7 +264,8 @@ def has_labels(x, y=None):
         return True
     if is_dataset(x):
         spec = x.element_spec
-        return isinstance(spec, (tuple, list)) and len(spec) >= 2
+        return isinstance(spec, (tuple, list)) and len(spec) >= 2 and (
+            not _several(example_shape) or isinstance(spec[0], (tuple, list, dict)))
     return False
 
 
@@ -175,18 +273,27 @@ def take(x, y=None, n=None, example_shape=None, name="data"):
     """The first `n` examples (all: None) as numpy `(x, y)`.
 
     Arrays are sliced; a dataset (or generator function) is streamed and
-    read only up to `n` examples (`tfopt.data.collect_inputs`).
+    read only up to `n` examples (`tfopt.data.model_batches`).
 
     Args:
-        x: Inputs: an array, or a dataset of `x` or `(x, y)`.
+        x: Inputs: an array, or a dataset of `x` or `(x, y)`; for a model
+            of several inputs, a list of arrays in input order, a dict by
+            input name, or a dataset of `((x1, x2), y)` / `({name: x}, y)`.
         y: Labels of array inputs (None: none, or in the dataset).
         n: How many examples.
         example_shape: One example's shape (tells single examples of an
-            unbatched dataset from batches).
+            unbatched dataset from batches); for several inputs the dict
+            `{input name: shape}` of `model_example_shape`.
         name: How to call `x` in errors.
 
     Returns:
-        `(x_n, y_n)`, `y_n` None when there are no labels.
+        `(x_n, y_n)`, `y_n` None when there are no labels. For several
+        inputs read from a dataset, `x_n` is a list in input order; arrays
+        keep their form (list or dict).
+
+    Raises:
+        TypeError, ValueError: As `tfopt.data.model_batches` (an input
+            missing or of the wrong shape, named).
 
     Example:
 
@@ -195,21 +302,28 @@ def take(x, y=None, n=None, example_shape=None, name="data"):
     ((3, 1), [0, 1, 2])
     """
     if is_dataset(x) or callable(x):
-        xs, ys = data_lib.collect_inputs(x, example_shape, n, name)
-        return xs, ys if y is None else np.asarray(y)[:len(xs)]
-    return x[:n], None if y is None else y[:n]
+        shapes, names = _reader(example_shape)
+        xs, ys = data_lib.collect_model_inputs(x, shapes, names, n, name)
+        labels = ys if y is None else np.asarray(y)[:len(xs[0])]
+        return (xs if _several(example_shape) else xs[0]), labels
+    return _slice(x, n, example_shape), None if y is None else y[:n]
 
 
 def limit(x, n, example_shape=None):
     """`x` cut to `n` examples without reading the rest: for streaming readers.
 
-    An array is sliced; a dataset becomes a function returning an iterator
-    of `(x, y)` batches that stops after `n` examples (an input form of
-    `tfopt.export.verify` and `evaluate_tflite`).
+    Arrays are sliced (one array, or a list / dict of a model's inputs); a
+    dataset becomes a function returning an iterator of `(x, y)` batches
+    (`x` a list in input order for several inputs) that stops after `n`
+    examples (an input form of `tfopt.export.verify` and `evaluate_tflite`).
+    `example_shape` is as `take`'s.
     """
     if is_dataset(x):
+        shapes, names = _reader(example_shape)
+        if _several(example_shape):
+            return lambda: data_lib.model_batches(x, shapes, names, n)
         return lambda: data_lib.input_batches(x, example_shape, n)
-    return x[:n]
+    return _slice(x, n, example_shape)
 
 
 def _finite_cardinality(x, what):
@@ -238,7 +352,8 @@ def steps_per_epoch(x, batch_size=BATCH_SIZE, steps=None, example_shape=None):
         batch_size: `fit`'s batch size.
         steps: Steps given by the caller (returned as is when set).
         example_shape: One example's shape: tells an unbatched dataset
-            from a batched one (None: a dataset is taken as batched).
+            from a batched one (None: a dataset is taken as batched); for
+            several inputs the dict of `model_example_shape`.
 
     Returns:
         A positive int.
@@ -261,7 +376,7 @@ def steps_per_epoch(x, batch_size=BATCH_SIZE, steps=None, example_shape=None):
         if _unbatched(x, example_shape):
             return max(1, int(np.ceil(count / batch_size)))
         return max(1, count)
-    return int(np.ceil(len(x) / batch_size))
+    return int(np.ceil(num_examples(x, example_shape) / batch_size))
 
 
 def _check_epochs(epochs, what):
@@ -279,7 +394,9 @@ def train(model, x, y, epochs, learning_rate=LEARNING_RATE, batch_size=BATCH_SIZ
             sparse cross-entropy).
         x, y: Training inputs and integer labels, or `x` a
             `tf.data.Dataset` of `(x, y)` (batched or not: an unbatched one
-            is batched by `batch_size`) and `y` None.
+            is batched by `batch_size`) and `y` None. For a model of
+            several inputs, `x` is a list of arrays in input order or a
+            dict by input name (or the dataset's `x` a tuple or dict).
         epochs: Epochs of `fit`.
         learning_rate: Adam's learning rate.
         batch_size: `fit`'s batch size.
@@ -317,10 +434,11 @@ def train(model, x, y, epochs, learning_rate=LEARNING_RATE, batch_size=BATCH_SIZ
             raise ValueError(
                 "train: x is a tf.data.Dataset, so its labels come from its (x, y) "
                 "elements; pass y=None.")
-        if not has_labels(x):
+        if not has_labels(x, example_shape=model_example_shape(model)):
             raise ValueError(
                 "train: the dataset yields inputs only; map it to (x, y) pairs "
-                "(integer labels) to train.")
+                "(integer labels) to train; for several inputs x is a tuple or a "
+                "dict of them: ((x1, x2), y).")
         if steps_per_epoch is None:
             import tensorflow as tf
 
@@ -533,7 +651,8 @@ def export(model, path=None, quantization="auto", representative_data=None, spar
             models int8, others float; None: float; `"dynamic"`,
             `"float16"`, `"int8"`, `"int16x8"`).
         representative_data: Training inputs (an array, or a dataset
-            streamed up to what is used); the first
+            streamed up to what is used; for several inputs a list in input
+            order, a dict by name, or a dataset of such); the first
             `REPRESENTATIVE_EXAMPLES` calibrate `"int8"`/`"int16x8"` PTQ
             and low-bit modes (ignored otherwise).
         sparsity: Store sparse tensors in the file.
@@ -563,7 +682,8 @@ def export(model, path=None, quantization="auto", representative_data=None, spar
         calibration = take(representative_data, n=REPRESENTATIVE_EXAMPLES,
                            example_shape=model_example_shape(model), name="representative_data")[0]
     elif representative_data is not None:
-        calibration = representative_data[:REPRESENTATIVE_EXAMPLES]
+        calibration = _slice(representative_data, REPRESENTATIVE_EXAMPLES,
+                             model_example_shape(model))
     if lowbit is not None:
         return export_lib.quantize_tflite(
             export_lib.to_tflite(model, batch_size=batch_size), path, mode=lowbit,

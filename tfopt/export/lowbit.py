@@ -300,8 +300,11 @@ def quantize_tflite(
             previous `LowBitExport.recipe` or `litert_quantizer.recipe`) to
             apply instead of `mode`.
         representative_data: Inputs for calibration (a numpy array
-            `(n, *input_shape)`), needed by the static modes and by any
-            recipe with activation quantization.
+            `(n, *input_shape)`; for a model of several inputs a dict of
+            arrays by input name, or a list in the model's input order
+            when `model` is a Keras model or the `TFLiteExport` of one),
+            needed by the static modes and by any recipe with activation
+            quantization.
 
     Returns:
         A `LowBitExport` (a `TFLiteExport` with `recipe` and `layers`).
@@ -324,6 +327,7 @@ def quantize_tflite(
     ```
     """
     float_content, name = _float_content(model)
+    input_order = _input_order(model)
     if recipe is None:
         if mode not in LOWBIT_MODES:
             raise ValueError(
@@ -354,20 +358,24 @@ def quantize_tflite(
         assignment = None
         label = "recipe"
     content = apply_recipe(float_content, list(recipe), representative_data,
-                           label=label, name=name)
+                           label=label, name=name, input_order=input_order)
     return _export(content, path, label, list(recipe), ops, assignment)
 
 
 def apply_recipe(float_content, recipe, representative_data=None,
-                 label="recipe", name="<model>"):
+                 label="recipe", name="<model>", input_order=None):
     """Runs litert-quantizer with `recipe` on a float file; checks it runs.
 
     Args:
         float_content: Bytes of the float `.tflite` file.
         recipe: A litert-quantizer recipe (list of dicts).
-        representative_data: Calibration inputs, if the recipe needs them.
+        representative_data: Calibration inputs, if the recipe needs them:
+            an array (one input), a dict by input name (several inputs),
+            or a list / `tf.data.Dataset` of the inputs in `input_order`.
         label: What to call the recipe in errors (the mode).
         name: What to call the model in errors.
+        input_order: The Keras model's input names in its order (None:
+            unknown; several inputs then go by name only, in a dict).
 
     Returns:
         The quantized file's bytes.
@@ -390,7 +398,8 @@ def apply_recipe(float_content, recipe, representative_data=None,
                 f"mode={label!r} quantizes activations and needs "
                 "representative_data: a numpy array of inputs (e.g. x_train[:200])."
             )
-        calibration = _calibrate(engine, float_content, representative_data, name)
+        calibration = _calibrate(engine, float_content, representative_data, name,
+                                 input_order)
     try:
         with warnings.catch_warnings():
             # The quantizer's interpreter keeps every tensor and warns so.
@@ -407,32 +416,37 @@ def apply_recipe(float_content, recipe, representative_data=None,
     return content
 
 
-def _calibrate(engine, float_content, data, name):
+def _calibrate(engine, float_content, data, name, input_order=None):
+    """Runs litert-quantizer's calibration on `data`, fed by signature input name.
+
+    `data` is read by `tfopt.data.model_batches`: an array for one input;
+    for several, a dict by input name, or a list / dataset in the Keras
+    model's input order when `input_order` (its input names) is known.
+    """
     from ai_edge_litert.interpreter import Interpreter
 
-    if not hasattr(data, "shape") or not hasattr(data, "dtype"):
-        raise TypeError(
-            "representative_data must be a numpy array of inputs, got "
-            f"{type(data).__name__}."
-        )
+    from tfopt.data import collect_model_inputs
+
     interpreter = Interpreter(model_content=bytes(float_content))
     signatures = interpreter.get_signature_list()
     if len(signatures) != 1:
         raise ValueError(f"{name} has {len(signatures)} signatures; one expected.")
     key = next(iter(signatures))
-    inputs = signatures[key]["inputs"]
-    if len(inputs) != 1:
-        raise ValueError(
-            f"Calibration supports single-input models; {name} has {len(inputs)}."
-        )
-    expected = tuple(interpreter.get_input_details()[0]["shape_signature"][1:])
-    if tuple(data.shape[1:]) != expected:
-        raise ValueError(
-            f"representative_data has examples of shape {tuple(data.shape[1:])};"
-            f" {name} takes {expected}."
-        )
-    data = np.asarray(data, "float32")
-    samples = [{inputs[0]: data[i:i + 1]} for i in range(len(data))]
+    details = interpreter.get_signature_runner(key).get_input_details()
+    names = list(signatures[key]["inputs"])  # the converter sorts them by name
+    if input_order is not None and sorted(input_order) == sorted(names):
+        names = list(input_order)
+    shapes = [tuple(None if int(d) == -1 else int(d) for d in details[n]["shape_signature"][1:])
+              for n in names]
+    several = len(names) > 1
+    try:
+        xs, _ = collect_model_inputs(
+            data, shapes, names if several else None, name="representative_data",
+            positional=not several or input_order is not None)
+    except (TypeError, ValueError) as error:
+        raise type(error)(f"{error} ({name})") from None
+    xs = [np.asarray(x, "float32") for x in xs]
+    samples = [{n: x[i:i + 1] for n, x in zip(names, xs)} for i in range(len(xs[0]))]
     # The calibrator keeps every intermediate tensor (and warns so), and
     # draws a progress bar on stderr.
     with warnings.catch_warnings(), contextlib.redirect_stderr(io.StringIO()):
@@ -461,6 +475,15 @@ def _check_runs(content, label, name):
             f"the LiteRT CPU interpreter ({str(error).strip()}); LiteRT has no "
             "CPU kernel for that combination. Use a different mode."
         ) from None
+
+
+def _input_order(model):
+    """The Keras input names in input order (None: unknown, e.g. a file)."""
+    import keras
+
+    if isinstance(model, keras.Model):
+        return [tensor.name for tensor in keras.tree.flatten(model.inputs)]
+    return list(getattr(model, "input_names", None) or []) or None
 
 
 def _float_content(model):
