@@ -47,6 +47,8 @@ def test_tfmot_pruning_baseline(npz, tmp_path):
 
 
 def test_tfmot_qat_baseline(npz, tmp_path):
-    result = _run("tfmot_qat_baseline.py", ["--data", npz, "--epochs", "1", "--skip-timing"], tmp_path)
+    # --lr-decay cosine: the schedule the suites give it (as tfopt's own QAT).
+    result = _run("tfmot_qat_baseline.py", ["--data", npz, "--epochs", "1", "--skip-timing",
+                                            "--lr-decay", "cosine"], tmp_path)
     assert set(result["qat"]["weight_dtypes"].values()) == {"int8"}
     assert result["qat"]["tflite_accuracy"] == pytest.approx(result["qat"]["accuracy"], abs=0.02)
