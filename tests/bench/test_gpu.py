@@ -86,9 +86,12 @@ def test_small_cnn_float_float16_int8_files_on_the_gpu(adapter, tmp_path):
     qat.fit(x[:256], y[:256], epochs=1, verbose=0)
     paths = _files(model, x[:64], tmp_path, "cnn", qat)
     dynamic = export.to_tflite(model, f"{tmp_path}/cnn-dynamic.tflite").path
+    # A "batch N" file of a fixed batch 8: each example fills its 8 rows.
+    batch8 = export.to_tflite(model, f"{tmp_path}/cnn-b8.tflite", batch_size=8).path
     examples = [x_test[i:i + 1] for i in range(4)]
-    checks = bench.check_litert_gpu(list(paths.values()) + [dynamic], examples, runs=2)
-    _assert_checks(paths, checks[:-1], adapter)
+    checks = bench.check_litert_gpu(list(paths.values()) + [batch8, dynamic], examples, runs=2)
+    _assert_checks(paths, checks[:-2], adapter)
+    assert checks[-2]["status"] == "ok" and checks[-2]["rel_diff"] < REL_TOL, checks[-2]
     refused = checks[-1]
     assert refused["status"] == "refused" and "static" in refused["reason"]
     assert "batch_size=1" in refused["reason"] and refused["latency"] is None

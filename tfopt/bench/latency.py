@@ -524,7 +524,13 @@ def litert_gpu_adapter(refresh=False):
 def _io_array(detail, x):
     """`x` (float) as the tensor `detail` expects (quantized for integer inputs)."""
     dtype = np.dtype(detail["dtype"])
-    x = np.asarray(x, dtype="float32").reshape(detail["shape"])
+    shape = tuple(int(d) for d in detail["shape"])
+    x = np.asarray(x, dtype="float32")
+    if len(shape) > 1 and shape[0] > 1 and x.size * shape[0] == int(np.prod(shape)):
+        # One example into a file of a fixed batch N (a "batch N" export):
+        # the example in every row, so the file runs at its own shape.
+        x = np.repeat(x.reshape((1,) + shape[1:]), shape[0], axis=0)
+    x = x.reshape(shape)
     if np.issubdtype(dtype, np.integer):
         scale, zero = detail["quantization"]
         info = np.iinfo(dtype)
